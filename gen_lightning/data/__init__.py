@@ -1,0 +1,1 @@
+"""Data modules by modality (images, text), their sources and resumable loaders."""

@@ -1,0 +1,94 @@
+"""Data loaders that make resumed runs exact and DDP evaluation complete.
+
+Lightning checkpoints keep no sampler position, and a plain ``RandomSampler`` draws its seed from the global
+RNG. ``EpochSampler`` instead derives each epoch's order from ``(seed, epoch)`` alone and can start an epoch
+part-way through, so a run resumed mid-epoch sees exactly the batches the uninterrupted run would have seen.
+``ExactResume`` (gen_lightning/callbacks/resume.py) records the position and calls ``skip``.
+
+Under DDP every process takes a strided shard of the permutation. Training shards are padded to equal length
+(every process must step the same number of times); evaluation shards are not, so each sample is counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffled (or sequential) indices of one process's shard, a pure function of ``(seed, epoch)``."""
+
+    def __init__(self, num_items: int, *, shuffle: bool, seed: int = 0, pad: bool = True) -> None:
+        if num_items <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.num_items = num_items
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pad = pad
+        self.epoch = 0
+        self.start = 0  # items of this epoch's shard to skip, set by ``skip`` on resume
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def skip(self, num_items: int) -> None:
+        """Start the next iteration ``num_items`` into the shard (only that one iteration)."""
+        self.start = num_items
+
+    def _shard(self) -> list[int]:
+        rank, world = _dist_info()
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
+            order = torch.randperm(self.num_items, generator=g).tolist()
+        else:
+            order = list(range(self.num_items))
+        if self.pad and world > 1:
+            total = math.ceil(self.num_items / world) * world
+            order += order[: total - len(order)]
+        return order[rank::world]
+
+    def __iter__(self) -> Iterator[int]:
+        shard = self._shard()
+        start, self.start = self.start, 0
+        return iter(shard[start:])
+
+    def __len__(self) -> int:
+        return len(self._shard()) - self.start
+
+
+def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: int = 0) -> DataLoader:
+    """Shuffled batches; the last incomplete batch is dropped so every step sees ``batch_size`` items."""
+    sampler = EpochSampler(len(dataset), shuffle=True, seed=seed, pad=True)
+    drop_last = len(sampler) >= batch_size
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        # A private generator: creating an iterator must not draw from the global RNG (exact resume).
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0) -> DataLoader:
+    """Ordered batches; under DDP each item is seen by exactly one process (no padding duplicates)."""
+    sampler = EpochSampler(len(dataset), shuffle=False, pad=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
