@@ -1,0 +1,107 @@
+"""Exact resume: the RNG streams and the position in the epoch, which Lightning checkpoints do not keep.
+
+A checkpoint gets the training RNG state (torch, CUDA, numpy, python) at the moment it is written, and how many
+batches of the current epoch were done. On resume the RNG state is put back just before the first training batch
+(so nothing Lightning does while restoring can shift it), and the epoch's ``EpochSampler`` skips the batches
+already seen. Validation runs on a forked RNG with a fixed seed, so it neither consumes the training stream nor
+varies from epoch to epoch. Together: a run interrupted after k steps and resumed equals the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import numpy as np
+import torch
+
+STATE_KEY = "gen_lightning"
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _train_sampler(trainer: L.Trainer):
+    loader = trainer.train_dataloader
+    sampler = getattr(loader, "sampler", None)
+    return sampler if hasattr(sampler, "skip") else None
+
+
+class ExactResume(L.Callback):
+    def __init__(self, validation_seed: int = 0) -> None:
+        self.validation_seed = validation_seed
+        self._outer_rng: dict | None = None  # the training RNG, parked while validation runs
+        self._pending_rng: dict | None = None  # loaded from a checkpoint, applied before the next batch
+        self._pending_skip: tuple[int, int] | None = None  # (epoch, batches already done in it)
+        self._epoch = 0
+        self._batches = 0
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch = trainer.current_epoch
+        self._batches = 0
+        if self._pending_skip is not None:
+            epoch, done = self._pending_skip
+            self._pending_skip = None
+            sampler = _train_sampler(trainer)
+            if epoch == trainer.current_epoch and done > 0:
+                if sampler is None:
+                    raise RuntimeError(
+                        "cannot resume mid-epoch: the training dataloader does not use "
+                        "gen_lightning.data.loaders.EpochSampler"
+                    )
+                sampler.skip(done * trainer.train_dataloader.batch_size)
+                self._batches = done
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._batches += 1
+
+    # ---- validation on a forked, fixed-seed RNG ------------------------------------------------------------
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._outer_rng = rng_state()
+        seed_all(self.validation_seed)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._outer_rng is not None:
+            set_rng_state(self._outer_rng)
+            self._outer_rng = None
+
+    # ---- checkpoint ----------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        cls = type(pl_module)
+        checkpoint[STATE_KEY] = {
+            "target": f"{cls.__module__}.{cls.__qualname__}",
+            "rng": self._outer_rng if self._outer_rng is not None else rng_state(),
+            "epoch": self._epoch,
+            "batches_in_epoch": self._batches,
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        state = checkpoint.get(STATE_KEY)
+        if state is None:
+            return
+        self._pending_rng = state["rng"]
+        self._pending_skip = (state["epoch"], state["batches_in_epoch"])

@@ -1,0 +1,65 @@
+"""Log what a model generates at every validation epoch: image grids or text samples.
+
+The module's ``preview(batch, generator)`` returns named images or texts (see docs/CONTRACT.md); this callback
+feeds it a fixed validation batch and a generator seeded identically each time (fixed noise, so the grid of one
+run evolves visibly), saves PNG / text files under ``RUN_DIR/samples/`` and hands them to every logger.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchvision.utils import make_grid, save_image
+
+from gen_lightning import tracking
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> one (C, H', W') grid in [0, 1]."""
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
+    return make_grid(
+        ((images.detach().float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0
+    )
+
+
+class SampleLogger(L.Callback):
+    def __init__(self, out_dir: str | Path, every_n_epochs: int = 1, seed: int = 1234) -> None:
+        self.out_dir = Path(out_dir)
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self._batch = None
+
+    def _fixed_batch(self, trainer: L.Trainer):
+        if self._batch is None:
+            loaders = trainer.val_dataloaders
+            loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+            self._batch = next(iter(loader))
+        return self._batch
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.every_n_epochs <= 0:
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
+            return
+        batch = [
+            t.to(pl_module.device) if isinstance(t, torch.Tensor) else t for t in self._fixed_batch(trainer)
+        ]
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        with torch.no_grad():
+            media = pl_module.preview(batch, generator)
+        step = trainer.global_step
+        for name, value in media.items():
+            if isinstance(value, torch.Tensor):
+                grid = image_grid(value)
+                path = self.out_dir / name / f"step{step:07d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_image(grid, path)
+                tracking.log_image(trainer, f"samples/{name}", grid)
+            else:
+                path = self.out_dir / name / f"step{step:07d}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("\n\n---\n\n".join(value), encoding="utf-8")
+                tracking.log_texts(trainer, f"samples/{name}", value)

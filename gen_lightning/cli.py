@@ -1,0 +1,112 @@
+"""The ``gen-lightning`` command: ``fit | sample | evaluate | study | report``.
+
+``fit`` is a Hydra application (config groups, overrides, ``--multirun``); the other commands take
+``key=value`` arguments. Errors a user can act on are printed as one message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: gen-lightning COMMAND [key=value ...]
+
+commands:
+  fit       train a model: gen-lightning fit [model=vae data=digits trainer=cpu logger=wandb ...] [--multirun]
+            resume:        gen-lightning fit run_dir=DIR resume=true
+  sample    write samples: gen-lightning sample ckpt=PATH [n=64] [out=FILE.png] [mode=sample|reconstruct|...]
+  evaluate  image metrics of a checkpoint: gen-lightning evaluate ckpt=PATH [metrics.num_samples=...]
+  study     run a comparison: gen-lightning study experiments/NAME.yaml [study_dir=DIR]
+  report    tables and plots of a study: gen-lightning report experiments/NAME.yaml (or a study directory)
+
+`gen-lightning fit --help` shows the config groups and their options.
+"""
+
+COMMANDS = ("fit", "sample", "evaluate", "study", "report")
+
+
+def parse_kv(args: list[str]) -> dict:
+    """``key=value`` arguments, values parsed as YAML scalars/lists (``n=8``, ``labels=[1,2]``, ``out=a.png``)."""
+    import yaml
+
+    out = {}
+    for arg in args:
+        if "=" not in arg:
+            raise SystemExit(f"gen-lightning: expected key=value, got '{arg}'\n\n{USAGE}")
+        key, value = arg.split("=", 1)
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            out[key] = value
+    return out
+
+
+def _fit_task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from gen_lightning import train
+
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if hc.mode == RunMode.MULTIRUN and not any(o.startswith("run_dir=") for o in overrides):
+        with open_dict(cfg):
+            cfg.run_dir = hc.runtime.output_dir  # one directory per job of the sweep
+    if cfg.resume:
+        cfg = train.resolve_for_resume(cfg, overrides)
+    summary = train.fit(cfg)
+    final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
+    print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+
+
+def fit_command(overrides: list[str]) -> None:
+    import hydra
+
+    from gen_lightning.config import config_dir, register_experiments
+
+    register_experiments()
+    # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv in each child process, where main()
+    # recognises it by LOCAL_RANK and routes it back here.
+    sys.argv = [sys.argv[0], *overrides]
+    hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")(_fit_task)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and os.environ.get("LOCAL_RANK") not in (None, "0"):
+        argv = ["fit", *argv]  # a DDP child process started by Lightning with the parent's overrides
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise SystemExit(f"gen-lightning: unknown command '{command}'\n\n{USAGE}")
+    if command == "fit":
+        return fit_command(rest)
+    from gen_lightning.checkpoint import CheckpointError
+    from gen_lightning.data.sources import DataSourceError
+
+    try:
+        if command == "sample":
+            from gen_lightning.sample import sample_command
+
+            sample_command(**parse_kv(rest))
+        elif command == "evaluate":
+            from gen_lightning.evaluate import evaluate_command
+
+            evaluate_command(rest)
+        elif command == "study":
+            from gen_lightning.study import study_command
+
+            study_command(rest)
+        else:
+            from gen_lightning.report import report_command
+
+            report_command(rest)
+    except (CheckpointError, DataSourceError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"gen-lightning {command}: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The image ``LightningDataModule``: hub datasets, local folders, parquet files, and the embedded digits.
+
+Every source becomes a Hugging Face dataset (``sources.py``); its images are decoded once in ``setup`` to a
+uint8 tensor ``(N, C, H, W)`` (resized, padded, grey or RGB as configured) and scaled to [-1, 1] per item. A file
+that cannot be decoded fails with its path (or its row) in the message. Splits are fixed by ``split_seed``, so
+every run and every seed is evaluated on the same validation images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import datasets
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from gen_lightning.data import sources
+from gen_lightning.data.loaders import eval_loader, train_loader
+from gen_lightning.data.sources import DataSourceError
+
+SOURCES = ("digits", "hub", "parquet", "image_folder")
+
+
+class ImageTensorDataset(Dataset):
+    """uint8 images ``(N, C, H, W)`` and int64 labels; items are ``(float image in [-1, 1], label)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i].float().div(127.5).sub(1.0), self.labels[i]
+
+
+def _to_pil(value, where: str) -> Image.Image:
+    """One cell of an image column (encoded bytes, a path, a PIL image or an array) as a PIL image."""
+    try:
+        if isinstance(value, Image.Image):
+            return value
+        if isinstance(value, dict):
+            if value.get("bytes"):
+                img = Image.open(io.BytesIO(value["bytes"]))
+            elif value.get("path"):
+                img = Image.open(value["path"])
+                where = value["path"]
+            else:
+                raise ValueError("empty image cell (no bytes and no path)")
+        elif isinstance(value, bytes | bytearray):
+            img = Image.open(io.BytesIO(value))
+        else:
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0 or arr.max() > 255:
+                raise ValueError(f"array images must hold integers in 0..255 (dtype {arr.dtype})")
+            img = Image.fromarray(arr.astype(np.uint8))
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataSourceError(f"cannot read image {where}: {err}") from err
+
+
+def decode_images(
+    ds: datasets.Dataset,
+    image_column: str,
+    label_column: str | None,
+    channels: int,
+    size: int | None,
+    pad: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every image of ``ds`` to uint8 ``(N, C, H, W)``; labels are -1 where there is no label column."""
+    if image_column not in ds.column_names:
+        raise DataSourceError(
+            f"image column '{image_column}' not found; the dataset has columns {ds.column_names}"
+        )
+    if isinstance(ds.features[image_column], datasets.Image):
+        ds = ds.cast_column(image_column, datasets.Image(decode=False))
+    has_labels = label_column is not None and label_column in ds.column_names
+    mode = {1: "L", 3: "RGB"}[channels]
+    images, labels = [], []
+    for i, row in enumerate(ds):
+        img = _to_pil(row[image_column], where=f"at row {i} of column '{image_column}'").convert(mode)
+        if size is not None and img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        arr = np.asarray(img, dtype=np.uint8).reshape(img.size[1], img.size[0], channels)
+        images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+        labels.append(int(row[label_column]) if has_labels else -1)
+    if not images:
+        raise DataSourceError("the dataset has no images")
+    x = torch.stack(images)
+    if pad:
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    return x, torch.tensor(labels, dtype=torch.long)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``."""
+
+    def __init__(
+        self,
+        source: str = "digits",
+        name: str | None = None,
+        path: str | None = None,
+        image_column: str = "image",
+        label_column: str | None = "label",
+        train_split: str = "train",
+        val_split: str | None = None,
+        val_fraction: float = 0.15,
+        split_seed: int = 0,
+        channels: int = 1,
+        image_size: int | None = None,
+        pad: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise ValueError(f"data.source must be one of {SOURCES}, got '{source}'")
+        if source == "hub" and not name:
+            raise ValueError("data.source=hub needs data.name (a hub dataset such as ylecun/mnist)")
+        if source in ("parquet", "image_folder") and not path:
+            raise ValueError(f"data.source={source} needs data.path")
+        if channels not in (1, 3):
+            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+        if val_split is None and not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        self.save_hyperparameters()
+        self.splits: dict[str, ImageTensorDataset] = {}
+        self.num_classes = 0
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    def _load(self, split: str) -> datasets.Dataset:
+        hp = self.hparams
+        if hp.source == "digits":
+            return sources.load_digits()
+        if hp.source == "hub":
+            return sources.load_hub(hp.name, split)
+        if hp.source == "parquet":
+            return sources.load_parquet(hp.path)
+        return sources.load_image_folder(hp.path)
+
+    def prepare_data(self) -> None:
+        # Rank 0 only: downloads into the Hugging Face cache, which setup() then reads on every process.
+        if self.hparams.source == "hub":
+            for split in {self.hparams.train_split, self.hparams.val_split} - {None}:
+                self._load(split)
+
+    def _decode(self, ds: datasets.Dataset) -> ImageTensorDataset:
+        hp = self.hparams
+        images, labels = decode_images(
+            ds, hp.image_column, hp.label_column, hp.channels, hp.image_size, hp.pad
+        )
+        return ImageTensorDataset(images, labels)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        full = self._decode(self._load(hp.train_split))
+        if hp.val_split is not None:
+            self.splits = {"train": full, "val": self._decode(self._load(hp.val_split))}
+        else:
+            order = torch.randperm(len(full), generator=torch.Generator().manual_seed(hp.split_seed))
+            n_val = max(1, int(round(hp.val_fraction * len(full))))
+            if n_val >= len(full):
+                raise DataSourceError(f"only {len(full)} images: too few to hold out a validation split")
+            val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+            self.splits = {
+                "train": ImageTensorDataset(full.images[train_idx], full.labels[train_idx]),
+                "val": ImageTensorDataset(full.images[val_idx], full.labels[val_idx]),
+            }
+        labels = self.splits["train"].labels
+        self.num_classes = int(labels.max()) + 1 if bool((labels >= 0).all()) else 0
+
+    # ---- what models and metrics need ----------------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.splits["train"].images.shape[1:])
+
+    def model_kwargs(self) -> dict:
+        c, h, w = self.image_shape
+        if h != w:
+            raise DataSourceError(f"images are {h}x{w}; models need square images: set data.image_size")
+        return {"channels": c, "image_size": h, "num_classes": self.num_classes}
+
+    @property
+    def dataset_key(self) -> str:
+        """Identifies the data and its preprocessing (cache key for metric statistics and extractors)."""
+        hp = dict(self.hparams)
+        for k in ("batch_size", "eval_batch_size", "num_workers", "seed"):
+            hp.pop(k, None)
+        digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        label = hp["name"] or hp["source"]
+        return f"{str(label).replace('/', '_')}-{self.image_shape[1]}px-{digest}"
+
+    # ---- loaders -------------------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return train_loader(self.splits["train"], hp.batch_size, seed=hp.seed, num_workers=hp.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.reference_loader("val", self.hparams.eval_batch_size)
+
+    def reference_loader(self, split: str, batch_size: int) -> DataLoader:
+        """Ordered, unpadded loader over a split (metrics' real images, reconstructions for `sample`)."""
+        if split not in self.splits:
+            raise ValueError(f"unknown split '{split}'; choose from {sorted(self.splits)}")
+        return eval_loader(self.splits[split], batch_size, num_workers=self.hparams.num_workers)

@@ -1,0 +1,121 @@
+"""Weights & Biases tracking: offline by default, one run id per run directory, resumable history.
+
+The only place that knows logger APIs. Two facts shape it (see FIELD_NOTES.md):
+- A resumed offline run writes a second ``offline-run-*`` directory whose internal ``_step`` restarts at 0, and
+  W&B drops rows whose step is below the run's current step when both are synced. Every row is therefore logged
+  with an explicit ``step`` (Lightning's logging step, which is checkpointed), so the resumed segment continues
+  the step counter and syncing both segments loses no point.
+- W&B must never stop training: if it cannot start (not logged in, server unreachable), a warning says so and the
+  run goes on with its other outputs (checkpoints, metrics.json, sample PNGs).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+RUN_ID_FILE = "wandb_run_id.txt"
+
+
+class StepWandbLogger(WandbLogger):
+    """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is None:
+            return super().log_metrics(metrics, step)
+        self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
+
+
+def run_id(run_dir: str | Path) -> str:
+    """The W&B run id of ``run_dir``: created on the first run, read back on resume."""
+    path = Path(run_dir) / RUN_ID_FILE
+    if path.exists():
+        return path.read_text().strip()
+    rid = uuid.uuid4().hex[:8]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rid + "\n")
+    return rid
+
+
+def make_wandb_logger(
+    save_dir: str,
+    project: str = "gen-lightning",
+    entity: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    job_type: str = "train",
+    mode: str | None = None,
+    name: str | None = None,
+    id: str | None = None,
+) -> WandbLogger | None:
+    """A started W&B logger, or ``None`` (with a warning) when W&B cannot start."""
+    mode = mode or os.environ.get("WANDB_MODE") or "offline"
+    logger = StepWandbLogger(
+        save_dir=save_dir,
+        project=project,
+        entity=entity,
+        group=group,
+        tags=list(tags or []),
+        job_type=job_type,
+        name=name,
+        id=id or run_id(save_dir),
+        mode=mode,
+        settings=_settings(),
+    )
+    if rank_zero_only.rank != 0:
+        return logger
+    try:
+        logger.experiment  # noqa: B018 - start the run now, so a failure is caught here and not mid-training
+    except Exception as err:
+        warnings.warn(
+            f"W&B could not start ({type(err).__name__}: {err}); training continues without W&B. Checkpoints, "
+            "metrics.json and sample images are still written to the run directory. To use W&B: run `wandb login` "
+            "(online) or set WANDB_MODE=offline.",
+            stacklevel=2,
+        )
+        return None
+    return logger
+
+
+def _settings():
+    import wandb
+
+    return wandb.Settings(init_timeout=60, silent=True, console="off")
+
+
+def logging_step(trainer: L.Trainer) -> int:
+    """The step Lightning logs metrics at (batches that stepped, restored on resume)."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def _wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
+def log_image(trainer: L.Trainer, key: str, image) -> None:
+    """One image (a (C, H, W) tensor in [0, 1]) to every logger that takes images."""
+    for lg in _wandb_loggers(trainer):
+        lg.log_image(key, images=[image], step=logging_step(trainer))
+
+
+def log_texts(trainer: L.Trainer, key: str, texts: list[str]) -> None:
+    """Text samples as a table (step, sample) to every logger that takes tables."""
+    step = logging_step(trainer)
+    for lg in _wandb_loggers(trainer):
+        lg.log_text(key, columns=["step", "sample"], data=[[step, t] for t in texts], step=step)
+
+
+def finish() -> None:
+    """Close the W&B run (flushes the offline files); a no-op without one."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,158 @@
+"""``fit(cfg)``: build data, model, callbacks, logger and trainer from config, train, resume, summarise.
+
+Knows no concrete family: every object comes from its config group (``_target_``); the only shape facts that
+flow from data to model are the data module's ``model_kwargs()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gen_lightning import checkpoint as ckpt_io
+from gen_lightning import tracking
+from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
+from gen_lightning.callbacks.resume import seed_all
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+class RunDirError(RuntimeError):
+    """The run directory does not fit the request (already used, or nothing to resume)."""
+
+
+def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """Check ``run_dir`` against ``resume`` and return it with the checkpoint to resume from (or None)."""
+    run_dir = Path(cfg.run_dir)
+    last = run_dir / LAST
+    if cfg.resume:
+        if not last.is_file():
+            raise RunDirError(
+                f"resume=true but '{last}' does not exist: nothing to resume in run_dir={run_dir}"
+            )
+        return run_dir, last
+    if last.exists():
+        raise RunDirError(
+            f"run_dir={run_dir} already holds a run ({last}); pass resume=true to continue it, "
+            "or choose another run_dir (nothing was overwritten)"
+        )
+    return run_dir, None
+
+
+def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, str]:
+    family = (
+        type(model).__module__.split(".")[1]
+        if type(model).__module__.startswith("gen_lightning.")
+        else "custom"
+    )
+    data = cfg.data
+    dataset = data.get("name") or data.get("source") or Path(str(data.get("path", "data"))).stem
+    return family, str(dataset).replace("/", "_")
+
+
+def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule):
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    family, dataset = family_and_dataset(model, cfg)
+    if cfg.logger._target_.endswith("make_wandb_logger"):
+        tags = sorted({*cfg.logger.get("tags", []), family, dataset})
+        return instantiate(cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name)
+    return instantiate(cfg.logger)
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:
+    monitor = cfg.checkpoint.monitor or model.monitor[0]
+    mode = cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
+    callbacks: list[L.Callback] = [
+        ExactResume(validation_seed=cfg.seed),
+        FiniteLossGuard(),
+        SampleLogger(run_dir / "samples", every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
+        RunSummary(run_dir / "metrics.json", extra={"monitor": monitor, "mode": mode}),
+        # last.ckpt every N steps (and at the end of training) ...
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+        ),
+        # ... and best.ckpt by the monitored validation metric.
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+    ]
+    if cfg.get("metrics") and "_target_" in cfg.metrics:
+        callbacks.append(instantiate(cfg.metrics))
+    return callbacks
+
+
+def fit(cfg: DictConfig) -> dict:
+    """Train as configured; returns the run summary (also in RUN_DIR/metrics.json)."""
+    run_dir, resume_from = prepare_run_dir(cfg)
+    if rank_zero_only.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is None:
+            OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
+    seed_all(cfg.seed)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    if resume_from is not None:
+        ckpt_io.check_compatible(resume_from, model)
+
+    callbacks = build_callbacks(cfg, run_dir, model)
+    logger = build_logger(cfg, run_dir, model)
+    trainer = L.Trainer(
+        **cfg.trainer,
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, unpadded eval)
+    )
+    if logger is not None:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    finally:
+        tracking.finish()
+    summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    return summary.summary(trainer, "completed")
+
+
+def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> DictConfig:
+    """On ``resume=true`` the run continues with its saved config; plain ``key=value`` overrides given on the
+    command line (e.g. ``trainer.max_steps=2000``) still apply, config-group choices may not change."""
+    saved_path = Path(cfg.run_dir) / CONFIG_FILE
+    if not saved_path.is_file():
+        raise RunDirError(
+            f"resume=true but '{saved_path}' does not exist: is run_dir={cfg.run_dir} a run directory?"
+        )
+    saved = OmegaConf.load(saved_path)
+    groups = {"model", "data", "trainer", "logger", "metrics", "experiment"}
+    dotted = []
+    for item in cli_overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in groups:
+            raise RunDirError(f"cannot change the config group '{key}' when resuming run_dir={cfg.run_dir}")
+        if key not in ("resume", "run_dir") and not key.startswith("hydra."):
+            dotted.append(item.lstrip("+"))
+    merged = OmegaConf.merge(saved, OmegaConf.from_dotlist(dotted))
+    with open_dict(merged):
+        merged.resume = True
+        merged.run_dir = cfg.run_dir
+    return merged

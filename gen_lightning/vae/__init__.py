@@ -1,0 +1,1 @@
+"""The VAE family: Gaussian-latent autoencoders trained on the evidence lower bound."""
