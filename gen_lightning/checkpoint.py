@@ -34,9 +34,7 @@ def read(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"'{path}' is not a Lightning checkpoint (no state_dict)")
     if STATE_KEY not in ckpt or "target" not in ckpt[STATE_KEY]:
-        raise CheckpointError(
-            f"checkpoint '{path}' was not written by gen-lightning (no model class recorded)"
-        )
+        raise CheckpointError(f"checkpoint '{path}' was not written by gen-lightning (no model class recorded)")
     return ckpt
 
 

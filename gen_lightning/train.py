@@ -36,9 +36,7 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
     last = run_dir / LAST
     if cfg.resume:
         if not last.is_file():
-            raise RunDirError(
-                f"resume=true but '{last}' does not exist: nothing to resume in run_dir={run_dir}"
-            )
+            raise RunDirError(f"resume=true but '{last}' does not exist: nothing to resume in run_dir={run_dir}")
         return run_dir, last
     if last.exists():
         raise RunDirError(
@@ -49,11 +47,7 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
 
 
 def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, str]:
-    family = (
-        type(model).__module__.split(".")[1]
-        if type(model).__module__.startswith("gen_lightning.")
-        else "custom"
-    )
+    family = type(model).__module__.split(".")[1] if type(model).__module__.startswith("gen_lightning.") else "custom"
     data = cfg.data
     dataset = data.get("name") or data.get("source") or Path(str(data.get("path", "data"))).stem
     return family, str(dataset).replace("/", "_")
@@ -139,9 +133,7 @@ def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> DictConfig:
     command line (e.g. ``trainer.max_steps=2000``) still apply, config-group choices may not change."""
     saved_path = Path(cfg.run_dir) / CONFIG_FILE
     if not saved_path.is_file():
-        raise RunDirError(
-            f"resume=true but '{saved_path}' does not exist: is run_dir={cfg.run_dir} a run directory?"
-        )
+        raise RunDirError(f"resume=true but '{saved_path}' does not exist: is run_dir={cfg.run_dir} a run directory?")
     saved = OmegaConf.load(saved_path)
     groups = {"model", "data", "trainer", "logger", "metrics", "experiment"}
     dotted = []

@@ -20,9 +20,7 @@ from gen_lightning import tracking
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """(N, C, H, W) in [-1, 1] -> one (C, H', W') grid in [0, 1]."""
     nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
-    return make_grid(
-        ((images.detach().float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0
-    )
+    return make_grid(((images.detach().float().cpu() + 1) / 2).clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
 
 
 class SampleLogger(L.Callback):
@@ -44,9 +42,7 @@ class SampleLogger(L.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
             return
-        batch = [
-            t.to(pl_module.device) if isinstance(t, torch.Tensor) else t for t in self._fixed_batch(trainer)
-        ]
+        batch = [t.to(pl_module.device) if isinstance(t, torch.Tensor) else t for t in self._fixed_batch(trainer)]
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         with torch.no_grad():
             media = pl_module.preview(batch, generator)

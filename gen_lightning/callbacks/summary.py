@@ -49,9 +49,7 @@ class RunSummary(L.Callback):
         if trainer.sanity_checking:
             return
         values = {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith("val/") and torch.is_tensor(v)
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and torch.is_tensor(v)
         }
         if not values:
             return

@@ -76,9 +76,7 @@ def decode_images(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every image of ``ds`` to uint8 ``(N, C, H, W)``; labels are -1 where there is no label column."""
     if image_column not in ds.column_names:
-        raise DataSourceError(
-            f"image column '{image_column}' not found; the dataset has columns {ds.column_names}"
-        )
+        raise DataSourceError(f"image column '{image_column}' not found; the dataset has columns {ds.column_names}")
     if isinstance(ds.features[image_column], datasets.Image):
         ds = ds.cast_column(image_column, datasets.Image(decode=False))
     has_labels = label_column is not None and label_column in ds.column_names
@@ -157,9 +155,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _decode(self, ds: datasets.Dataset) -> ImageTensorDataset:
         hp = self.hparams
-        images, labels = decode_images(
-            ds, hp.image_column, hp.label_column, hp.channels, hp.image_size, hp.pad
-        )
+        images, labels = decode_images(ds, hp.image_column, hp.label_column, hp.channels, hp.image_size, hp.pad)
         return ImageTensorDataset(images, labels)
 
     def setup(self, stage: str | None = None) -> None:

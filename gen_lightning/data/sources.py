@@ -104,6 +104,4 @@ def load_digits() -> datasets.Dataset:
     features = datasets.Features(
         {"image": datasets.Array2D(shape=(8, 8), dtype="uint8"), "label": datasets.ClassLabel(num_classes=10)}
     )
-    return datasets.Dataset.from_dict(
-        {"image": list(images), "label": bunch.target.tolist()}, features=features
-    )
+    return datasets.Dataset.from_dict({"image": list(images), "label": bunch.target.tolist()}, features=features)

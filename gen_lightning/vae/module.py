@@ -114,9 +114,7 @@ class VAE(L.LightningModule):
                 self.log(f"val/{name}", metric, prog_bar=name == "elbo")
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # ---- sampling ------------------------------------------------------------------------------------------
     def _noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -160,9 +158,7 @@ class VAE(L.LightningModule):
             t = torch.linspace(0, 1, steps, device=self.device).view(1, steps, 1)
             z = (a[:, None] * (1 - t) + b[:, None] * t).flatten(0, 1)  # (P * steps, D)
             return self.mean_image(self.decoder(z)), steps
-        raise ValueError(
-            f"unknown mode '{mode}' for the VAE; choose from sample, {', '.join(self.sample_modes)}"
-        )
+        raise ValueError(f"unknown mode '{mode}' for the VAE; choose from sample, {', '.join(self.sample_modes)}")
 
     def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, labels = batch

@@ -11,9 +11,7 @@ from torch import nn
 
 
 class MLPEncoder(nn.Module):
-    def __init__(
-        self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int
-    ) -> None:
+    def __init__(self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = channels * image_size * image_size
@@ -29,9 +27,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(
-        self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int
-    ) -> None:
+    def __init__(self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = latent_dim
@@ -53,18 +49,14 @@ def conv_plan(image_size: int, max_downsamples: int = 3) -> int:
         size //= 2
         n += 1
     if n == 0:
-        raise ValueError(
-            f"image_size {image_size} is too small or odd for the conv VAE: use an even size >= 8"
-        )
+        raise ValueError(f"image_size {image_size} is too small or odd for the conv VAE: use an even size >= 8")
     return n
 
 
 class ConvEncoder(nn.Module):
     """Stride-2 convolutions doubling the width at each halving, then a linear head."""
 
-    def __init__(
-        self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int
-    ) -> None:
+    def __init__(self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int) -> None:
         super().__init__()
         n = conv_plan(image_size, num_layers)
         layers: list[nn.Module] = []
@@ -88,9 +80,7 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The encoder mirrored: a linear map to the smallest feature map, then stride-2 transposed convolutions."""
 
-    def __init__(
-        self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int
-    ) -> None:
+    def __init__(self, channels: int, image_size: int, hidden_dim: int, latent_dim: int, num_layers: int) -> None:
         super().__init__()
         n = conv_plan(image_size, num_layers)
         self.side = image_size // 2**n
