@@ -52,10 +52,10 @@ def register_experiments() -> list[str]:
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
-    """The composed root config (no Hydra run), e.g. for tests and for studies."""
+    """The composed root config without the ``hydra`` node (no Hydra run), e.g. for tests and studies."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register_experiments()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
+        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)

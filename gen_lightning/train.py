@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning import tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
+from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.resume import seed_all
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) ->
         FiniteLossGuard(),
         SampleLogger(run_dir / "samples", every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
         RunSummary(run_dir / "metrics.json", extra={"monitor": monitor, "mode": mode}),
-        # last.ckpt every N steps (and at the end of training) ...
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            save_last=True,
-            save_top_k=0,
-            every_n_train_steps=cfg.checkpoint.every_n_train_steps,
-        ),
-        # ... and best.ckpt by the monitored validation metric.
+        LastCheckpoint(run_dir / LAST, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        # best.ckpt by the monitored validation metric.
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
             filename="best",
@@ -122,6 +117,10 @@ def fit(cfg: DictConfig) -> dict:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        if not trainer.interrupted:
+            # ModelCheckpoint skips its end-of-training save when a periodic one already wrote last.ckpt,
+            # which can leave last.ckpt some steps behind the final weights.
+            trainer.save_checkpoint(run_dir / LAST)
     finally:
         tracking.finish()
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))

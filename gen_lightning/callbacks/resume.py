@@ -19,7 +19,10 @@ STATE_KEY = "gen_lightning"
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG, in types that ``torch.load(weights_only=True)`` accepts (no numpy arrays)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -27,7 +30,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -55,21 +59,28 @@ class ExactResume(L.Callback):
         self._batches = 0
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning calls no on_train_epoch_start for an epoch resumed mid-way, but on_train_start comes before
+        # the epoch's data iterator is created: the place to move the sampler past the batches already done.
+        self._epoch = trainer.current_epoch
+        if self._pending_skip is None:
+            return
+        epoch, done = self._pending_skip
+        self._pending_skip = None
+        if epoch != trainer.current_epoch or not 0 < done < trainer.num_training_batches:
+            return  # saved at an epoch boundary: Lightning starts the next epoch from its first batch
+        sampler = _train_sampler(trainer)
+        if sampler is None:
+            raise RuntimeError(
+                "cannot resume mid-epoch exactly: the training dataloader does not use "
+                "gen_lightning.data.loaders.EpochSampler (build it with gen_lightning.data.loaders.train_loader)"
+            )
+        sampler.skip(done * trainer.train_dataloader.batch_size)
+        self._batches = done
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch = trainer.current_epoch
         self._batches = 0
-        if self._pending_skip is not None:
-            epoch, done = self._pending_skip
-            self._pending_skip = None
-            sampler = _train_sampler(trainer)
-            if epoch == trainer.current_epoch and done > 0:
-                if sampler is None:
-                    raise RuntimeError(
-                        "cannot resume mid-epoch: the training dataloader does not use "
-                        "gen_lightning.data.loaders.EpochSampler"
-                    )
-                sampler.skip(done * trainer.train_dataloader.batch_size)
-                self._batches = done
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._pending_rng is not None:

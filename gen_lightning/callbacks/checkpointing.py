@@ -1,0 +1,44 @@
+"""``last.ckpt``: written every N training steps and after every validation, never just before a validation.
+
+Lightning resumes a checkpoint written at the batch that precedes a validation *after* that validation point,
+so the validation would be skipped and the resumed run's metrics history would differ from the uninterrupted
+run's. Periodic saves therefore skip such batches; the save at the end of the validation covers them.
+Writes go through ``trainer.save_checkpoint``, which saves to a temporary file and renames it (atomic).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+
+def validation_follows(trainer: L.Trainer, batch_idx: int) -> bool:
+    """Whether Lightning validates right after this training batch (batch- or epoch-based checks)."""
+    if not trainer.enable_validation:
+        return False
+    every = trainer.check_val_every_n_epoch
+    if every is not None and (trainer.current_epoch + 1) % every != 0:
+        return False
+    if batch_idx + 1 >= trainer.num_training_batches:
+        return True
+    interval = trainer.val_check_batch
+    if interval is None or interval == float("inf"):
+        return False
+    iteration = trainer.fit_loop.epoch_loop.total_batch_idx if every is None else batch_idx
+    return (iteration + 1) % interval == 0
+
+
+class LastCheckpoint(L.Callback):
+    def __init__(self, path: str | Path, every_n_train_steps: int = 200) -> None:
+        self.path = Path(path)
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.every_n_train_steps
+        if n > 0 and trainer.global_step % n == 0 and not validation_follows(trainer, batch_idx):
+            trainer.save_checkpoint(self.path)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)

@@ -1,0 +1,50 @@
+"""Small helpers shared by tests (kept out of conftest so tests can import them explicitly)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX (MNIST) file, gzip-compressed, as a numpy array."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def mnist_arrays(mnist_dir: Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    return (images[:n], labels[:n]) if n else (images, labels)
+
+
+def write_mnist_parquet(mnist_dir: Path, out_dir: Path, n: int, split: str = "train") -> Path:
+    """MNIST images as a parquet file with the hub dataset's schema (Image feature + ClassLabel 'label'),
+    laid out like the hub repository ylecun/mnist (``mnist/<split>-00000-of-00001.parquet``)."""
+    import datasets
+    from PIL import Image
+
+    images, labels = mnist_arrays(mnist_dir, n)
+    encoded = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        encoded.append({"bytes": buf.getvalue(), "path": None})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    ds = datasets.Dataset.from_dict({"image": encoded, "label": labels.tolist()}, features=features)
+    target = out_dir / "mnist" / f"{split}-00000-of-00001.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_parquet(str(target))
+    return target
+
+
+def module_weights(ckpt_path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
