@@ -1,6 +1,6 @@
-"""DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM or
-DDIM (Song et al. 2021) from its exponential moving average, optionally class-conditional with classifier-free
-guidance (Ho & Salimans 2022), and able to inpaint (RePaint, Lugmayr et al. 2022).
+"""DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM
+or DDIM (Song et al. 2021) from its exponential moving average, optionally class-conditional with
+classifier-free guidance (Ho & Salimans 2022), and able to inpaint (RePaint, Lugmayr et al. 2022).
 
 The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
 ``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
@@ -64,7 +64,9 @@ class DDPM(L.LightningModule):
                 "set model.conditional=false or use a labelled data set"
             )
         if not 0.0 <= p_uncond < 1.0:
-            raise ValueError(f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}")
+            raise ValueError(
+                f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}"
+            )
         self.num_classes = num_classes if conditional else 0
         self.net = UNet(
             channels,
@@ -78,11 +80,14 @@ class DDPM(L.LightningModule):
             num_classes=self.num_classes,
         )
         self.process = GaussianDiffusion(num_timesteps, schedule, prediction, variance)
-        self.ema = EMA(self.net, decay=ema_decay) if ema_decay > 0 else None
+        # 0 disables the average; EMA itself rejects decays outside [0, 1).
+        self.ema = EMA(self.net, decay=ema_decay) if ema_decay != 0 else None
         self.val_loss = MeanMetric()
-        self._sampling_options(None, None, None, None)  # fail now, not at the first validation, on bad defaults
+        self._sampling_options(
+            None, None, None, None
+        )  # fail now, not at the first validation, on bad defaults
 
-    # ---- training ---------------------------------------------------------------------------------------------
+    # ---- training ------------------------------------------------------------------------------------------
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0, labels = batch  # (B, C, H, W) in [-1, 1], (B,)
@@ -121,7 +126,7 @@ class DDPM(L.LightningModule):
             return
         self._synchronize()
         start = time.perf_counter()
-        self.sample(n, torch.Generator().manual_seed(0))
+        self.sample(n, torch.Generator(self.device).manual_seed(0))  # noise drawn where it is used
         self._synchronize()
         self.log("val/sample_time", (time.perf_counter() - start) / n, sync_dist=True)
 
@@ -136,7 +141,7 @@ class DDPM(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # ---- sampling ---------------------------------------------------------------------------------------------
+    # ---- sampling ------------------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample(
@@ -176,8 +181,9 @@ class DDPM(L.LightningModule):
         resample: int = 1,
         jump: int = 10,
     ) -> torch.Tensor:
-        """Complete ``images`` (N, C, H, W) outside ``mask`` (a name from ``process.MASKS``, or a boolean tensor
-        broadcastable to the images, True = known); ``resample > 1`` adds RePaint's jumps of ``jump`` steps."""
+        """Complete ``images`` (N, C, H, W) outside ``mask`` (a name from ``process.MASKS``, or a boolean
+        tensor broadcastable to the images, True = known); ``resample > 1`` adds RePaint's jumps of ``jump``
+        steps."""
         images = images.to(self.device)
         known = self._mask(mask, images.shape)
         opts = self._sampling_options(sampler, steps, eta, guidance)
@@ -185,15 +191,27 @@ class DDPM(L.LightningModule):
         with self._eval_mode():
             model = self._denoiser(labels, opts.pop("guidance"))
             out = self.process.sample(
-                model, tuple(images.shape), generator, known=images, mask=known, resample=resample, jump=jump, **opts
+                model,
+                tuple(images.shape),
+                generator,
+                known=images,
+                mask=known,
+                resample=resample,
+                jump=jump,
+                **opts,
             )
         return torch.where(known, images, out.clamp(-1, 1))
 
     def render(
-        self, mode: str, images: torch.Tensor, labels: torch.Tensor, mask: str | torch.Tensor = "center", **options
+        self,
+        mode: str,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mask: str | torch.Tensor = "center",
+        **options,
     ) -> tuple[torch.Tensor, int]:
-        """``inpaint``: (original, masked input, completion) triplets side by side, about as many rows as triplets
-        per row; returns the (3N, C, H, W) images in [-1, 1] and the number of columns."""
+        """``inpaint``: (original, masked input, completion) triplets side by side, about as many rows as
+        triplets per row; returns the (3N, C, H, W) images in [-1, 1] and the number of columns."""
         if mode not in self.sample_modes:
             raise ValueError(f"unknown sample mode {mode!r}; DDPM offers {list(self.sample_modes)}")
         images = images.to(self.device)
@@ -203,7 +221,9 @@ class DDPM(L.LightningModule):
         grid = torch.stack([images, masked, completed], dim=1).flatten(0, 1)  # (3N, C, H, W)
         return grid, 3 * math.ceil(math.sqrt(images.shape[0]))
 
-    def preview(self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def preview(
+        self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Samples from the fixed noise of ``generator`` (conditional: the batch's classes), at most 64."""
         images, labels = batch
         n = min(images.shape[0], 64)
@@ -221,7 +241,7 @@ class DDPM(L.LightningModule):
             "guidance": opts["guidance"],
         }
 
-    # ---- helpers ----------------------------------------------------------------------------------------------
+    # ---- helpers -------------------------------------------------------------------------------------------
 
     def _sampling_options(self, sampler, steps, eta, guidance) -> dict:
         hp = self.hparams
@@ -246,7 +266,9 @@ class DDPM(L.LightningModule):
             return torch.arange(n, device=self.device) % self.num_classes
         labels = torch.as_tensor(labels, device=self.device).long()
         if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}")
+            raise ValueError(
+                f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}"
+            )
         return labels
 
     def _mask(self, mask: str | torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -254,7 +276,9 @@ class DDPM(L.LightningModule):
             return inpaint_mask(mask, tuple(shape), self.device)
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool:
-            raise ValueError(f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}")
+            raise ValueError(
+                f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}"
+            )
         return mask.expand(shape)
 
     def _sampling_net(self) -> torch.nn.Module:
@@ -269,7 +293,8 @@ class DDPM(L.LightningModule):
         null = torch.full_like(labels, self.num_classes)
 
         def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # Ho & Salimans eq. 6 written with s = 1 + w: out = uncond + s (cond - uncond); s = 1 is conditional.
+            # Ho & Salimans eq. 6 written with s = 1 + w: out = uncond + s (cond - uncond); s = 1 is
+            # conditional.
             cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
             return uncond + guidance * (cond - uncond)
 

@@ -1,13 +1,13 @@
 """The denoising U-Net of DDPM (Ho et al. 2020, Appendix B), in plain PyTorch.
 
-A PixelCNN++-style U-Net: wide residual blocks with group normalisation, the timestep fed to every block through a
-sinusoidal embedding (Vaswani et al. 2017) and an MLP, self-attention at the low resolutions listed in
-``attention_resolutions`` and always in the middle, skip connections between the two halves. The class label, when
-the model is class-conditional, is added to the time embedding; index ``num_classes`` is the null ("no label") class
-of classifier-free guidance (Ho & Salimans 2022).
+A PixelCNN++-style U-Net: wide residual blocks with group normalisation, the timestep fed to every block
+through a sinusoidal embedding (Vaswani et al. 2017) and an MLP, self-attention at the low resolutions listed
+in ``attention_resolutions`` and always in the middle, skip connections between the two halves. The class
+label, when the model is class-conditional, is added to the time embedding; index ``num_classes`` is the null
+("no label") class of classifier-free guidance (Ho & Salimans 2022).
 
-The network knows nothing of the noise schedule: it maps ``(x_t, t, labels)`` to a tensor of ``x_t``'s shape, which
-``gen_lightning.diffusion.process`` interprets as noise or velocity.
+The network knows nothing of the noise schedule: it maps ``(x_t, t, labels)`` to a tensor of ``x_t``'s shape,
+which ``gen_lightning.diffusion.process`` interprets as noise or velocity.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    # 32 groups as in Ho et al.; fewer when the width is small or not a multiple of 32.
-    return nn.GroupNorm(math.gcd(32, channels), channels)
+    # 32 groups as in Ho et al. (width 128 and up), fewer for narrow layers: at least 4 channels per group, so
+    # a group is never a single channel (instance norm would erase per-channel information).
+    groups = max((g for g in range(1, 33) if channels % g == 0 and channels // g >= 4), default=1)
+    return nn.GroupNorm(groups, channels)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -43,13 +45,18 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    """GN -> SiLU -> conv, plus the projected embedding, GN -> SiLU -> dropout -> conv; added to the input."""
+    """GN -> SiLU -> conv, then GN modulated by the embedding -> SiLU -> dropout -> conv; added to the input.
+
+    The embedding scales and shifts the normalised features (AdaGN, Dhariwal & Nichol 2021, section 3) rather
+    than being added before the norm as in Ho et al.: a shift added before group norm is partly removed by it,
+    and entirely when a group holds one channel, which leaves a narrow network blind to the time and class.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float) -> None:
         super().__init__()
         self.norm1 = group_norm(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_ch)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
@@ -57,8 +64,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, out_ch, H, W)
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)  # each (B, out_ch, 1, 1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
 
@@ -112,9 +120,10 @@ class Stage(nn.ModuleList):
 class UNet(nn.Module):
     """Noise (or velocity) predictor ``(x_t, t, labels) -> (B, C, H, W)``.
 
-    Level ``i`` works at resolution ``size / 2**i`` with ``hidden_dim * channel_mult[i]`` channels. Images whose
-    side is not a multiple of ``2**(levels - 1)`` are zero-padded to the next multiple inside the network and the
-    output is cropped back (28x28 MNIST runs 3 levels at 28/14/7 unpadded, 4 levels at 32/16/8/4 padded).
+    Level ``i`` works at resolution ``size / 2**i`` with ``hidden_dim * channel_mult[i]`` channels. Images
+    whose side is not a multiple of ``2**(levels - 1)`` are zero-padded to the next multiple inside the
+    network and the output is cropped back (28x28 MNIST runs 3 levels at 28/14/7 unpadded, 4 levels at
+    32/16/8/4 padded).
     """
 
     def __init__(
@@ -137,7 +146,9 @@ class UNet(nn.Module):
 
         emb_dim = 4 * hidden_dim
         self.hidden_dim = hidden_dim
-        self.time_embed = nn.Sequential(nn.Linear(hidden_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(
+            nn.Linear(hidden_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         # One extra row: the null class used for the unconditional half of classifier-free guidance.
         self.class_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
         self.conv_in = nn.Conv2d(channels, hidden_dim, 3, padding=1)
@@ -200,12 +211,14 @@ class UNet(nn.Module):
 def _level_resolutions(image_size: int, levels: int, num_res_blocks: int) -> list[int]:
     """Side of the feature maps at each level, after padding the image to a multiple of ``2**(levels-1)``."""
     if levels < 1 or num_res_blocks < 1:
-        raise ValueError(f"channel_mult needs at least one level and num_res_blocks >= 1, got {levels} levels")
+        raise ValueError(
+            f"channel_mult needs at least one level and num_res_blocks >= 1, got {levels} levels"
+        )
     factor = 2 ** (levels - 1)
     if image_size < factor:
         raise ValueError(
-            f"channel_mult has {levels} levels, which halve the image {levels - 1} times, but image_size is only "
-            f"{image_size}: use at most {int(math.log2(image_size)) + 1} levels for this data"
+            f"channel_mult has {levels} levels, which halve the image {levels - 1} times, but image_size is "
+            f"only {image_size}: use at most {int(math.log2(image_size)) + 1} levels for this data"
         )
     size = math.ceil(image_size / factor) * factor
     return [size // 2**i for i in range(levels)]
