@@ -261,9 +261,9 @@ class GaussianDiffusion(nn.Module):
             )
         device = self.abar_ext.device
         seq = self.timesteps(sampler, steps)
-        path = repaint_schedule(len(seq) - 1, jump, resample) if known is not None else range(len(seq))
+        # Positions in seq, visited in order: straight down, or with RePaint's jumps back when inpainting.
+        path = repaint_schedule(len(seq) - 1, jump, resample) if known is not None else list(range(len(seq)))
         x = randn(shape, generator, device)  # x_T ~ N(0, I)
-        path = list(path)
         for here, there in zip(path[:-1], path[1:]):
             t, t_next = seq[here], seq[there]
             if there > here:  # denoise t -> t_next
