@@ -1,0 +1,314 @@
+"""DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM
+or DDIM (Song et al. 2021) from its exponential moving average, optionally class-conditional with
+classifier-free guidance (Ho & Salimans 2022), and able to inpaint (RePaint, Lugmayr et al. 2022).
+
+The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
+``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from gen_lightning.diffusion.nets import UNet
+from gen_lightning.diffusion.process import Denoiser, GaussianDiffusion, inpaint_mask
+from gen_lightning.nn.ema import EMA
+
+
+class DDPM(L.LightningModule):
+    """Denoising diffusion probabilistic model of ``channels x image_size x image_size`` images in [-1, 1]."""
+
+    modality = "image"
+    sample_modes = ("inpaint",)
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        num_classes: int = 0,
+        hidden_dim: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: Sequence[int] = (16,),
+        num_heads: int = 1,
+        dropout: float = 0.1,
+        num_timesteps: int = 1000,
+        schedule: str = "linear",
+        prediction: str = "epsilon",
+        variance: str = "small",
+        conditional: bool = False,
+        p_uncond: float = 0.1,
+        guidance: float = 1.0,
+        lr: float = 2e-4,
+        betas: Sequence[float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        warmup_steps: int = 1000,
+        ema_decay: float = 0.9999,
+        sampler: str = "ddim",
+        sample_steps: int | None = 50,
+        eta: float = 0.0,
+        sample_time_batch: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if conditional and num_classes <= 0:
+            raise ValueError(
+                "conditional: true needs labelled data, but the data module reports num_classes=0; "
+                "set model.conditional=false or use a labelled data set"
+            )
+        if not 0.0 <= p_uncond < 1.0:
+            raise ValueError(
+                f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}"
+            )
+        self.num_classes = num_classes if conditional else 0
+        self.net = UNet(
+            channels,
+            image_size,
+            hidden_dim=hidden_dim,
+            channel_mult=list(channel_mult),
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=list(attention_resolutions),
+            num_heads=num_heads,
+            dropout=dropout,
+            num_classes=self.num_classes,
+        )
+        self.process = GaussianDiffusion(num_timesteps, schedule, prediction, variance)
+        # 0 disables the average; EMA itself rejects decays outside [0, 1).
+        self.ema = EMA(self.net, decay=ema_decay) if ema_decay != 0 else None
+        self.val_loss = MeanMetric()
+        self._sampling_options(
+            None, None, None, None
+        )  # fail now, not at the first validation, on bad defaults
+
+    # ---- training ------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x0, labels = batch  # (B, C, H, W) in [-1, 1], (B,)
+        t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        kwargs = {}
+        if self.num_classes:
+            # Classifier-free guidance training: drop the label to the null class with probability p_uncond.
+            drop = torch.rand(x0.shape[0], device=x0.device) < self.hparams.p_uncond
+            kwargs["labels"] = labels.masked_fill(drop, self.num_classes)
+        loss = self.process.training_losses(self.net, x0, t, noise, kwargs).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # once per optimizer step, also under gradient accumulation
+            self.ema.update(self.net)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x0, labels = batch
+        # Fixed timesteps and noise per batch index, from a private generator: the loss is comparable across
+        # epochs and validation never draws from the global RNG (exact resume), whatever the callbacks.
+        g = torch.Generator().manual_seed(batch_idx)
+        t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)
+        noise = torch.randn(x0.shape, generator=g).to(x0.device)
+        kwargs = {"labels": labels} if self.num_classes else {}
+        losses = self.process.training_losses(self._sampling_net(), x0, t, noise, kwargs)  # (B,)
+        self.val_loss.update(losses)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        # Wall-clock seconds per image of the configured sampler, on a small fixed batch.
+        n = self.hparams.sample_time_batch
+        if n <= 0 or self.trainer.sanity_checking:
+            return
+        self._synchronize()
+        start = time.perf_counter()
+        self.sample(n, torch.Generator(self.device).manual_seed(0))  # noise drawn where it is used
+        self._synchronize()
+        self.log("val/sample_time", (time.perf_counter() - start) / n, sync_dist=True)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(
+            self.net.parameters(),
+            lr=self.hparams.lr,
+            betas=tuple(self.hparams.betas),
+            weight_decay=self.hparams.weight_decay,
+        )
+        warmup = max(1, self.hparams.warmup_steps)  # linear warm-up (Ho et al.: 5000 steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- sampling ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        labels: torch.Tensor | None = None,
+        guidance: float | None = None,
+    ) -> torch.Tensor:
+        """``n`` images (n, C, H, W) in [-1, 1]; options default to the configured ones (see ``sample_info``).
+
+        A conditional model without ``labels`` draws the classes in turn (0, 1, ..., num_classes - 1, 0, ...).
+        """
+        if n < 1:
+            raise ValueError(f"number of samples must be positive, got {n}")
+        opts = self._sampling_options(sampler, steps, eta, guidance)
+        labels = self._labels(n, labels)
+        shape = (n, self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
+        with self._eval_mode():
+            model = self._denoiser(labels, opts.pop("guidance"))
+            return self.process.sample(model, shape, generator, **opts).clamp(-1, 1)
+
+    @torch.no_grad()
+    def inpaint(
+        self,
+        images: torch.Tensor,
+        mask: str | torch.Tensor = "center",
+        generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float | None = None,
+        resample: int = 1,
+        jump: int = 10,
+    ) -> torch.Tensor:
+        """Complete ``images`` (N, C, H, W) outside ``mask`` (a name from ``process.MASKS``, or a boolean
+        tensor broadcastable to the images, True = known); ``resample > 1`` adds RePaint's jumps of ``jump``
+        steps."""
+        images = images.to(self.device)
+        known = self._mask(mask, images.shape)
+        opts = self._sampling_options(sampler, steps, eta, guidance)
+        labels = self._labels(images.shape[0], labels)
+        with self._eval_mode():
+            model = self._denoiser(labels, opts.pop("guidance"))
+            out = self.process.sample(
+                model,
+                tuple(images.shape),
+                generator,
+                known=images,
+                mask=known,
+                resample=resample,
+                jump=jump,
+                **opts,
+            )
+        return torch.where(known, images, out.clamp(-1, 1))
+
+    def render(
+        self,
+        mode: str,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mask: str | torch.Tensor = "center",
+        **options,
+    ) -> tuple[torch.Tensor, int]:
+        """``inpaint``: (original, masked input, completion) triplets side by side, about as many rows as
+        triplets per row; returns the (3N, C, H, W) images in [-1, 1] and the number of columns."""
+        if mode not in self.sample_modes:
+            raise ValueError(f"unknown sample mode {mode!r}; DDPM offers {list(self.sample_modes)}")
+        images = images.to(self.device)
+        known = self._mask(mask, images.shape)
+        completed = self.inpaint(images, known, labels=labels if self.num_classes else None, **options)
+        masked = torch.where(known, images, torch.zeros_like(images))  # the hidden region shown grey
+        grid = torch.stack([images, masked, completed], dim=1).flatten(0, 1)  # (3N, C, H, W)
+        return grid, 3 * math.ceil(math.sqrt(images.shape[0]))
+
+    def preview(
+        self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Samples from the fixed noise of ``generator`` (conditional: the batch's classes), at most 64."""
+        images, labels = batch
+        n = min(images.shape[0], 64)
+        labels = labels[:n].to(self.device) if self.num_classes else None
+        return {"samples": self.sample(n, generator, labels=labels)}
+
+    def sample_info(self) -> dict:
+        """What ``sample()`` uses by default: one key per sampler setting, so numbers never mix samplers."""
+        opts = self._sampling_options(None, None, None, None)
+        return {
+            "sampler": opts["sampler"],
+            "steps": len(self.process.timesteps(opts["sampler"], opts["steps"])) - 1,
+            "eta": opts["eta"] if opts["sampler"] == "ddim" else None,
+            "weights": "ema" if self.ema is not None else "raw",
+            "guidance": opts["guidance"],
+        }
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+
+    def _sampling_options(self, sampler, steps, eta, guidance) -> dict:
+        hp = self.hparams
+        sampler = sampler or hp.sampler
+        if steps is None and sampler == "ddim":
+            steps = hp.sample_steps  # the configured step count is DDIM's; DDPM always runs all T steps
+        eta = hp.eta if eta is None else eta
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"DDIM eta must be in [0, 1], got {eta}")
+        if guidance is not None and not self.num_classes:
+            raise ValueError("guidance needs a class-conditional model (conditional: true)")
+        guidance = (hp.guidance if guidance is None else guidance) if self.num_classes else None
+        self.process.timesteps(sampler, steps)  # validates sampler and steps
+        return {"sampler": sampler, "steps": steps, "eta": eta, "guidance": guidance}
+
+    def _labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError("labels were given to an unconditional model (conditional: false)")
+            return None
+        if labels is None:
+            return torch.arange(n, device=self.device) % self.num_classes
+        labels = torch.as_tensor(labels, device=self.device).long()
+        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(
+                f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}"
+            )
+        return labels
+
+    def _mask(self, mask: str | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        if isinstance(mask, str):
+            return inpaint_mask(mask, tuple(shape), self.device)
+        mask = torch.as_tensor(mask, device=self.device)
+        if mask.dtype != torch.bool:
+            raise ValueError(
+                f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}"
+            )
+        return mask.expand(shape)
+
+    def _sampling_net(self) -> torch.nn.Module:
+        return self.ema if self.ema is not None else self.net
+
+    def _denoiser(self, labels: torch.Tensor | None, guidance: float | None) -> Denoiser:
+        net = self._sampling_net()
+        if labels is None:
+            return net
+        if guidance == 1.0:
+            return lambda x, t: net(x, t, labels)
+        null = torch.full_like(labels, self.num_classes)
+
+        def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            # Ho & Salimans eq. 6 written with s = 1 + w: out = uncond + s (cond - uncond); s = 1 is
+            # conditional.
+            cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+            return uncond + guidance * (cond - uncond)
+
+        return guided
+
+    @contextmanager
+    def _eval_mode(self):
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
