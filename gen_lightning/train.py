@@ -100,7 +100,7 @@ def fit(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    model = instantiate(cfg.model, **datamodule.model_kwargs(), _convert_="all")
     if resume_from is not None:
         ckpt_io.check_compatible(resume_from, model)
 

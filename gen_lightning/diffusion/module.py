@@ -26,6 +26,7 @@ class DDPM(L.LightningModule):
     """Denoising diffusion probabilistic model of ``channels x image_size x image_size`` images in [-1, 1]."""
 
     modality = "image"
+    monitor = ("val/loss", "min")
     sample_modes = ("inpaint",)
 
     def __init__(
