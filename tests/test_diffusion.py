@@ -120,9 +120,7 @@ def test_ddim_sampler_matches_diffusers(schedule, prediction, eta, steps):
     assert process.timesteps("ddim", steps) == [*ref.timesteps.tolist(), -1]
 
     shape = (2, 1, 4, 4)
-    ours = process.sample(
-        toy_model, shape, torch.Generator().manual_seed(2), sampler="ddim", steps=steps, eta=eta
-    )
+    ours = process.sample(toy_model, shape, torch.Generator().manual_seed(2), sampler="ddim", steps=steps, eta=eta)
     g = torch.Generator().manual_seed(2)
     x = torch.randn(shape, generator=g)
     for t in ref.timesteps:
@@ -136,9 +134,7 @@ def test_ddim_with_eta_one_over_all_steps_is_ddpm():
     process = GaussianDiffusion(200, "cosine")
     shape = (3, 1, 4, 4)
     ddpm = process.sample(toy_model, shape, torch.Generator().manual_seed(3), sampler="ddpm")
-    ddim = process.sample(
-        toy_model, shape, torch.Generator().manual_seed(3), sampler="ddim", steps=200, eta=1.0
-    )
+    ddim = process.sample(toy_model, shape, torch.Generator().manual_seed(3), sampler="ddim", steps=200, eta=1.0)
     torch.testing.assert_close(ddim, ddpm, rtol=1e-4, atol=1e-4)
 
 
@@ -161,9 +157,7 @@ def two_point_denoiser(process: GaussianDiffusion, level: float):
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])
-@pytest.mark.parametrize(
-    ("sampler", "steps", "eta"), [("ddpm", None, 0.0), ("ddim", 20, 0.0), ("ddim", 20, 1.0)]
-)
+@pytest.mark.parametrize(("sampler", "steps", "eta"), [("ddpm", None, 0.0), ("ddim", 20, 0.0), ("ddim", 20, 1.0)])
 def test_samplers_draw_the_data_distribution(prediction, sampler, steps, eta):
     process = GaussianDiffusion(200, "linear", prediction)
     model = two_point_denoiser(process, 0.5)
@@ -175,9 +169,7 @@ def test_samplers_draw_the_data_distribution(prediction, sampler, steps, eta):
     assert 0.35 < (sign > 0).float().mean() < 0.65  # in equal proportion (4 standard deviations)
 
 
-@pytest.mark.parametrize(
-    ("sampler", "steps", "resample"), [("ddpm", None, 1), ("ddpm", None, 3), ("ddim", 20, 2)]
-)
+@pytest.mark.parametrize(("sampler", "steps", "resample"), [("ddpm", None, 1), ("ddpm", None, 3), ("ddim", 20, 2)])
 def test_inpainting_completes_from_the_known_region(sampler, steps, resample):
     process = GaussianDiffusion(200, "cosine")
     model = two_point_denoiser(process, 0.5)
@@ -185,9 +177,7 @@ def test_inpainting_completes_from_the_known_region(sampler, steps, resample):
     known[4:] = -0.5  # half the batch shows the other image
     mask = inpaint_mask("right", known.shape)
     g = torch.Generator().manual_seed(5)
-    out = process.sample(
-        model, known.shape, g, sampler, steps, known=known, mask=mask, resample=resample, jump=5
-    )
+    out = process.sample(model, known.shape, g, sampler, steps, known=known, mask=mask, resample=resample, jump=5)
     assert torch.equal(out[mask.expand_as(out)], known[mask.expand_as(known)])  # known pixels kept exactly
     assert (out - known).abs().max() < 1e-3  # the generated half agrees with the known half
 
@@ -262,9 +252,7 @@ TINY = {
 
 def digits() -> TensorDataset:
     data = load_digits()
-    images = (
-        torch.tensor(data.images, dtype=torch.float32)[:, None] / 8 - 1
-    )  # (1797, 1, 8, 8), 0..16 -> [-1, 1]
+    images = torch.tensor(data.images, dtype=torch.float32)[:, None] / 8 - 1  # (1797, 1, 8, 8), 0..16 -> [-1, 1]
     return TensorDataset(images, torch.tensor(data.target))
 
 
@@ -364,15 +352,11 @@ def test_inpainting_keeps_known_pixels_exactly(trained):
     model = trained["model"]
     images, labels = digits().tensors[0][:4], digits().tensors[1][:4]
     for mask, resample in [("center", 1), ("random", 2)]:
-        out = model.inpaint(
-            images, mask, torch.Generator().manual_seed(1), labels=labels, resample=resample, jump=5
-        )
+        out = model.inpaint(images, mask, torch.Generator().manual_seed(1), labels=labels, resample=resample, jump=5)
         known = inpaint_mask(mask, images.shape).expand_as(images)
         assert torch.equal(out[known], images[known])
         assert not torch.equal(out[~known], images[~known])
-    grid, ncol = model.render(
-        "inpaint", images, labels, mask="left", generator=torch.Generator().manual_seed(1)
-    )
+    grid, ncol = model.render("inpaint", images, labels, mask="left", generator=torch.Generator().manual_seed(1))
     assert grid.shape == (12, 1, 8, 8) and ncol == 6
     assert torch.equal(grid[0::3], images) and torch.equal(grid[1::3][..., :4], torch.zeros(4, 1, 8, 4))
     with pytest.raises(ValueError, match="unknown sample mode"):

@@ -65,9 +65,7 @@ class DDPM(L.LightningModule):
                 "set model.conditional=false or use a labelled data set"
             )
         if not 0.0 <= p_uncond < 1.0:
-            raise ValueError(
-                f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}"
-            )
+            raise ValueError(f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}")
         self.num_classes = num_classes if conditional else 0
         self.net = UNet(
             channels,
@@ -84,9 +82,7 @@ class DDPM(L.LightningModule):
         # 0 disables the average; EMA itself rejects decays outside [0, 1).
         self.ema = EMA(self.net, decay=ema_decay) if ema_decay != 0 else None
         self.val_loss = MeanMetric()
-        self._sampling_options(
-            None, None, None, None
-        )  # fail now, not at the first validation, on bad defaults
+        self._sampling_options(None, None, None, None)  # fail now, not at the first validation, on bad defaults
 
     # ---- training ------------------------------------------------------------------------------------------
 
@@ -222,9 +218,7 @@ class DDPM(L.LightningModule):
         grid = torch.stack([images, masked, completed], dim=1).flatten(0, 1)  # (3N, C, H, W)
         return grid, 3 * math.ceil(math.sqrt(images.shape[0]))
 
-    def preview(
-        self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator
-    ) -> dict[str, torch.Tensor]:
+    def preview(self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Samples from the fixed noise of ``generator`` (conditional: the batch's classes), at most 64."""
         images, labels = batch
         n = min(images.shape[0], 64)
@@ -267,9 +261,7 @@ class DDPM(L.LightningModule):
             return torch.arange(n, device=self.device) % self.num_classes
         labels = torch.as_tensor(labels, device=self.device).long()
         if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(
-                f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}"
-            )
+            raise ValueError(f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}")
         return labels
 
     def _mask(self, mask: str | torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -277,9 +269,7 @@ class DDPM(L.LightningModule):
             return inpaint_mask(mask, tuple(shape), self.device)
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool:
-            raise ValueError(
-                f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}"
-            )
+            raise ValueError(f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}")
         return mask.expand(shape)
 
     def _sampling_net(self) -> torch.nn.Module:

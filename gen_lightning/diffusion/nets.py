@@ -146,9 +146,7 @@ class UNet(nn.Module):
 
         emb_dim = 4 * hidden_dim
         self.hidden_dim = hidden_dim
-        self.time_embed = nn.Sequential(
-            nn.Linear(hidden_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
+        self.time_embed = nn.Sequential(nn.Linear(hidden_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         # One extra row: the null class used for the unconditional half of classifier-free guidance.
         self.class_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
         self.conv_in = nn.Conv2d(channels, hidden_dim, 3, padding=1)
@@ -211,9 +209,7 @@ class UNet(nn.Module):
 def _level_resolutions(image_size: int, levels: int, num_res_blocks: int) -> list[int]:
     """Side of the feature maps at each level, after padding the image to a multiple of ``2**(levels-1)``."""
     if levels < 1 or num_res_blocks < 1:
-        raise ValueError(
-            f"channel_mult needs at least one level and num_res_blocks >= 1, got {levels} levels"
-        )
+        raise ValueError(f"channel_mult needs at least one level and num_res_blocks >= 1, got {levels} levels")
     factor = 2 ** (levels - 1)
     if image_size < factor:
         raise ValueError(

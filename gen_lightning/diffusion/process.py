@@ -48,9 +48,7 @@ def beta_schedule(schedule: str, num_timesteps: int) -> torch.Tensor:
     if schedule == "linear":
         scale = 1000 / num_timesteps  # Ho et al.'s 1e-4..0.02 is for T = 1000; keep abar_T ~ 4e-5 for other T
         if 0.02 * scale >= 1:
-            raise ValueError(
-                f"the linear schedule needs num_timesteps > 20 (betas scale as 1000 / T): {num_timesteps}"
-            )
+            raise ValueError(f"the linear schedule needs num_timesteps > 20 (betas scale as 1000 / T): {num_timesteps}")
         return torch.linspace(1e-4 * scale, 0.02 * scale, num_timesteps, dtype=torch.float64)
     # Cosine (Nichol & Dhariwal eq. 17): abar(t) = f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) * pi/2), s =
     # 0.008; beta_t = 1 - abar(t+1) / abar(t) capped at 0.999 to avoid the singularity at t = T.
@@ -80,9 +78,7 @@ def repaint_schedule(num_steps: int, jump: int, resample: int) -> list[int]:
     """
     if resample < 1 or jump < 1:
         raise ValueError(f"RePaint needs resample >= 1 and jump >= 1, got resample={resample}, jump={jump}")
-    remaining = {
-        tau: resample - 1 for tau in range(0, num_steps - jump, jump)
-    }  # tau = num_steps - 1 - position
+    remaining = {tau: resample - 1 for tau in range(0, num_steps - jump, jump)}  # tau = num_steps - 1 - position
     tau, taus = num_steps, []
     while tau >= 1:
         tau -= 1
@@ -165,9 +161,7 @@ class GaussianDiffusion(nn.Module):
 
     # ---- reverse steps -------------------------------------------------------------------------------------
 
-    def predict_start(
-        self, x_t: torch.Tensor, t: int, output: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_start(self, x_t: torch.Tensor, t: int, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0, eps) from the network output at timestep ``t``; x0 clipped to [-1, 1], eps consistent."""
         a = self.abar(t).to(x_t.dtype)
         if self.prediction == "epsilon":
@@ -177,17 +171,13 @@ class GaussianDiffusion(nn.Module):
         x0 = x0.clamp(-1, 1)
         return x0, (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
-    def ddpm_step(
-        self, x_t: torch.Tensor, output: torch.Tensor, t: int, noise: torch.Tensor | None
-    ) -> torch.Tensor:
+    def ddpm_step(self, x_t: torch.Tensor, output: torch.Tensor, t: int, noise: torch.Tensor | None) -> torch.Tensor:
         """Ancestral step x_t -> x_{t-1} ~ N(mu~_t(x_t, x0), sigma_t^2 I) (Ho et al. eq. 6-7, Algorithm 2)."""
         x0, _ = self.predict_start(x_t, t, output)
         a_t, a_prev = self.abar(t).to(x_t.dtype), self.abar(t - 1).to(x_t.dtype)
         alpha_t = a_t / a_prev
         beta_t = 1 - alpha_t
-        mean = (a_prev.sqrt() * beta_t / (1 - a_t)) * x0 + (
-            alpha_t.sqrt() * (1 - a_prev) / (1 - a_t)
-        ) * x_t  # eq. 7
+        mean = (a_prev.sqrt() * beta_t / (1 - a_t)) * x0 + (alpha_t.sqrt() * (1 - a_prev) / (1 - a_t)) * x_t  # eq. 7
         if t == 0:
             return mean  # x_0 is the mean: no noise at the last step
         var = beta_t * (1 - a_prev) / (1 - a_t) if self.variance == "small" else beta_t  # beta~_t or beta_t
@@ -256,9 +246,7 @@ class GaussianDiffusion(nn.Module):
         if mask is not None and mask.dtype != torch.bool:
             raise ValueError(f"the inpainting mask must be boolean (True = known pixel), got {mask.dtype}")
         if known is not None and tuple(known.shape) != tuple(shape):
-            raise ValueError(
-                f"known image of shape {tuple(known.shape)} does not match the sample shape {shape}"
-            )
+            raise ValueError(f"known image of shape {tuple(known.shape)} does not match the sample shape {shape}")
         device = self.abar_ext.device
         seq = self.timesteps(sampler, steps)
         # Positions in seq, visited in order: straight down, or with RePaint's jumps back when inpainting.

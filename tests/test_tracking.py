@@ -1,0 +1,77 @@
+"""W&B tracking: offline records, a resumed run that continues the step counter, and a W&B that cannot start."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from test_resume import run
+
+WANDB = shutil.which("wandb")
+
+
+def history(run_dir) -> dict[int, dict]:
+    """Every history row of an offline W&B run directory, by step, read with `wandb leet inspect --json`."""
+    out = subprocess.run(
+        [WANDB, "leet", "inspect", "--json", str(run_dir)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    rows = {}
+    for line in out.splitlines():
+        record = json.loads(line)
+        if record.get("type") == "history":
+            item = record["history"]["item"]
+            rows.setdefault(item["_step"], {}).update(item)
+    return rows
+
+
+def offline_runs(run_dir):
+    return sorted((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.skipif(WANDB is None, reason="wandb command not installed")
+def test_resumed_wandb_run_continues_its_steps(tmp_path, monkeypatch):
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    run(full_dir, "logger=wandb", "checkpoint.every_n_train_steps=1000")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cut_dir, "logger=wandb", "checkpoint.every_n_train_steps=12", crash_at=12, monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    run(cut_dir, "resume=true")
+
+    first, second = offline_runs(cut_dir)
+    run_id = (cut_dir / "wandb_run_id.txt").read_text().strip()
+    assert first.name.endswith(run_id) and second.name.endswith(run_id)  # both segments are the same W&B run
+    seg1, seg2 = history(first), history(second)
+    reference = history(offline_runs(full_dir)[0])
+    # The resumed segment starts where the checkpoint was, not at 0, so syncing it drops no row ...
+    assert min(seg2) == 12
+    # ... and together the two segments hold every row of the uninterrupted run, with the same values.
+    merged = {**seg1, **seg2}
+    assert sorted(merged) == sorted(reference)
+    for step, row in reference.items():
+        if "train/loss" in row:
+            assert merged[step]["train/loss"] == row["train/loss"], step
+    val_steps = [s for s, r in reference.items() if "val/elbo" in r]
+    assert val_steps and all(merged[s]["val/elbo"] == reference[s]["val/elbo"] for s in val_steps)
+    # The resolved config and the tags are in the run record.
+    summary = subprocess.run(
+        [WANDB, "leet", "inspect", "--summary", "--json", str(second)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert '"vae"' in summary and "digits" in summary
+
+
+def test_wandb_that_cannot_start_does_not_stop_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there: no network
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "10")
+    with pytest.warns(UserWarning, match="W&B could not start.*training continues"):
+        summary = run(tmp_path / "r", "logger=wandb", "trainer.max_steps=5")
+    assert summary["global_step"] == 5
+    assert (tmp_path / "r" / "checkpoints" / "last.ckpt").is_file()
