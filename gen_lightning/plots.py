@@ -1,0 +1,84 @@
+"""Figures of a study report: validation curves of every run, and the final samples of every run side by side.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend change). PNGs are
+saved without the software tag, so the same data always gives the same bytes (a re-run report is identical).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+COLORS = [f"C{i}" for i in range(10)]
+PNG_META = {"Software": None}
+TEXT_LINES, TEXT_WIDTH = 14, 48  # how much of a text sample a cell of the sample figure shows
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100, metadata=PNG_META)
+    return path
+
+
+def metric_curves(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], path: Path, note: str = "") -> Path:
+    """``metric`` against the training step and the training time, one line per run and seed.
+
+    ``curves``: run name -> [(seed, history rows with "step", "time_s" and the metric)], in report order.
+    """
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    by_step, by_time = fig.subplots(1, 2)
+    for color, (run, seeds) in zip(COLORS * 10, curves.items()):
+        for i, (_seed, rows) in enumerate(seeds):
+            rows = [r for r in rows if metric in r and np.isfinite(r[metric])]
+            if not rows:
+                continue
+            label = run if i == 0 else None
+            values = [r[metric] for r in rows]
+            by_step.plot([r["step"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
+            by_time.plot([r["time_s"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
+    for ax, xlabel in ((by_step, "training step (trainer.global_step)"), (by_time, "training time (s)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    by_step.legend(fontsize=8)
+    fig.suptitle(metric + (f"  ({note})" if note else ""), fontsize=10)
+    return _save(fig, path)
+
+
+def _text_cell(ax, text: str) -> None:
+    lines = [line.expandtabs(4)[:TEXT_WIDTH] for line in text.splitlines()[:TEXT_LINES]]
+    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=6, wrap=False)
+
+
+def sample_panel(rows: dict[str, list[tuple[str, Path | str | None]]], path: Path, title: str) -> Path:
+    """A grid of cells: one row per run (or evaluation), one column per seed.
+
+    Each cell is ``(caption, content)``: a PNG path (an image grid), a ``.txt`` path (text samples), a string
+    (shown as text, e.g. an error) or None (empty).
+    """
+    n_rows = max(1, len(rows))
+    n_cols = max([1, *(len(cells) for cells in rows.values())])
+    fig = Figure(figsize=(2.6 * n_cols + 1.2, 2.6 * n_rows + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    for r, (name, cells) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            caption, content = cells[c] if c < len(cells) else ("", None)
+            ax.set_title(caption, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if isinstance(content, Path) and content.suffix == ".png":
+                ax.imshow(np.asarray(Image.open(content).convert("RGB")), interpolation="nearest")
+            elif isinstance(content, Path):
+                _text_cell(ax, content.read_text(encoding="utf-8").split("\n\n---\n\n")[0])
+            elif content:
+                _text_cell(ax, "\n".join(content[i : i + TEXT_WIDTH] for i in range(0, len(content), TEXT_WIDTH)))
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

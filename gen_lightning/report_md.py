@@ -1,0 +1,172 @@
+"""The Markdown of a study report (``report.md``), from the numbers ``gen_lightning.report`` collected."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gen_lightning.callbacks.summary import higher_is_better
+
+ERROR_LINES = 12
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def mean_std(st: dict | None, scale: float = 1.0) -> str:
+    """``mean ± std`` (sample std over seeds); just the value for one seed; ``-`` for none."""
+    if not st or not st.get("n"):
+        return "-"
+    if st["n"] == 1:
+        return number(st["mean"] * scale)
+    return f"{number(st['mean'] * scale)} ± {st['std'] * scale:.2g}"
+
+
+def parameters(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def arrow(metric: str) -> str:
+    return "↑" if higher_is_better(metric) else "↓"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def best_rows(rows: list[dict], metric: str) -> set[int]:
+    """Indices of the rows with the best mean of ``metric`` (bold in the table), when two or more compete."""
+    means = [(i, r["metrics"].get(metric, {}).get("mean")) for i, r in enumerate(rows)]
+    means = [(i, m) for i, m in means if m is not None]
+    if len(means) < 2:
+        return set()
+    best = (max if higher_is_better(metric) else min)(m for _, m in means)
+    return {i for i, m in means if m == best}
+
+
+def overview(report: dict) -> list[str]:
+    spec = report["spec"]
+    seeds = report["seed_results"]
+    done = sum(s["status"] == "completed" for s in seeds)
+    failed = sum(s["status"] == "failed" for s in seeds)
+    budget = ", ".join(f"{k}={v}" for k, v in spec["budget"].items())
+    lines = [f"# Study `{report['study']}`", ""]
+    if spec.get("description"):
+        lines += [spec["description"], ""]
+    info = [
+        ["study file", f"`{spec.get('source') or '-'}`"],
+        ["seeds", ", ".join(str(s) for s in spec["seeds"])],
+        ["budget (every run)", budget],
+        ["common overrides", f"`{' '.join(spec['common'])}`" if spec["common"] else "-"],
+        ["evaluation protocol", f"`{' '.join(spec['protocol'])}`" if spec["protocol"] else "-"],
+        ["runs", f"{len(seeds)}: {done} completed, {failed} failed, {len(seeds) - done - failed} incomplete"],
+    ]
+    return lines + table(["", ""], info) + [""]
+
+
+def comparison(report: dict) -> list[str]:
+    rows, metrics = report["rows"], report["main_metrics"]
+    header = ["run", "model", "seeds", "parameters", *(f"{m} {arrow(m)}" for m in metrics)]
+    header += ["train time (s)", "sample time (ms/image)"]
+    bold = {m: best_rows(rows, m) for m in metrics}
+    body = []
+    for i, row in enumerate(rows):
+        cells = [f"`{row['run']}`", row["model"] or "-", f"{row['completed']}/{row['seeds']}"]
+        cells.append(parameters(row["num_params"]))
+        for m in metrics:
+            cell = mean_std(row["metrics"].get(m))
+            cells.append(f"**{cell}**" if i in bold[m] else cell)
+        cells += [mean_std(row["train_time_s"]), mean_std(row["sample_time_s"], 1000.0)]
+        body.append(cells)
+    lines = ["## Comparison", ""]
+    lines += [
+        "Final validation metrics, mean ± sample standard deviation over the completed seeds (seeds: completed/"
+        "planned); ↑ higher is better, ↓ lower is better, the best mean in bold. Training time excludes start-up; "
+        "sample time is the model's own `val/sample_time` where it logs one.",
+        "",
+    ]
+    lines += table(header, body) + [""]
+    others = [
+        [f"`{row['run']}`", f"`{m}` {arrow(m)}", mean_std(st), str(st["n"])]
+        for row in rows
+        for m, st in row["metrics"].items()
+        if m not in metrics
+    ]
+    if others:
+        lines += ["### Other metrics", ""] + table(["run", "metric", "mean ± std", "seeds"], others) + [""]
+    return lines
+
+
+def evaluations(report: dict) -> list[str]:
+    rows = report["evaluations"]
+    if not rows:
+        return []
+    metrics = sorted({m for r in rows for m in r["metrics"]})
+    header = ["run", "evaluation", "overrides", "sampler", "seeds", *(f"{m} {arrow(m)}" for m in metrics)]
+    header.append("sample time (ms/image)")
+    body = []
+    for row in rows:
+        info = ", ".join(f"{k}={v}" for k, v in row["sample_info"].items() if v is not None)
+        cells = [f"`{row['run']}`", f"`{row['evaluation']}`", f"`{' '.join(row['overrides'])}`", info or "-"]
+        cells.append(f"{row['completed']}/{row['seeds']}")
+        cells += [mean_std(row["metrics"].get(m)) for m in metrics]
+        body.append(cells + [mean_std(row["sample_time_s"], 1000.0)])
+    lines = ["## Evaluations of the trained checkpoints", ""]
+    lines += [
+        f"Each trained `{report['spec'].get('evaluate_checkpoint', 'last')}.ckpt` rebuilt with the overrides and "
+        "evaluated under the study's protocol; sample time: one batch of samples from a fixed generator.",
+        "",
+    ]
+    return lines + table(header, body) + [""]
+
+
+def references(report: dict) -> list[str]:
+    refs = report["spec"].get("references") or []
+    if not refs:
+        return []
+    by_run = {row["run"]: row for row in report["rows"]}
+    body = []
+    for ref in refs:
+        st = by_run.get(ref.get("run"), {}).get("metrics", {}).get(ref.get("metric"))
+        body.append([f"`{ref.get('run')}`", f"`{ref.get('metric')}`", mean_std(st), number(ref.get("value"))])
+        body[-1].append(str(ref.get("source", "")))
+    return ["## Published numbers", ""] + table(["run", "metric", "ours", "published", "source"], body) + [""]
+
+
+def failures(report: dict) -> list[str]:
+    bad = [s for s in report["seed_results"] if s["status"] != "completed"]
+    bad_evals = [(row, key, err) for row in report["evaluations"] for key, err in row["errors"].items()]
+    if not bad and not bad_evals:
+        return []
+    lines = ["## Failed and incomplete runs", ""]
+    by_error: dict[tuple[str, str], list[str]] = {}
+    for s in bad:  # runs that failed alike (e.g. every seed of a model that is not installed) are listed once
+        by_error.setdefault((s["status"], (s["error"] or "").expandtabs(4)), []).append(f"`{s['key']}`")
+    for (status, error), keys in by_error.items():
+        shown = error.splitlines()[:ERROR_LINES]
+        lines += [f"- {', '.join(keys)} ({status}):", "", "  ```", *(f"  {x}".rstrip() for x in shown), "  ```"]
+    for row, key, err in bad_evals:
+        lines += [f"- evaluation `{row['evaluation']}` of `{key}`: {err}"]
+    return lines + [""]
+
+
+def render(report: dict, plot_metrics: list[str], metric_file: Callable[[str], str]) -> str:
+    lines = overview(report) + comparison(report) + evaluations(report) + references(report) + failures(report)
+    if plot_metrics:
+        lines += ["## Validation curves", ""]
+        lines += [
+            "Every seed of every run; x: `trainer.global_step` (GANs count the steps of both optimizers) and "
+            "training time.",
+            "",
+        ]
+        lines += [f"![{m}](plots/{metric_file(m)})" for m in plot_metrics] + [""]
+    lines += ["## Samples", "", "![final samples of every run](samples.png)", ""]
+    return "\n".join(lines)
