@@ -25,13 +25,25 @@ RUN_ID_FILE = "wandb_run_id.txt"
 
 
 class StepWandbLogger(WandbLogger):
-    """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps."""
+    """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps, and
+    keeps each validation metric's best and last value in the run summary (the W&B comparison of a study)."""
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._define_summaries(metrics)
         if step is None:
             return super().log_metrics(metrics, step)
         self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
+
+    def _define_summaries(self, metrics: Mapping[str, float]) -> None:
+        from gen_lightning.callbacks.summary import higher_is_better
+
+        defined = self.__dict__.setdefault("_summaries_defined", set())
+        for name in metrics:
+            if name.startswith("val/") and name not in defined:
+                summary = "max,last" if higher_is_better(name) else "min,last"
+                self.experiment.define_metric(name, step_metric="trainer/global_step", summary=summary)
+                defined.add(name)
 
 
 def run_id(run_dir: str | Path) -> str:
