@@ -64,6 +64,11 @@ def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule):
     return instantiate(cfg.logger)
 
 
+def num_params(model: L.LightningModule) -> int:
+    """Trainable parameters (EMA copies and frozen extractors excluded), for the study reports."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:
     monitor = cfg.checkpoint.monitor or model.monitor[0]
     mode = cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
@@ -71,7 +76,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) ->
         ExactResume(validation_seed=cfg.seed),
         FiniteLossGuard(),
         SampleLogger(run_dir / "samples", every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
-        RunSummary(run_dir / "metrics.json", extra={"monitor": monitor, "mode": mode}),
+        RunSummary(run_dir / "metrics.json", extra={"monitor": monitor, "mode": mode, "num_params": num_params(model)}),
         LastCheckpoint(run_dir / LAST, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
         # best.ckpt by the monitored validation metric.
         ModelCheckpoint(
