@@ -151,8 +151,9 @@ def is_current(run_dir: Path, name: str, overrides: list[str], checkpoint: str) 
 def run_evaluations(spec, index, planned) -> None:
     """Every evaluation variant of every completed run, skipping results already made from the same checkpoint."""
     keys = {pr.key for pr in planned}
-    index.data["evaluations"] = {  # drop variants and runs the study no longer has
-        k: v for k, v in index.data["evaluations"].items() if v.get("evaluation") in spec.evaluations and v.get("dir") in keys
+    old = index.data["evaluations"]  # drop variants and runs the study no longer has
+    index.data["evaluations"] = {
+        k: v for k, v in old.items() if v.get("evaluation") in spec.evaluations and v.get("dir") in keys
     }
     if not spec.evaluations:
         return
