@@ -132,11 +132,13 @@ def references(report: dict) -> list[str]:
     refs = report["spec"].get("references") or []
     if not refs:
         return []
-    by_run = {row["run"]: row for row in report["rows"]}
+    rows = {(row["run"], None): row for row in report["rows"]}
+    rows.update({(row["run"], row["evaluation"]): row for row in report["evaluations"]})
     body = []
-    for ref in refs:
-        st = by_run.get(ref.get("run"), {}).get("metrics", {}).get(ref.get("metric"))
-        body.append([f"`{ref.get('run')}`", f"`{ref.get('metric')}`", mean_std(st), number(ref.get("value"))])
+    for ref in refs:  # {run, metric, value, source} and, for an evaluation variant, its name under "evaluation"
+        st = rows.get((ref.get("run"), ref.get("evaluation")), {}).get("metrics", {}).get(ref.get("metric"))
+        name = ref.get("run") + (f": {ref['evaluation']}" if ref.get("evaluation") else "")
+        body.append([f"`{name}`", f"`{ref.get('metric')}`", mean_std(st), number(ref.get("value"))])
         body[-1].append(str(ref.get("source", "")))
     return ["## Published numbers", ""] + table(["run", "metric", "ours", "published", "source"], body) + [""]
 

@@ -165,6 +165,9 @@ def parse_spec(node: dict, source: str = "") -> StudySpec:
                     f"run '{name}' overrides '{_key(item)}', which every run of the study shares (protocol, budget, "
                     "seed, run directory, logger): move it to study.protocol, study.budget or study.common"
                 )
+    for ref in spec.references:
+        if not isinstance(ref, dict) or not {"run", "metric", "value"} <= set(ref) or ref["run"] not in spec.runs:
+            raise StudyError(f"study.references entries need run (one of {list(spec.runs)}), metric and value: {ref!r}")
     for name, overrides in spec.evaluations.items():
         bad = [o for o in overrides if not _key(o).startswith("model.")]
         if bad:
