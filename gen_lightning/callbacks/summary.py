@@ -20,8 +20,9 @@ HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc")
 
 
 def higher_is_better(name: str) -> bool:
+    """``val/elbo``, ``val/is_clf``, ``val/precision_clf``; also ``val/mlm_acc``, ``val/clf_acc`` (suffix)."""
     leaf = name.rsplit("/", 1)[-1]
-    return any(leaf == k or leaf.startswith(k + "_") for k in HIGHER_IS_BETTER)
+    return any(leaf == k or leaf.startswith(k + "_") or leaf.endswith("_" + k) for k in HIGHER_IS_BETTER)
 
 
 def write_json(path: Path, data: dict) -> None:
