@@ -53,6 +53,21 @@ class SeedResult:
     logger: dict = field(default_factory=dict)
 
 
+def in_study_order(entries: dict, spec: dict) -> list[tuple[str, dict]]:
+    """Index entries (study.json keeps them sorted by name) in the study file's order: run, evaluation, seed."""
+    runs, evals, seeds = spec["run_order"], spec["evaluation_order"], spec["seeds"]
+
+    def position(item):
+        entry = item[1]
+        return (
+            runs.index(entry["run"]) if entry["run"] in runs else len(runs),
+            evals.index(entry["evaluation"]) if entry.get("evaluation") in evals else -1,
+            seeds.index(entry["seed"]) if entry["seed"] in seeds else len(seeds),
+        )
+
+    return sorted(entries.items(), key=position)
+
+
 def count_parameters(run_dir: Path) -> int | None:
     """Trainable parameters of the run's model (EMA copies excluded), from its last checkpoint."""
     from gen_lightning.checkpoint import CheckpointError, load_module
@@ -77,7 +92,8 @@ def read_seed(study_dir: Path, key: str, entry: dict) -> SeedResult:
         result.model = str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1]
         result.logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else {}
     if status != "completed":
-        result.error = summary.get("error") or entry.get("error") or f"stopped at step {summary.get('global_step', 0)}"
+        stopped = f"stopped at step {summary['global_step']}" if summary else "not started"
+        result.error = summary.get("error") or entry.get("error") or stopped
     result.final = {k: v for k, v in summary.get("final", {}).items() if math.isfinite(v)}
     result.history = summary.get("history", [])
     result.global_step = summary.get("global_step")
@@ -122,13 +138,12 @@ def aggregate(results: list[SeedResult], runs: list[str]) -> list[dict]:
 def evaluation_rows(study_dir: Path, index: dict, spec: dict) -> list[dict]:
     """One row per (run, evaluation variant): statistics over seeds of the evaluated metrics."""
     groups: dict[tuple[str, str], list[dict]] = {}
-    for entry in index.get("evaluations", {}).values():
+    for _, entry in in_study_order(index.get("evaluations", {}), spec):
         path = study_dir / entry["file"]
         result = json.loads(path.read_text()) if path.is_file() else {"status": "missing", "error": f"{path} missing"}
         groups.setdefault((entry["run"], entry["evaluation"]), []).append({**result, "key": entry["dir"]})
-    order = {name: i for i, name in enumerate(spec.get("evaluations", {}))}
     rows = []
-    for (run, name), results in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0))):
+    for (run, name), results in groups.items():
         done = [r for r in results if r.get("status") == "completed"]
         metrics = sorted({k for r in done for k in r.get("metrics", {})})
         rows.append(
@@ -192,7 +207,7 @@ def write_samples(study_dir: Path, results: list[SeedResult], index: dict, name:
         error = (r.error or "").splitlines()[0] if r.error else ""
         content = final_samples(study_dir / r.dir) if r.status == "completed" else f"{r.status}: {error}"
         rows.setdefault(r.run, []).append((f"seed {r.seed}", content))
-    for entry in index.get("evaluations", {}).values():
+    for _, entry in in_study_order(index.get("evaluations", {}), index["spec"]):
         result_file = study_dir / entry["file"]
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
         content = study_dir / entry["dir"] / result["samples"] if result.get("samples") else result.get("error")
@@ -269,8 +284,8 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
 def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
     index = load_index(study_dir)
     spec = index["spec"]
-    runs = list(spec["runs"])
-    results = [read_seed(study_dir, key, entry) for key, entry in index["runs"].items()]
+    runs = spec["run_order"]
+    results = [read_seed(study_dir, key, entry) for key, entry in in_study_order(index["runs"], spec)]
     rows = aggregate(results, runs)
     report = {
         "study": index["study"],
@@ -288,7 +303,7 @@ def write_report(study_dir: str | Path, wandb: str = "auto") -> Path:
     study_dir = Path(study_dir)
     report, results = build_report(study_dir)
     index = load_index(study_dir)
-    plot_metrics = write_plots(study_dir, results, list(report["spec"]["runs"]))
+    plot_metrics = write_plots(study_dir, results, report["spec"]["run_order"])
     write_samples(study_dir, results, index, report["study"])
     write_json(study_dir / "report.json", report)
     (study_dir / "report.md").write_text(render(report, plot_metrics, metric_file), encoding="utf-8")

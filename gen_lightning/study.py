@@ -15,7 +15,6 @@ must have the configuration the study gives them now, or the study stops before 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -61,9 +60,13 @@ def uses_wandb(cfg: DictConfig) -> bool:
     return bool(cfg.get("logger")) and str(cfg.logger.get("_target_", "")).endswith("make_wandb_logger")
 
 
-def wandb_overrides(spec: StudySpec, run: str) -> list[str]:
+def wandb_settings(spec: StudySpec, run: str) -> dict:
     """One W&B group per study; tags study and run (train.py adds family and dataset)."""
-    return [f"logger.group={spec.name}", f"logger.tags=[{spec.name},{run}]", "logger.job_type=train"]
+    return {"group": spec.name, "tags": [spec.name, run], "job_type": "train"}
+
+
+def wandb_overrides(settings: dict) -> list[str]:
+    return [f"logger.{k}=[{','.join(v)}]" if isinstance(v, list) else f"logger.{k}={v}" for k, v in settings.items()]
 
 
 def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]:
@@ -77,9 +80,10 @@ def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]
             pr = PlannedRun(key, run, seed, study_dir / key, base_overrides(spec, run, seed, study_dir / key, extra))
             try:
                 cfg = compose(pr.overrides)
-                if uses_wandb(cfg):
-                    pr.overrides += wandb_overrides(spec, run)
-                    cfg = compose(pr.overrides)
+                if uses_wandb(cfg):  # set here and recorded as overrides (one compose, not two)
+                    settings = wandb_settings(spec, run)
+                    cfg.logger.merge_with(settings)
+                    pr.overrides += wandb_overrides(settings)
                 pr.cfg = cfg
             except Exception as err:  # a config that cannot compose fails this run only
                 pr.error = f"{type(err).__name__}: {err}"
@@ -245,8 +249,9 @@ def execute(spec: StudySpec, index: StudyIndex, planned: list[PlannedRun]) -> No
             index.update(pr.key, status="failed", error=f"{type(err).__name__}: {err}", wall_s=round(wall, 3))
             progress(spec, index, i, pr, f"failed after {_duration(wall)}: {type(err).__name__}: {err}")
             continue
-        except BaseException:  # Ctrl-C / SystemExit: the study stops here, re-running resumes this run
+        except BaseException:  # Ctrl-C (Lightning turns it into SystemExit): the study stops here
             index.update(pr.key, status="interrupted")
+            print(f"[study {spec.name}] interrupted in {pr.key}: run the same command again to continue", flush=True)
             raise
         wall = entry.get("wall_s", 0.0) + time.perf_counter() - start
         index.update(pr.key, status="completed", error=None, wall_s=round(wall, 3), global_step=summary["global_step"])
@@ -314,5 +319,4 @@ def study_command(args: list[str]) -> Path | None:
     try:
         return run_study(spec, options.get("study_dir"), extra, launcher)
     except KeyboardInterrupt:
-        print(f"[study {spec.name}] interrupted: run the same command again to continue", file=sys.stderr)
         raise SystemExit(130) from None

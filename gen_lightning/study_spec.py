@@ -98,7 +98,9 @@ class StudySpec:
         return out
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in sorted(KEYS | {"source"})}
+        """The spec for study.json, which sorts mapping keys: the order of runs and evaluations is kept apart."""
+        out = {k: getattr(self, k) for k in sorted(KEYS | {"source"})}
+        return {**out, "run_order": list(self.runs), "evaluation_order": list(self.evaluations)}
 
 
 def _check_names(names, what: str) -> None:

@@ -1,0 +1,436 @@
+"""Studies: a miniature comparison run through `study` and `report`, resume after an interruption, failures,
+separate study directories, evaluation variants, W&B grouping, and every shipped study file."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from helpers import module_weights
+
+from gen_lightning import cli, train
+from gen_lightning.config import config_dir, experiments_dir
+from gen_lightning.study import StudyError, load_spec, plan
+from gen_lightning.study_spec import KEYS, parse_spec
+
+WANDB = shutil.which("wandb")
+STEPS = 8  # validation (and last.ckpt) at steps 4 and 8; last.ckpt also every 2 steps
+
+MINI = {
+    "name": "mini",
+    "seeds": [0, 1],
+    "budget": {"max_steps": STEPS},
+    "common": [
+        "data=digits",
+        "logger=none",
+        "model.hidden_dim=32",
+        "model.iw_samples=4",
+        "trainer.enable_progress_bar=false",
+        "trainer.log_every_n_steps=1",
+        "checkpoint.every_n_train_steps=2",
+    ],
+    "protocol": ["metrics=none", "trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null"],
+    "runs": {"mlp": ["model=vae"], "conv": ["model=conv_vae", "model.latent_dim=4"]},
+}
+
+
+def write_study(path: Path, **changes) -> Path:
+    node = {**MINI, **changes}
+    path.write_text(yaml.safe_dump({"study": node}))
+    return path
+
+
+class Crash(L.Callback):
+    """Dies like a killed process after step ``at`` (after the checkpoint of step ``at`` was written)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step > self.at:
+            raise RuntimeError("simulated crash")
+
+
+def crash_run(monkeypatch, key: str, at: int) -> None:
+    original = train.build_callbacks
+
+    def build(cfg, run_dir, model):
+        callbacks = original(cfg, run_dir, model)
+        return [Crash(at), *callbacks] if Path(run_dir).name == key else callbacks
+
+    monkeypatch.setattr(train, "build_callbacks", build)
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, str]]:
+    """mtime and content hash of every file below ``directory``."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The miniature study, run once without interruption, and its report; also what the study printed."""
+    root = tmp_path_factory.mktemp("reference")
+    study_dir = root / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        cli.main(["study", str(write_study(root / "mini.yaml")), f"study_dir={study_dir}"])
+    (root / "printed.txt").write_text(printed.getvalue())
+    cli.main(["report", str(study_dir)])
+    return study_dir
+
+
+def test_study_runs_every_run_and_the_report_tabulates_them(reference):
+    index = json.loads((reference / "study.json").read_text())
+    assert index["study"] == "mini"
+    printed = (reference.parent / "printed.txt").read_text()
+    started = re.findall(r"\[study mini\] run \d/4 (\w+): starting", printed)
+    assert started == ["mlp_seed0", "conv_seed0", "mlp_seed1", "conv_seed1"]  # seed-major: every model early
+    assert "run 3/4 mlp_seed1: starting | 2 completed, 0 failed | ETA" in printed
+    for key, entry in index["runs"].items():
+        assert entry["status"] == "completed", entry
+        summary = metrics(reference / key)
+        assert summary["global_step"] == STEPS and [r["step"] for r in summary["history"]] == [4, 8]
+        assert summary["num_params"] > 0
+        assert f"seed={entry['seed']}" in entry["overrides"]
+
+    report = json.loads((reference / "report.json").read_text())
+    rows = {row["run"]: row for row in report["rows"]}
+    for run in ("mlp", "conv"):
+        finals = [metrics(reference / f"{run}_seed{s}")["final"] for s in (0, 1)]
+        for metric in ("val/elbo", "val/kl", "val/recon", "val/nll_iw"):
+            values = [f[metric] for f in finals]
+            st = rows[run]["metrics"][metric]
+            assert st["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12)
+            assert st["std"] == pytest.approx(statistics.stdev(values), rel=1e-12)
+            assert st["n"] == 2
+    assert rows["conv"]["num_params"] > rows["mlp"]["num_params"]  # the conv VAE is the larger one here
+
+    md = (reference / "report.md").read_text()
+    mlp = rows["mlp"]["metrics"]["val/elbo"]
+    assert f"{mlp['mean']:.4g} ± {mlp['std']:.2g}" in md  # the Markdown table shows the same numbers
+    assert "| `mlp` | VAE | 2/2 |" in md and "val/elbo ↑" in md and "val/kl ↓" in md
+    for metric in ("val_elbo", "val_kl", "val_recon", "val_nll_iw"):
+        assert (reference / "plots" / f"{metric}.png").stat().st_size > 5000
+        assert f"plots/{metric}.png" in md
+    assert (reference / "samples.png").stat().st_size > 5000
+
+
+def test_report_is_idempotent(reference):
+    before = snapshot(reference)
+    cli.main(["report", str(reference)])
+    after = snapshot(reference)
+    assert before.keys() == after.keys()
+    for name in ("report.md", "report.json", "samples.png", "plots/val_elbo.png"):
+        assert before[name][1] == after[name][1], name  # same content
+
+
+def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, tmp_path, monkeypatch, capsys):
+    spec = write_study(tmp_path / "mini.yaml")
+    study_dir = tmp_path / "out"
+    crash_run(monkeypatch, "conv_seed0", at=4)
+    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    monkeypatch.undo()
+    index = json.loads((study_dir / "study.json").read_text())
+    assert index["runs"]["conv_seed0"]["status"] == "failed"
+    assert "simulated crash" in index["runs"]["conv_seed0"]["error"]
+    assert all(index["runs"][k]["status"] == "completed" for k in ("mlp_seed0", "mlp_seed1", "conv_seed1"))
+    assert "simulated crash" in (study_dir / "conv_seed0" / "error.txt").read_text()
+    first = capsys.readouterr().out
+    assert "[study mini] run 2/4 conv_seed0: failed" in first and "run 4/4 conv_seed1: completed" in first
+
+    finished = {k: snapshot(study_dir / k) for k in ("mlp_seed0", "mlp_seed1", "conv_seed1")}
+    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    out = capsys.readouterr().out
+    assert "run 1/4 mlp_seed0: completed before, skipped" in out
+    assert "run 2/4 conv_seed0: resuming from checkpoints/last.ckpt" in out
+    for key, files in finished.items():
+        assert snapshot(study_dir / key) == files, f"{key} was touched although it had completed"
+
+    index = json.loads((study_dir / "study.json").read_text())
+    assert index["runs"]["conv_seed0"]["status"] == "completed" and index["runs"]["conv_seed0"]["attempts"] == 2
+    for key in index["runs"]:
+        resumed, full = metrics(study_dir / key), metrics(reference / key)
+        assert resumed["final"] == full["final"], key
+        assert [r["step"] for r in resumed["history"]] == [r["step"] for r in full["history"]]
+        wa = module_weights(study_dir / key / "checkpoints" / "last.ckpt")
+        wb = module_weights(reference / key / "checkpoints" / "last.ckpt")
+        assert all(torch.equal(wa[k], wb[k]) for k in wb), key
+
+
+def test_failing_runs_are_recorded_and_the_others_run(tmp_path):
+    runs = {"nan": ["model=vae", "model.lr=1.0e+30"], "missing": ["model=no_such_model"], "mlp": ["model=vae"]}
+    spec = write_study(tmp_path / "bad.yaml", name="bad", seeds=[0], runs=runs)
+    cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    index = json.loads((tmp_path / "out" / "study.json").read_text())["runs"]
+    assert index["nan_seed0"]["status"] == "failed" and "NonFiniteLossError" in index["nan_seed0"]["error"]
+    assert metrics(tmp_path / "out" / "nan_seed0")["status"] == "failed"
+    assert index["missing_seed0"]["status"] == "failed"
+    assert "Could not find 'model/no_such_model'" in index["missing_seed0"]["error"]
+    assert index["mlp_seed0"]["status"] == "completed"
+
+    cli.main(["report", str(tmp_path / "out")])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Failed and incomplete runs" in md
+    assert "`nan_seed0` (failed)" in md and "NonFiniteLossError" in md
+    assert "`missing_seed0` (failed)" in md and "no_such_model" in md
+    assert "| `nan` | VAE | 0/1 |" in md and "| `mlp` | VAE | 1/1 |" in md
+
+
+def test_studies_never_share_a_directory(reference, tmp_path):
+    before = snapshot(reference)
+    other = write_study(tmp_path / "other.yaml", name="other")
+    with pytest.raises(StudyError, match="holds the study 'mini', not 'other'"):
+        cli.main(["study", str(other), f"study_dir={reference}"])
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty and holds no study.json"):
+        cli.main(["study", str(other), f"study_dir={tmp_path / 'stuff'}"])
+    # The same study with another configuration would mix incomparable runs: refused before anything trains.
+    with pytest.raises(StudyError, match=r"another configuration.*model.latent_dim"):
+        cli.main(["study", str(write_study(tmp_path / "mini.yaml")), f"study_dir={reference}", "model.latent_dim=3"])
+    assert snapshot(reference) == before
+
+
+def test_study_file_errors_name_the_problem():
+    ok = dict(MINI)
+    with pytest.raises(StudyError, match="study.budget must set some of"):
+        parse_spec({**ok, "budget": {"steps": 10}})
+    with pytest.raises(StudyError, match="max_time must be 'DD:HH:MM:SS'"):
+        parse_spec({**ok, "budget": {"max_time": "5 minutes"}})
+    with pytest.raises(StudyError, match="run 'mlp' overrides 'metrics.num_samples'"):
+        parse_spec({**ok, "runs": {"mlp": ["model=vae", "metrics.num_samples=10"]}})
+    with pytest.raises(StudyError, match="overrides 'trainer.max_steps'"):
+        parse_spec({**ok, "runs": {"mlp": ["trainer.max_steps=10"]}})
+    with pytest.raises(StudyError, match="unknown study keys.*'budgets'"):
+        parse_spec({**ok, "budgets": {}})
+    with pytest.raises(StudyError, match="distinct integers"):
+        parse_spec({**ok, "seeds": [0, 0]})
+    with pytest.raises(StudyError, match="run name 'a b'"):
+        parse_spec({**ok, "runs": {"a b": ["model=vae"]}})
+    with pytest.raises(StudyError, match="may only set model"):
+        parse_spec({**ok, "evaluations": {"x": ["trainer.max_steps=3"]}})
+    spec = parse_spec({**ok, "budget": {"max_time": "00:00:01:30"}})
+    limits = ["trainer.max_steps=-1", "trainer.max_epochs=-1", "++trainer.max_time='00:00:01:30'"]
+    assert spec.budget_overrides() == limits
+
+
+def test_wall_clock_budget_reaches_the_trainer(tmp_path):
+    spec = parse_spec({**MINI, "budget": {"max_time": "00:00:00:03"}})
+    (cfg,) = [pr.cfg for pr in plan(spec, tmp_path, []) if pr.key == "mlp_seed0"]
+    assert cfg.trainer.max_time == "00:00:00:03" and cfg.trainer.max_steps == -1 and cfg.trainer.max_epochs == -1
+    summary = train.fit(cfg)
+    assert summary["status"] == "completed" and 3 <= summary["train_time_s"] < 30
+
+
+def installed(error: str) -> bool:
+    """False when a config error only names a config group option that is not installed (yet) in conf/."""
+    match = re.search(r"Could not find '(\w+)/(\w+)'", error)
+    if not match:
+        return True
+    group, name = match.groups()
+    if group == "experiment":
+        return (experiments_dir() / f"{name}.yaml").is_file()
+    return (config_dir() / group / f"{name}.yaml").is_file()
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in experiments_dir().glob("*.yaml")))
+def test_every_shipped_study_composes_with_its_budget_and_protocol(path, tmp_path):
+    try:
+        spec = load_spec(experiments_dir() / path)
+    except StudyError as err:
+        assert "not a study file" in str(err)
+        return
+    assert spec.name == Path(path).stem  # the default study_dir is runs/studies/<file name>
+    if path.endswith("_quick.yaml"):
+        assert "trainer=cpu" in spec.common  # quick studies run on the CPU of a laptop or CI
+    node = {k: v for k, v in spec.to_dict().items() if k in KEYS}
+    spec = parse_spec({**node, "seeds": spec.seeds[:1]})
+    text = tmp_path / "text.txt"
+    text.write_text("To be, or not to be, that is the question. " * 400)
+    planned = plan(spec, tmp_path, [f"data.path={text}"])
+    skipped = [pr.key for pr in planned if pr.error and not installed(pr.error)]
+    for pr in planned:
+        if pr.key in skipped:
+            continue
+        assert pr.error is None, pr.error
+        cfg = pr.cfg
+        for key in ("max_steps", "max_epochs"):
+            assert cfg.trainer[key] == spec.budget.get(key, -1)
+        assert cfg.logger.group == spec.name and spec.name in cfg.logger.tags
+        assert cfg.run_dir == str(tmp_path / pr.key)
+    if len(skipped) == len(planned):
+        pytest.skip(f"{path}: its models are not installed yet ({', '.join(skipped)})")
+
+
+TINY_DDPM = [
+    "model=ddpm",
+    "model.hidden_dim=8",
+    "model.channel_mult=[1,2]",
+    "model.attention_resolutions=[]",
+    "model.num_res_blocks=1",
+    "model.num_timesteps=20",
+    "model.sample_steps=5",
+    "model.sample_time_batch=2",
+    "model.warmup_steps=1",
+]
+DIFFUSION = {
+    **MINI,
+    "name": "samplers",
+    "seeds": [0],
+    "budget": {"max_steps": 4},
+    "common": ["data=digits", "logger=none", "trainer.enable_progress_bar=false"],
+    "runs": {"ddpm": TINY_DDPM},
+    "evaluations": {
+        "ancestral": ["model.sampler=ddpm"],
+        "ddim_2": ["model.sampler=ddim", "model.sample_steps=2"],
+        "typo": ["model.sample_stepz=3"],
+    },
+}
+
+
+def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
+    spec = tmp_path / "samplers.yaml"
+    spec.write_text(yaml.safe_dump({"study": DIFFUSION}))
+    study_dir = tmp_path / "out"
+    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    run_dir = study_dir / "ddpm_seed0"
+    results = {n: json.loads((run_dir / "evaluations" / f"{n}.json").read_text()) for n in DIFFUSION["evaluations"]}
+    ancestral, ddim = results["ancestral"], results["ddim_2"]
+    assert ancestral["status"] == ddim["status"] == "completed"
+    assert ancestral["sample_info"]["sampler"] == "ddpm" and ancestral["sample_info"]["steps"] == 20
+    assert ddim["sample_info"]["sampler"] == "ddim" and ddim["sample_info"]["steps"] == 2
+    assert ancestral["global_step"] == ddim["global_step"] == 4  # both from the one trained checkpoint
+    assert ancestral["sample_time"] > ddim["sample_time"] > 0  # 20 network evaluations per image against 2
+    assert (run_dir / "evaluations" / "ddim_2.png").is_file() and "metrics=none" in ddim["note"]
+    assert (
+        results["typo"]["status"] == "failed"
+        and "['sample_stepz'] are not parameters of DDPM" in (results["typo"]["error"])
+    )
+    index = json.loads((study_dir / "study.json").read_text())
+    assert index["evaluations"]["ddpm_seed0/ddim_2"]["status"] == "completed"
+
+    before = snapshot(run_dir / "evaluations")
+    capsys.readouterr()
+    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    assert "ddpm_seed0/ancestral: done before, skipped" in capsys.readouterr().out
+    after = snapshot(run_dir / "evaluations")
+    assert {k: after[k] for k in after if "typo" not in k} == {k: before[k] for k in before if "typo" not in k}
+
+    cli.main(["report", str(study_dir)])
+    report = json.loads((study_dir / "report.json").read_text())
+    rows = {row["evaluation"]: row for row in report["evaluations"]}
+    assert list(rows) == ["ancestral", "ddim_2", "typo"]  # the study file's order
+    assert rows["ddim_2"]["sample_time_s"]["mean"] == pytest.approx(ddim["sample_time"])
+    md = (study_dir / "report.md").read_text()
+    assert "## Evaluations of the trained checkpoints" in md and "`model.sampler=ddim model.sample_steps=2`" in md
+    assert "evaluation `typo` of `ddpm_seed0`" in md
+
+
+@pytest.mark.slow
+def test_evaluation_scores_with_the_runs_metric_protocol(tmp_path):
+    """With a metric protocol, each variant is scored as the metrics code scores the checkpoint directly."""
+    metrics_pkg = pytest.importorskip("gen_lightning.metrics")
+    if not (config_dir() / "metrics" / "classifier.yaml").is_file():
+        pytest.skip("metrics=classifier is not installed")
+    protocol = ["metrics=classifier", "metrics.num_samples=100", "metrics.kid_subset_size=50"]
+    protocol += ["metrics.classifier.steps=50", "metrics.every_n_epochs=1"]
+    node = {**DIFFUSION, "protocol": [*MINI["protocol"], *protocol[0:1], *protocol[1:]]}
+    node["protocol"] = [p for p in node["protocol"] if p != "metrics=none"]
+    node["evaluations"] = {"ddim_2": ["model.sampler=ddim", "model.sample_steps=2"]}
+    spec = tmp_path / "samplers.yaml"
+    spec.write_text(yaml.safe_dump({"study": node}))
+    cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    run_dir = tmp_path / "out" / "ddpm_seed0"
+    result = json.loads((run_dir / "evaluations" / "ddim_2.json").read_text())
+    assert result["status"] == "completed", result.get("error")
+    assert result["protocol"]["sampler"] == "ddim" or "ddim" in json.dumps(result["protocol"])
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from gen_lightning.study_eval import rebuild
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    module, _ = rebuild(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2}, "cpu")
+    direct = metrics_pkg.evaluate_module(module, instantiate(cfg.data), cfg.metrics)
+    assert result["metrics"] == pytest.approx(direct["metrics"])
+
+
+def inspect(offline_run: Path) -> list[dict]:
+    out = subprocess.run(
+        [WANDB, "leet", "inspect", "--json", str(offline_run)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.skipif(WANDB is None, reason="wandb command not installed")
+def test_wandb_groups_the_runs_and_gets_the_comparison_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb_data"))
+    common = [o if o != "logger=none" else "logger=wandb" for o in MINI["common"]]
+    spec = write_study(tmp_path / "w.yaml", name="wgroup", seeds=[0], runs={"mlp": ["model=vae"]}, common=common)
+    study_dir = tmp_path / "out"
+    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    cli.main(["report", str(study_dir)])
+
+    (train_run,) = (study_dir / "mlp_seed0" / "wandb").glob("offline-run-*")
+    records = inspect(train_run)
+    run = next(r["run"] for r in records if r["type"] == "run")
+    assert run["run_group"] == "wgroup" and run["job_type"] == "train"
+    assert {"wgroup", "mlp", "vae", "digits"} <= set(run["tags"])
+    defined = {r["metric"]["name"]: r["metric"] for r in records if r["type"] == "metric" and "name" in r["metric"]}
+    assert defined["val/elbo"]["summary"] == {"max": True, "last": True}
+    assert defined["val/kl"]["summary"] == {"min": True, "last": True}
+
+    (report_run,) = (study_dir / "wandb").glob("offline-run-*")
+    run = next(r["run"] for r in inspect(report_run) if r["type"] == "run")
+    assert run["run_group"] == "wgroup" and run["job_type"] == "report"
+    (table_file,) = report_run.glob("files/media/table/comparison_*.table.json")
+    table = json.loads(table_file.read_text())
+    row = dict(zip(table["columns"], table["data"][0]))
+    report = json.loads((study_dir / "report.json").read_text())
+    assert row["run"] == "mlp" and row["val/elbo mean"] == report["rows"][0]["metrics"]["val/elbo"]["mean"]
+    assert row["val/elbo mean"] == metrics(study_dir / "mlp_seed0")["final"]["val/elbo"]
+
+    cli.main(["report", str(study_dir)])  # the same results: not logged a second time
+    assert len(list((study_dir / "wandb").glob("offline-run-*"))) == 1
+
+
+@pytest.mark.slow
+def test_hydra_launcher_runs_and_resumes_the_study(tmp_path):
+    """launcher=hydra: the runs go through `gen-lightning fit --multirun` (basic launcher, this machine)."""
+    spec = write_study(tmp_path / "h.yaml", name="hydra_mini", runs={"mlp": ["model=vae"]})
+    study_dir = tmp_path / "out"
+    cli.main(["study", str(spec), f"study_dir={study_dir}", "launcher=hydra"])
+    index = json.loads((study_dir / "study.json").read_text())
+    assert {k: v["status"] for k, v in index["runs"].items()} == {"mlp_seed0": "completed", "mlp_seed1": "completed"}
+    assert [metrics(study_dir / f"mlp_seed{s}")["global_step"] for s in (0, 1)] == [STEPS, STEPS]
+
+    # mlp_seed1 killed after its last checkpoint: the next call resumes it (a resume sweep) and skips mlp_seed0.
+    summary = metrics(study_dir / "mlp_seed1")
+    (study_dir / "mlp_seed1" / "metrics.json").write_text(json.dumps({**summary, "status": "running"}))
+    done = snapshot(study_dir / "mlp_seed0")
+    cli.main(["study", str(spec), f"study_dir={study_dir}", "launcher=hydra"])
+    assert metrics(study_dir / "mlp_seed1")["status"] == "completed"
+    assert metrics(study_dir / "mlp_seed1")["final"] == summary["final"]
+    assert snapshot(study_dir / "mlp_seed0") == done
+    assert json.loads((study_dir / "study.json").read_text())["runs"]["mlp_seed1"]["attempts"] == 2
