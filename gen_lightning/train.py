@@ -129,6 +129,10 @@ def fit(cfg: DictConfig) -> dict:
     finally:
         tracking.finish()
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    if trainer.is_global_zero:
+        # A run resumed from a checkpoint of its last step ends without on_train_end (the fit loop is already
+        # done): metrics.json would keep the status of the interrupted process.
+        summary.write(trainer, "completed")
     return summary.summary(trainer, "completed")
 
 
