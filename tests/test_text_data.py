@@ -1,4 +1,4 @@
-"""Text data: tokenizers, sources (file, folder, hub code path on local parquet, embedded), splits, windows."""
+"""Text data: tokenizers, sources (file, folder, hub code path on local parquet, embedded), splits."""
 
 from __future__ import annotations
 
