@@ -234,3 +234,50 @@ def test_nanogpt_cpu_configuration_reaches_published_val_loss():
     val_all = _trainer(1, limit_val_batches=1.0).validate(model, dm, verbose=False)[0]["val/loss"]
     print(f"\nnanoGPT CPU: val/loss {val_20:.4f} (20 batches), {val_all:.4f} (all val), {seconds:.0f} s")
     assert val_20 <= 1.88 and val_all <= 1.88
+
+
+# ----- configuration files --------------------------------------------------------------------------------
+
+
+def _compose(tmp_path: Path, overrides: list[str]):
+    """Compose ``conf/`` and ``experiments/`` under a root config with the lead's groups."""
+    from hydra import compose, initialize_config_dir
+
+    root = Path(__file__).resolve().parents[1]
+    for group, folder in (("model", "conf/model"), ("data", "conf/data"), ("experiment", "experiments")):
+        (tmp_path / group).symlink_to(root / folder)
+    (tmp_path / "config.yaml").write_text(
+        "defaults:\n  - model: gpt\n  - data: text_embedded\n  - _self_\nseed: 0\ntrainer: {}\nlogger: null\n"
+    )
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gpt", "bert"])
+def test_model_configs_build_from_text_data(name, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = _compose(tmp_path, [f"model={name}", "data.block_size=16", "data.batch_size=2"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model, **dm.model_kwargs())
+    assert model.modality == "text" and model.sample_modes == ()
+    assert model.hparams.get("block_size", 16) == 16  # the context follows the data's window
+    inputs, _ = next(iter(dm.val_dataloader()))
+    assert model(inputs).shape == (2, 16, dm.tokenizer.vocab_size)
+
+
+def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = _compose(tmp_path, ["+experiment=nanogpt_char_cpu", "data.path=/any/input.txt"])
+    assert cfg.data._target_.endswith("TextDataModule") and cfg.model._target_.endswith("gpt.GPT")
+    assert (cfg.data.block_size, cfg.data.batch_size, cfg.data.seed) == (64, 12, 1337)
+    assert cfg.model.block_size == 64  # follows the data
+    model = instantiate(cfg.model, tokenizer={"kind": "char", "chars": "".join(map(chr, range(32, 97)))})
+    # nanoGPT prints "number of parameters: 0.80M" (65 symbols, position embeddings not counted).
+    params = sum(p.numel() for p in model.parameters()) - model.net.transformer.pos_emb.weight.numel()
+    assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
+    trainer = L.Trainer(**cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 250, 1.0)
+    assert trainer.limit_val_batches == 20

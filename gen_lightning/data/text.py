@@ -9,8 +9,11 @@ Training windows start at every offset of the training split (``train_stride=1``
 of ``gen_lightning/data/loaders.py`` shuffles them, so an epoch visits every window once in a random order
 (nanoGPT draws random offsets with replacement; this is the same distribution without repeats, and exactly
 resumable).
-An epoch is therefore ``block_size`` passes over each token; ``train_stride=block_size`` makes an epoch one
-pass (non-overlapping windows), which keeps the sampler's index list small for corpora of hundreds of MB.
+An epoch is therefore ``block_size`` passes over each token. For shorter epochs of random windows, set the
+Trainer's ``limit_train_batches``: each epoch then takes that many batches from a fresh permutation (the
+sampler is re-seeded per epoch). ``train_stride=block_size`` makes an epoch one pass over non-overlapping
+windows, which keeps the sampler's index list small for corpora of hundreds of MB, at the cost of fixed
+window boundaries.
 Validation uses the fixed non-overlapping windows of the validation split, in order.
 
 Sources: a local file or folder (``path``; a folder is the concatenation of its files in sorted order, one
@@ -167,7 +170,7 @@ class TextDataModule(L.LightningDataModule):
 
     def _hub_text(self) -> str:
         h = self.hparams
-        return load_hub_text(h.hub_name, h.text_column, h.hub_split, h.hub_config, **(h.hub_kwargs or {}))
+        return load_hub_text(h.hub_name, h.text_column, h.hub_split, h.hub_config, **dict(h.hub_kwargs or {}))
 
     def prepare_data(self) -> None:
         # Runs on one process per node: download (and cache) hub data before every process reads it in setup.
