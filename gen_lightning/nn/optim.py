@@ -27,6 +27,14 @@ def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup_steps: int, lr_
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+OPTIMIZER_ARGS = ("lr", "min_lr", "betas", "weight_decay", "warmup_steps", "lr_decay_steps")
+
+
+def optimizer_args(hparams) -> dict:
+    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters."""
+    return {key: hparams[key] for key in OPTIMIZER_ARGS}
+
+
 def _factor(step: int, **schedule) -> float:
     return warmup_cosine(step, **schedule) / schedule["lr"]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gen_lightning.data.tokenizers import from_config
-from gen_lightning.nn.optim import adamw_warmup_cosine
+from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
 from gen_lightning.nn.sampling import evaluating, sample_text
 from gen_lightning.nn.token_metrics import TokenLossMetrics
 from gen_lightning.transformer.nets import GPTNet, TransformerConfig
@@ -78,16 +78,7 @@ class GPT(L.LightningModule):
         self.val_metrics.log_to(self, batch_size=batch[0].size(0))
 
     def configure_optimizers(self):
-        h = self.hparams
-        return adamw_warmup_cosine(
-            self.net.named_parameters(),
-            lr=h.lr,
-            min_lr=h.min_lr,
-            betas=h.betas,
-            weight_decay=h.weight_decay,
-            warmup_steps=h.warmup_steps,
-            lr_decay_steps=h.lr_decay_steps,
-        )
+        return adamw_warmup_cosine(self.net.named_parameters(), **optimizer_args(self.hparams))
 
     def sample(
         self,
