@@ -24,6 +24,7 @@ PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200
 
 class CharRNN(L.LightningModule):
     modality = "text"
+    monitor = ("val/loss", "min")
     sample_modes: tuple[str, ...] = ()
 
     def __init__(

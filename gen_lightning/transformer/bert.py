@@ -29,6 +29,7 @@ PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200
 
 class BERT(L.LightningModule):
     modality = "text"
+    monitor = ("val/loss", "min")
     sample_modes: tuple[str, ...] = ()
 
     def __init__(
