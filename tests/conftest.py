@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread per process: the models are tiny, and several test processes (DDP) share 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 # Tests never touch the network: W&B offline, Hugging Face hub offline.
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -24,9 +24,15 @@ TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8"]
 SHRINK = {
     "vae": ["model.hidden_dim=32"],
     "conv_vae": ["model.hidden_dim=8"],
-    "ddpm": ["model.hidden_dim=16", "model.channel_mult=[1,2]", "model.num_res_blocks=1",
-             "model.attention_resolutions=[4]", "model.num_timesteps=100", "model.sample_steps=4",
-             "model.sample_time_batch=0"],
+    "ddpm": [
+        "model.hidden_dim=16",
+        "model.channel_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.attention_resolutions=[4]",
+        "model.num_timesteps=100",
+        "model.sample_steps=4",
+        "model.sample_time_batch=0",
+    ],
     "dcgan": ["model.hidden_dim=16"],
     "wgan_gp": ["model.hidden_dim=16"],
     "sngan": ["model.hidden_dim=16"],
@@ -38,8 +44,9 @@ SHRINK = {
 
 
 def build(name: str, tmp_path, *extra: str):
-    cfg = compose([f"model={name}", f"run_dir={tmp_path}", "logger=none", "metrics=none",
-                   *SHRINK.get(name, []), *extra])
+    cfg = compose(
+        [f"model={name}", f"run_dir={tmp_path}", "logger=none", "metrics=none", *SHRINK.get(name, []), *extra]
+    )
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
@@ -48,9 +55,18 @@ def build(name: str, tmp_path, *extra: str):
 
 
 def trainer(tmp_path, steps: int = 4) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", max_steps=steps, limit_val_batches=2, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, default_root_dir=tmp_path, callbacks=[ExactResume()],
-                     num_sanity_val_steps=0, use_distributed_sampler=False)
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        limit_val_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[ExactResume()],
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+    )
 
 
 def draw(module, n, seed=0):

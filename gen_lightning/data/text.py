@@ -55,9 +55,7 @@ def _files(path: Path) -> list[Path]:
         raise FileNotFoundError(f"text path not found: {path}")
     if path.is_file():
         return [path]
-    files = sorted(
-        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
-    )
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts))
     if not files:
         raise ValueError(f"text folder {path} contains no (non-hidden) files")
     return files
@@ -84,9 +82,7 @@ def read_path(path: str | Path, *, decode: bool) -> str | bytes:
     return SEPARATOR.join(contents) if decode else SEPARATOR.encode().join(contents)
 
 
-def load_hub_text(
-    name: str, column: str = "text", split: str = "train", config: str | None = None, **kwargs
-) -> str:
+def load_hub_text(name: str, column: str = "text", split: str = "train", config: str | None = None, **kwargs) -> str:
     """Rows of ``column`` of a ``datasets.load_dataset(name, config, split=split, **kwargs)`` dataset."""
     import datasets  # imported here: a second to import, and only hub sources need it
 
