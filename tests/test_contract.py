@@ -12,41 +12,17 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from conftest import tiny_overrides
+
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks import ExactResume
 from gen_lightning.config import compose, config_dir
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
-TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8"]
-
-# Smaller networks than the presets, per model, so each contract check takes seconds.
-SHRINK = {
-    "vae": ["model.hidden_dim=32"],
-    "conv_vae": ["model.hidden_dim=8"],
-    "ddpm": [
-        "model.hidden_dim=16",
-        "model.channel_mult=[1,2]",
-        "model.num_res_blocks=1",
-        "model.attention_resolutions=[4]",
-        "model.num_timesteps=100",
-        "model.sample_steps=4",
-        "model.sample_time_batch=0",
-    ],
-    "dcgan": ["model.hidden_dim=16"],
-    "wgan_gp": ["model.hidden_dim=16"],
-    "sngan": ["model.hidden_dim=16"],
-    "lstm": [*TEXT_DATA, "model.hidden_dim=32"],
-    "gru": [*TEXT_DATA, "model.hidden_dim=32"],
-    "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2", "model.block_size=16"],
-    "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2", "model.block_size=16"],
-}
-
 
 def build(name: str, tmp_path, *extra: str):
-    cfg = compose(
-        [f"model={name}", f"run_dir={tmp_path}", "logger=none", "metrics=none", *SHRINK.get(name, []), *extra]
-    )
+    cfg = compose(tiny_overrides(tmp_path, *extra, model=name))
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
