@@ -10,9 +10,8 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from hydra.utils import instantiate
-
 from conftest import tiny_overrides
+from hydra.utils import instantiate
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks import ExactResume
