@@ -6,6 +6,7 @@ Runs on sklearn's 8x8 digits scaled to [-1, 1]; every fit is a few CPU steps exc
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gen_lightning.gan.module import gradient_penalty
 from gen_lightning.gan.nets import Discriminator, Generator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 
 VARIANTS = {
     "bce": {},
@@ -47,7 +49,9 @@ def make_gan(**kwargs) -> GAN:
     return GAN(**{**args, **kwargs})
 
 
-def fit(model: GAN, data: TensorDataset, max_steps: int, val: bool = False, **trainer_kwargs) -> L.Trainer:
+def fit(
+    model: GAN, data: TensorDataset, max_steps: int, val: bool = False, ckpt_path=None, **trainer_kwargs
+) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=max_steps,
         accelerator="cpu",
@@ -58,7 +62,9 @@ def fit(model: GAN, data: TensorDataset, max_steps: int, val: bool = False, **tr
         limit_val_batches=2,
         **trainer_kwargs,
     )
-    trainer.fit(model, train_loader(data, 64, seed=0), eval_loader(data, 64) if val else None)
+    trainer.fit(
+        model, train_loader(data, 64, seed=0), eval_loader(data, 64) if val else None, ckpt_path=ckpt_path
+    )
     return trainer
 
 
@@ -76,6 +82,19 @@ def test_networks_sized_from_image_shape(size, channels, s0):
     assert g.s0 == s0
     assert x.shape == (2, channels, size, size) and x.abs().max() <= 1
     assert d(x, y).shape == (2,)
+
+
+def test_trains_on_28x28_mnist_from_a_7x7_map():
+    path = MNIST / "t10k-images-idx3-ubyte.gz"
+    if not path.exists():
+        pytest.skip(f"MNIST test images not found at {path}")
+    with gzip.open(path) as f:
+        raw = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)[16 : 16 + 256 * 784]  # IDX header
+    images = raw.view(256, 1, 28, 28).float() / 127.5 - 1.0
+    torch.manual_seed(0)
+    model = make_gan(**{**VARIANTS["wgan_gp"], "n_critic": 1}, image_size=28, hidden_dim=8)
+    fit(model, TensorDataset(images, torch.zeros(256, dtype=torch.long)), max_steps=4)
+    assert model.generator.s0 == 7 and model.sample(3, gen(0)).shape == (3, 1, 28, 28)
 
 
 @pytest.mark.parametrize("size", [4, 7, 30, 36])
@@ -232,6 +251,9 @@ def test_checkpoint_round_trip(digits, tmp_path):
     model.eval(), loaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded.discriminator(x, y), model.discriminator(x, y))
+    # Training resumes from the checkpoint under manual optimisation (optimizer states and step counts).
+    resumed = fit(loaded, digits, max_steps=12, ckpt_path=path)
+    assert resumed.global_step == 12 and int(loaded.critic_steps) == 6
 
 
 # ------------------------------------------------------------ conditional
@@ -260,8 +282,13 @@ def test_preview_and_interpolate(digits):
     torch.testing.assert_close(model.preview(batch, gen(0))["samples"], preview["samples"])
     assert make_gan(ema_decay=0).preview(batch, gen(0)).keys() == {"samples"}
 
+    fit(model, digits, max_steps=10)
     images, cols = model.render("interpolate", *batch, generator=gen(0), rows=3, steps=5)
     assert images.shape == (15, 1, 8, 8) and cols == 5
+    # Each row is a continuous path: neighbours are closer than the row's two ends.
+    rows = images.view(3, 5, -1)
+    step = (rows[:, 1:] - rows[:, :-1]).abs().mean(2)  # (3, 4)
+    assert (step.max(1).values < (rows[:, -1] - rows[:, 0]).abs().mean(1)).all()
     with pytest.raises(ValueError, match="unknown sample mode 'inpaint'"):
         model.render("inpaint", *batch)
 
