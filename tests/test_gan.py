@@ -317,10 +317,13 @@ def test_dcgan_learns_digit_statistics(digits):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["hinge_sn", "wgan_gp"])
 def test_other_losses_learn_digit_statistics(variant, digits):
-    # 3000 optimizer steps: 1500 generator steps for hinge + SN, 500 for WGAN-GP (n_critic 5, lr 1e-4).
+    # 3000 optimizer steps at lr 2e-4: 1500 generator steps for hinge + SN, 500 for WGAN-GP (n_critic 5).
+    # Measured gaps (mean, std) from (0.42, 0.28) untrained: hinge + SN (0.0004, 0.0018),
+    # WGAN-GP (0.0067, 0.0067).
     real = digits.tensors[0]
     torch.manual_seed(0)
-    model = make_gan(**VARIANTS[variant], latent_dim=32, hidden_dim=32, ema_decay=0.99)
+    args = {**VARIANTS[variant], "lr_g": 2e-4, "lr_d": 2e-4}
+    model = make_gan(**args, latent_dim=32, hidden_dim=32, ema_decay=0.99)
     before = moment_gaps(model.sample(1000, gen(1)), real)
     fit(model, digits, max_steps=3000)
     after = moment_gaps(model.sample(1000, gen(1)), real)
