@@ -123,6 +123,8 @@ def test_presets_build(name):
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     model = instantiate(cfg, channels=1, image_size=16, num_classes=10, hidden_dim=8)  # two conv layers
     assert isinstance(model, GAN)
+    # Plain values in the hyperparameters: a checkpoint must load with torch.load(weights_only=True).
+    assert type(model.hparams.betas) is list
     critic_norms = {type(m) for m in model.discriminator.modules()}
     assert (nn.BatchNorm2d in critic_norms) == (name == "dcgan")
     assert (nn.GroupNorm in critic_norms) == (name == "wgan_gp")

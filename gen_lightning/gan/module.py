@@ -119,6 +119,8 @@ class GAN(L.LightningModule):
         preview_columns: int = 8,
     ) -> None:
         super().__init__()
+        # Plain floats: a Hydra ListConfig in the hyperparameters fails torch.load(weights_only=True).
+        betas = [float(b) for b in betas]
         self.save_hyperparameters()
         self.automatic_optimization = False
         if loss not in LOSSES:
@@ -144,7 +146,7 @@ class GAN(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        betas = tuple(float(b) for b in self.hparams.betas)
+        betas = tuple(self.hparams.betas)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
         return [opt_g, opt_d]
