@@ -96,6 +96,9 @@ class GAN(L.LightningModule):
     """Generator and discriminator trained adversarially; see the file docstring for losses and steps."""
 
     modality = "image"
+    # A weak proxy until image metrics run (then set checkpoint.monitor=val/fid_clf, mode min): for WGAN-GP it is
+    # minus the critic's Wasserstein estimate on held-out data; for bce/hinge it rises as D separates less well.
+    monitor = ("val/d_loss", "max")
     sample_modes = ("interpolate",)
 
     def __init__(
