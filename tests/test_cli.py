@@ -91,7 +91,7 @@ def test_experiment_and_multirun(tmp_path):
         *[
             o
             for o in tiny_overrides(tmp_path, "trainer.max_steps=3", "trainer.max_epochs=1")
-            if not o.startswith(("run_dir", "model.hidden_dim"))
+            if not o.startswith(("run_dir", "model"))
         ],
         f"hydra.sweep.dir={sweep}",
     )

@@ -38,9 +38,7 @@ VARIANTS = {
 @pytest.fixture(scope="module")
 def digits() -> TensorDataset:
     d = load_digits()
-    images = (
-        torch.tensor(d.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
-    )  # (1797, 1, 8, 8), 0..16 -> [-1, 1]
+    images = torch.tensor(d.images, dtype=torch.float32)[:, None] / 8.0 - 1.0  # (1797, 1, 8, 8), 0..16 -> [-1, 1]
     return TensorDataset(images, torch.tensor(d.target))
 
 
@@ -62,9 +60,7 @@ def fit(
         limit_val_batches=2,
         **trainer_kwargs,
     )
-    trainer.fit(
-        model, train_loader(data, 64, seed=0), eval_loader(data, 64) if val else None, ckpt_path=ckpt_path
-    )
+    trainer.fit(model, train_loader(data, 64, seed=0), eval_loader(data, 64) if val else None, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -189,9 +185,7 @@ def test_training_steps_logs_and_samples(variant, digits):
 
 def test_validation_metric_accumulates_over_batches(digits):
     model = make_gan(ema_decay=0)
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (result,) = trainer.validate(model, eval_loader(digits, 500), verbose=False)
     # Recompute the critic loss over the whole set with the same fixed noise (seed = batch index).
     model.eval()
@@ -298,9 +292,7 @@ def test_preview_and_interpolate(digits):
 # ------------------------------------------------------------ learning
 def moment_gaps(fake: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
     """Mean squared gaps of the per-pixel mean image and per-pixel standard deviation."""
-    return (fake.mean(0) - real.mean(0)).pow(2).mean().item(), (fake.std(0) - real.std(0)).pow(
-        2
-    ).mean().item()
+    return (fake.mean(0) - real.mean(0)).pow(2).mean().item(), (fake.std(0) - real.std(0)).pow(2).mean().item()
 
 
 def test_dcgan_learns_digit_statistics(digits):

@@ -247,17 +247,11 @@ def test_nanogpt_cpu_configuration_reaches_published_val_loss():
 
 
 def _compose(tmp_path: Path, overrides: list[str]):
-    """Compose ``conf/`` and ``experiments/`` under a root config with the lead's groups."""
-    from hydra import compose, initialize_config_dir
+    """The project's root config with these overrides (text data unless a data option is given)."""
+    from gen_lightning.config import compose
 
-    root = Path(__file__).resolve().parents[1]
-    for group, folder in (("model", "conf/model"), ("data", "conf/data"), ("experiment", "experiments")):
-        (tmp_path / group).symlink_to(root / folder)
-    (tmp_path / "config.yaml").write_text(
-        "defaults:\n  - model: gpt\n  - data: text_embedded\n  - _self_\nseed: 0\ntrainer: {}\nlogger: null\n"
-    )
-    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    data = [] if any(o.startswith(("data=", "experiment=")) for o in overrides) else ["data=text_embedded"]
+    return compose([f"run_dir={tmp_path}", *data, *overrides])
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "gpt", "bert"])
@@ -277,7 +271,7 @@ def test_model_configs_build_from_text_data(name, tmp_path):
 def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     from hydra.utils import instantiate
 
-    cfg = _compose(tmp_path, ["+experiment=nanogpt_char_cpu", "data.path=/any/input.txt"])
+    cfg = _compose(tmp_path, ["experiment=nanogpt_char_cpu", "data.path=/any/input.txt"])
     assert cfg.data._target_.endswith("TextDataModule") and cfg.model._target_.endswith("gpt.GPT")
     assert (cfg.data.block_size, cfg.data.batch_size, cfg.data.seed) == (64, 12, 1337)
     assert cfg.model.block_size == 64  # follows the data
