@@ -139,8 +139,10 @@ class ImageMetrics(Callback):
         if getattr(pl_module, "modality", None) != "image" or self._last_eval_step == trainer.global_step:
             return
         result = self._evaluate_in_fit(trainer, pl_module)
+        # The step Lightning gives the last epoch's metrics: later (resumed) logs never go below it.
+        step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step + 1) - 1
         for logger in trainer.loggers:
-            logger.log_metrics(result["metrics"], step=trainer.global_step)
+            logger.log_metrics(result["metrics"], step=step)
 
     def _evaluate_in_fit(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         if trainer.datamodule is None or not hasattr(trainer.datamodule, "reference_loader"):
@@ -148,6 +150,7 @@ class ImageMetrics(Callback):
         result = self.evaluate(pl_module, trainer.datamodule)
         self._last_eval_step = trainer.global_step
         result["protocol"]["global_step"] = trainer.global_step
+        self.last_result = result
         card = {k: v for k, v in result["protocol"].items() if k not in ("global_step", "seconds")}
         if card != self._logged_card:
             for logger in trainer.loggers:

@@ -110,29 +110,30 @@ def kernel_inception_distance(
 
 
 def _knn_radii(x: Tensor, k: int, chunk: int) -> Tensor:
-    # Distance to the k-th nearest other member: k + 1-th smallest, the point itself is at distance 0.
-    return torch.cat(
-        [torch.cdist(x[i : i + chunk], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), chunk)]
-    )
-
-
-def _inside_manifold(points: Tensor, support: Tensor, radii: Tensor, chunk: int) -> Tensor:
-    """(len(points),) bool: within radii[j] of some support[j]."""
-    parts = [
-        (torch.cdist(points[i : i + chunk], support) <= radii).any(dim=1)
-        for i in range(0, len(points), chunk)
-    ]
-    return torch.cat(parts)
+    """Distance to the k-th nearest other member: the k + 1-th smallest, the point itself is at distance 0."""
+    radii = []
+    for i in range(0, len(x), chunk):
+        # topk (sorted ascending) gives kthvalue's value ~10x faster on CPU.
+        radii.append(torch.cdist(x[i : i + chunk], x).topk(k + 1, dim=1, largest=False).values[:, k])
+    return torch.cat(radii)
 
 
 def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
-    """Precision: share of fake samples inside the real manifold; recall: real samples inside the fake one."""
+    """Precision: share of fake samples inside the real manifold; recall: real samples inside the fake one.
+
+    One pass over the fake-real distances, ``chunk`` rows at a time, serves both.
+    """
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     with full_fp32_matmul():
-        precision = _inside_manifold(fake, real, _knn_radii(real, k, chunk), chunk).float().mean()
-        recall = _inside_manifold(real, fake, _knn_radii(fake, k, chunk), chunk).float().mean()
-    return precision.item(), recall.item()
+        real_radii, fake_radii = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+        precise = []  # per fake sample: within the k-NN ball of some real sample
+        recalled = torch.zeros(len(real), dtype=torch.bool, device=real.device)
+        for i in range(0, len(fake), chunk):
+            dist = torch.cdist(fake[i : i + chunk], real)  # (chunk, N_real)
+            precise.append((dist <= real_radii).any(dim=1))
+            recalled |= (dist <= fake_radii[i : i + chunk, None]).any(dim=0)
+    return torch.cat(precise).sum().item() / len(fake), recalled.sum().item() / len(real)
 
 
 # ---------------------------------------------------------------- torchmetrics states
@@ -162,7 +163,10 @@ class InceptionScoreByIndex(InceptionScore):
             warnings.simplefilter("ignore")
             super().__init__(feature=_Given(0), splits=splits)
         self.seed = seed
-        self.add_state("index", [], dist_reduce_fx=None)
+        # "cat", not torchmetrics' None: None gathers one tensor per update() call, so processes that made
+        # different numbers of updates run mismatched collectives (a crash or a hang under DDP).
+        self.add_state("features", [], dist_reduce_fx="cat")
+        self.add_state("index", [], dist_reduce_fx="cat")
 
     def update(self, logits: Tensor, index: Tensor) -> None:
         self.features.append(logits)
@@ -187,8 +191,8 @@ class KIDPrecisionRecall(KernelInceptionDistance):
                 feature=_Given(0), subsets=subsets, subset_size=subset_size, reset_real_features=False
             )
         self.k, self.seed = k, seed
-        self.add_state("real_index", [], dist_reduce_fx=None)
-        self.add_state("fake_index", [], dist_reduce_fx=None)
+        for name in ("real_features", "fake_features", "real_index", "fake_index"):
+            self.add_state(name, [], dist_reduce_fx="cat")  # see InceptionScoreByIndex
 
     def update(self, features: Tensor, index: Tensor, real: bool) -> None:
         (self.real_features if real else self.fake_features).append(features)
