@@ -35,16 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from gen_lightning.data.loaders import eval_loader
 from gen_lightning.metrics.extractors import (
     ClassifierSettings,
     InceptionExtractor,
+    Uint8Images,
     inception_weights_path,
     load_or_train_classifier,
     register_with_torch_fidelity,
-    to_uint8_rgb,
 )
 from gen_lightning.metrics.image import ImageFidelity, Reference, extract_features
 
@@ -56,17 +56,6 @@ PAIRS = {
     "precision": "precision",
     "recall": "recall",
 }
-
-
-class Uint8Images(Dataset):
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = to_uint8_rgb(images)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
 
 def load_mnist(directory: Path) -> tuple[torch.Tensor, torch.Tensor]:

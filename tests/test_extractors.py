@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lightning.pytorch import LightningDataModule, LightningModule
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from gen_lightning.metrics import extractors
+from gen_lightning.data.loaders import eval_loader
+from gen_lightning.metrics import ImageMetrics, evaluate_module, extractors
 from gen_lightning.metrics.extractors import (
     ClassifierSettings,
     InceptionExtractor,
@@ -104,6 +106,49 @@ def test_inception_uses_torch_fidelity_resize_not_torchmetrics_default(random_in
     # ... its default (and IS / KID, which have no switch) resizes differently.
     tm_default = NoTrainInceptionV3("inception-v3-compat", ["2048"], path)
     assert (features - tm_default(images)).abs().max() > 1e-2 * features.abs().max()
+
+
+class TinyImages(LightningDataModule):
+    """20 random 28x28 grey images: just enough data module for the Inception path end to end."""
+
+    dataset_key = "tiny-random"
+
+    def setup(self, stage: str) -> None:
+        images = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        self.images = TensorDataset(images, torch.zeros(20, dtype=torch.long))
+
+    def reference_loader(self, split: str, batch_size: int):
+        return eval_loader(self.images, batch_size)
+
+    def model_kwargs(self) -> dict:
+        return {"channels": 1, "image_size": 28, "num_classes": 0}
+
+
+class NoiseImages(LightningModule):
+    modality = "image"
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.rand(n, 1, 28, 28, generator=generator) * 2 - 1
+
+    def sample_info(self) -> dict:
+        return {"sampler": "uniform", "weights": "raw"}
+
+
+def test_inception_protocol_end_to_end(random_inception_weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(random_inception_weights))
+    settings = dict(num_samples=20, batch_size=10, is_splits=2, kid_subsets=3, kid_subset_size=10)
+    with pytest.warns(UserWarning, match="rank-deficient"):
+        metrics = ImageMetrics(features="inception", cache_dir=tmp_path, **settings)
+    result = evaluate_module(NoiseImages(), TinyImages(), metrics)
+    assert set(result["metrics"]) == {
+        f"val/{k}" for k in ("fid", "is", "is_std", "kid", "kid_std", "precision", "recall")
+    }
+    card = result["protocol"]
+    assert card["extractor"] == "inception-v3-compat" and card["feature_layer"] == "2048"
+    assert card["logits_layer"] == "logits_unbiased" and card["resize"].startswith("torch-fidelity tf1x")
+    assert card["extractor_weights_sha256"] == extractors.file_sha256(inception_weights_path())
+    assert card["reference_size"] == 20 and card["sample_sampler"] == "uniform"
+    assert result["metrics"]["val/fid"] > 0
 
 
 def test_classifier_is_accurate_cached_and_leaves_global_rng(tmp_path):

@@ -16,7 +16,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from gen_lightning.data.loaders import eval_loader, train_loader
 from gen_lightning.metrics import ImageFidelity, ImageMetrics, evaluate_module
@@ -24,8 +24,8 @@ from gen_lightning.metrics import image as image_metrics
 from gen_lightning.metrics.extractors import (
     ClassifierExtractor,
     ClassifierNet,
+    Uint8Images,
     register_with_torch_fidelity,
-    to_uint8_rgb,
 )
 from gen_lightning.metrics.image import (
     Reference,
@@ -130,19 +130,6 @@ class CaptureLogger(Logger):
 
     def log_hyperparams(self, params, *args, **kwargs):
         self.hparams.append(dict(params))
-
-
-class Uint8Images(Dataset):
-    """What torch-fidelity reads: uint8 (3, H, W) tensors."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = to_uint8_rgb(images)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
 
 def digits_datamodule(labelled: bool = True) -> DigitsDataModule:
@@ -330,16 +317,12 @@ def test_evaluation_is_reproducible_and_leaves_the_global_rng(tmp_path):
     assert torch.equal(before, torch.get_rng_state())
     second = ImageMetrics(**FAST, cache_dir=tmp_path).evaluate(module, dm)  # fresh instance, cached files
     assert first["metrics"] == second["metrics"]
-    assert set(first["metrics"]) == {f"val/{k}_clf" for k in ("fid", "is", "is_std", "kid", "kid_std")} | {
-        "val/precision_clf",
-        "val/recall_clf",
-        "val/clf_acc",
-    }
+    names = ("fid", "is", "is_std", "kid", "kid_std", "precision", "recall")
+    assert set(first["metrics"]) == {f"val/{name}_clf" for name in names} | {"val/clf_acc"}
     card = first["protocol"]
     assert card["extractor"] == "classifier" and len(card["extractor_weights_sha256"]) == 64
-    assert (
-        card["reference_split"] == "train" and card["reference_size"] == 1500 and card["num_samples"] == 230
-    )
+    assert card["reference_split"] == "train" and card["reference_size"] == 1500
+    assert card["num_samples"] == 230 and card["resize"] == "none" and "uint8" in card["quantization"]
     assert card["sample_sampler"] == "pool" and card["sample_weights"] == "raw" and card["seed"] == 0
     assert card["kid_subset_size_used"] == 100 and card["val_accuracy"] == first["metrics"]["val/clf_acc"]
     assert first["metrics"]["val/clf_acc"] > 0.5
@@ -383,7 +366,7 @@ def test_callback_in_a_trainer_logs_metrics_card_and_keeps_training_rng(tmp_path
     def fit(callbacks):
         torch.manual_seed(0)
         dm = DigitsDataModule()
-        module = PoolModule(load_digits_pool())
+        module = PoolModule(digits_datamodule().sets["val"].tensors[0])
         logger = CaptureLogger()
         trainer = Trainer(
             max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=logger, callbacks=callbacks,
@@ -398,9 +381,7 @@ def test_callback_in_a_trainer_logs_metrics_card_and_keeps_training_rng(tmp_path
     _, plain, _ = fit([])
     assert torch.equal(module.w, plain.w)  # the callback did not move the training RNG stream
 
-    assert (
-        "val/fid_clf" in trainer.callback_metrics
-    )  # logged at epoch 2 through self.log (checkpoint monitor)
+    assert "val/fid_clf" in trainer.callback_metrics  # self.log at epoch 2: a checkpoint monitor can use it
     steps = [step for step, metrics in logger.metrics if "val/fid_clf" in metrics]
     assert steps == [3, 5]  # Lightning's steps for the ends of epochs 2 and 3 (4 and 6 batches)
     assert callback.last_result["protocol"]["global_step"] == 6
@@ -410,14 +391,16 @@ def test_callback_in_a_trainer_logs_metrics_card_and_keeps_training_rng(tmp_path
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=False)
-    assert set(checkpoint["state_dict"]) == {"w"}  # no extractor weights, no metric states
-    assert not any(
-        isinstance(v, torch.Tensor) for state in checkpoint.get("callbacks", {}).values() for v in state
-    )
+    assert set(checkpoint["state_dict"]) == {"w"}
+    assert numel(checkpoint) == 3  # only w: no extractor weights, metric states or statistics anywhere
 
 
-def load_digits_pool() -> torch.Tensor:
-    return digits_datamodule().sets["val"].tensors[0]
+def numel(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel()
+    if isinstance(obj, dict):
+        return sum(numel(v) for v in obj.values())
+    return sum(numel(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
 
 
 def test_text_modules_are_skipped():
@@ -440,7 +423,7 @@ def test_bad_configuration_and_data_raise_clear_errors(tmp_path, monkeypatch):
         ImageMetrics(reference_split="test")
     with pytest.raises(TypeError, match="unexpected keyword"):
         ImageMetrics(classifier={"epochz": 3})
-    pool = load_digits_pool()
+    pool = digits_datamodule().sets["val"].tensors[0]
     with pytest.raises(ValueError, match="needs class labels"):
         evaluate_module(
             PoolModule(pool), DigitsDataModule(labelled=False), {**FAST, "cache_dir": str(tmp_path)}

@@ -25,6 +25,7 @@ from gen_lightning.metrics.image import SUBSET_SEED, ImageFidelity, load_or_extr
 
 FEATURES = ("inception", "classifier")
 SPLITS = ("train", "val")
+PER_EVALUATION = ("global_step", "seconds", "nonfinite_samples")  # in metrics.json, not in the logged config
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -95,22 +96,20 @@ class ImageMetrics(Callback):
             raise ValueError(f"metrics.num_samples={num_samples} is too small for IS splits / k-NN / FID")
         if every_n_epochs < 0 or batch_size < 1:
             raise ValueError("metrics.every_n_epochs must be >= 0 and metrics.batch_size >= 1")
-        self.features = features
-        self.num_samples, self.every_n_epochs, self.batch_size, self.seed = (
-            num_samples,
-            every_n_epochs,
-            batch_size,
-            seed,
+        self.features, self.reference_split = features, reference_split
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.every_n_epochs = every_n_epochs
+        self.metric_settings = dict(
+            is_splits=is_splits, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, pr_k=pr_k
         )
-        self.reference_split = reference_split
-        self.metric_settings = {
-            "is_splits": is_splits,
-            "kid_subsets": kid_subsets,
-            "kid_subset_size": kid_subset_size,
-        }
-        self.metric_settings["pr_k"] = pr_k
         self.inception_weights = inception_weights
         self.classifier = ClassifierSettings(**(classifier or {}))
+        feature_dim = 2048 if features == "inception" else self.classifier.feature_dim
+        if num_samples < feature_dim:
+            rank_zero_warn(
+                f"FID from {num_samples} samples of {feature_dim} features: the covariance is rank-deficient "
+                "and FID strongly biased; compare only numbers made with the same num_samples."
+            )
         self.cache_dir = cache_dir
         self.suffix = "" if features == "inception" else "_clf"
         self.last_result: dict | None = None
@@ -151,7 +150,7 @@ class ImageMetrics(Callback):
         self._last_eval_step = trainer.global_step
         result["protocol"]["global_step"] = trainer.global_step
         self.last_result = result
-        card = {k: v for k, v in result["protocol"].items() if k not in ("global_step", "seconds")}
+        card = {k: v for k, v in result["protocol"].items() if k not in PER_EVALUATION}
         if card != self._logged_card:
             for logger in trainer.loggers:
                 logger.log_hyperparams({f"protocol/{k}": v for k, v in card.items()})
@@ -207,6 +206,7 @@ class ImageMetrics(Callback):
             )
             self._fidelity = ImageFidelity(extractor, reference, **self.metric_settings, seed=SUBSET_SEED)
             self._fidelity_key = key
+
         return self._fidelity
 
     def _result(self, fidelity: ImageFidelity, values: dict, module: LightningModule, seconds: float) -> dict:

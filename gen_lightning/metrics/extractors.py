@@ -349,3 +349,16 @@ def register_with_torch_fidelity(extractor: nn.Module, name: str) -> str:
     FEATURE_EXTRACTORS_REGISTRY.pop(name, None)  # re-registering a name replaces the old extractor
     register_feature_extractor(name, _Registered)
     return name
+
+
+class Uint8Images(Dataset):
+    """Images in [-1, 1] as torch-fidelity reads them: uint8 (3, H, W), quantised as our own inputs are."""
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = to_uint8_rgb(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.images[i]
