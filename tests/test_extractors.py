@@ -140,9 +140,8 @@ def test_inception_protocol_end_to_end(random_inception_weights, monkeypatch, tm
     with pytest.warns(UserWarning, match="rank-deficient"):
         metrics = ImageMetrics(features="inception", cache_dir=tmp_path, **settings)
     result = evaluate_module(NoiseImages(), TinyImages(), metrics)
-    assert set(result["metrics"]) == {
-        f"val/{k}" for k in ("fid", "is", "is_std", "kid", "kid_std", "precision", "recall")
-    }
+    names = ("fid", "is", "is_std", "kid", "kid_std", "precision", "recall")
+    assert set(result["metrics"]) == {f"val/{name}" for name in names}  # no suffix for Inception
     card = result["protocol"]
     assert card["extractor"] == "inception-v3-compat" and card["feature_layer"] == "2048"
     assert card["logits_layer"] == "logits_unbiased" and card["resize"].startswith("torch-fidelity tf1x")

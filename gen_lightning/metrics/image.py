@@ -9,6 +9,8 @@
   ``(x.y / d + 1)^3``, mean over 100 random subsets of 1,000.
 - Precision / recall (Kynkaanniemi et al. 2019, "Improved precision and recall metric for assessing generative
   models", eq. 1-2): a sample is inside a set's manifold if it lies in the k-NN ball (k = 3) of a set member.
+  Computed on the FID features; the paper and torch-fidelity's default use VGG-16 features instead, so
+  Inception precision/recall are comparable only with numbers made on Inception pool features.
 
 IS and KID keep torchmetrics' states (and so its DDP synchronisation), but draw their splits / subsets like
 torch-fidelity, from a seeded NumPy generator over samples sorted by index: torchmetrics 1.9 draws them with
