@@ -324,7 +324,10 @@ def test_evaluation_is_reproducible_and_leaves_the_global_rng(tmp_path):
     assert card["reference_split"] == "train" and card["reference_size"] == 1500
     assert card["num_samples"] == 230 and card["resize"] == "none" and "uint8" in card["quantization"]
     assert card["sample_sampler"] == "pool" and card["sample_weights"] == "raw" and card["seed"] == 0
-    assert card["kid_subset_size_used"] == 100 and card["val_accuracy"] == first["metrics"]["val/clf_acc"]
+    assert (
+        card["kid_subset_size_used"] == 100
+        and card["classifier_val_accuracy"] == first["metrics"]["val/clf_acc"]
+    )
     assert first["metrics"]["val/clf_acc"] > 0.5
 
     with pytest.warns(UserWarning, match="drew from torch's global RNG"):

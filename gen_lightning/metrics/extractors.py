@@ -240,7 +240,11 @@ class ClassifierExtractor(nn.Module):
         self.image_size = image_size
         self.weights_sha256 = tensors_sha256(net.state_dict())
         self.feature_dim, self.num_logits = net.head.in_features, net.head.out_features
-        self.info = {"feature_layer": "penultimate", "logits_layer": "logits", "val_accuracy": accuracy}
+        self.info = {
+            "feature_layer": "penultimate",
+            "logits_layer": "logits",
+            "classifier_val_accuracy": accuracy,
+        }
         self.info.update({f"classifier_{k}": v for k, v in settings.items()})
 
     @torch.no_grad()
@@ -271,6 +275,7 @@ def load_or_train_classifier(
             f"num_classes={num_classes}; use metrics=inception for unlabelled data"
         )
     key = {"dataset": dataset_key, "num_classes": num_classes, "image_size": image_size, **asdict(settings)}
+    # Bump "version" whenever ClassifierNet or its training changes: old files must not be reused.
     path = cache_root(cache_dir) / "classifier" / f"{digest({**key, 'version': 1})}.pt"
     if not path.is_file() and dist_info()[0] == 0:
         net, accuracy = train_classifier(train_set, val_set, num_classes, settings, device)

@@ -1,14 +1,14 @@
 """FID, IS, KID and precision/recall of generated images from one pass of features, and their protocol card.
 
-- FID (Heusel et al. 2017, "GANs trained by a two time-scale update rule", eq. 6):
-  ``|mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^1/2)``, torchmetrics ``FrechetInceptionDistance``
-  (float64 sums, eigenvalue square root, as torch-fidelity).
+- FID (Heusel et al. 2017, "GANs trained by a two time-scale update rule"), the Frechet distance of Gaussians
+  fitted to the features: ``|mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^1/2)``; torchmetrics'
+  ``FrechetInceptionDistance`` (float64 sums, eigenvalue square root, as torch-fidelity).
 - IS (Salimans et al. 2016, "Improved techniques for training GANs"): ``exp E_x KL(p(y|x) || p(y))``,
   mean over 10 splits.
 - KID (Binkowski et al. 2018, "Demystifying MMD GANs"): unbiased MMD^2 with the cubic kernel
   ``(x.y / d + 1)^3``, mean over 100 random subsets of 1,000.
 - Precision / recall (Kynkaanniemi et al. 2019, "Improved precision and recall metric for assessing generative
-  models", eq. 1-2): a sample is inside a set's manifold if it lies in the k-NN ball (k = 3) of a set member.
+  models"): a sample is inside a set's manifold if it lies in the k-NN ball (k = 3) of a set member.
   Computed on the FID features; the paper and torch-fidelity's default use VGG-16 features instead, so
   Inception precision/recall are comparable only with numbers made on Inception pool features.
 
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torchmetrics.aggregation import SumMetric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance, poly_kernel
+from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -78,8 +78,13 @@ def inception_score(logits: Tensor, splits: int = 10, seed: int = SUBSET_SEED) -
     return scores.mean().item(), scores.std(unbiased=False).item()
 
 
+def _cubic_kernel(a: Tensor, b: Tensor) -> Tensor:
+    """k(x, y) = (x.y / d + 1)^3: the product in float32, the power (and later sums) in float64."""
+    return (a @ b.T / a.shape[1] + 1).double() ** 3
+
+
 def _unbiased_mmd2(k_xx: Tensor, k_xy: Tensor, k_yy: Tensor) -> Tensor:
-    # Binkowski et al. 2018, eq. 3: diagonals of k_xx and k_yy are left out.
+    # The unbiased MMD^2 estimator (Gretton et al. 2012): diagonals of k_xx and k_yy are left out.
     m = k_xx.shape[0]
     within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
     return within - 2 * k_xy.sum() / (m * m)
@@ -88,10 +93,7 @@ def _unbiased_mmd2(k_xx: Tensor, k_xy: Tensor, k_yy: Tensor) -> Tensor:
 def kernel_inception_distance(
     real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = SUBSET_SEED
 ) -> tuple[float, float, int]:
-    """KID mean and population std over subsets drawn as torch-fidelity draws them; also the subset size used.
-
-    Kernel products in float32 (exactly), kernel powers and sums in float64.
-    """
+    """KID mean and population std over subsets drawn as torch-fidelity draws them, and the subset size."""
     rng = np.random.RandomState(seed)
     m = min(subset_size, len(real), len(fake))
     if m < 2:
@@ -101,12 +103,7 @@ def kernel_inception_distance(
         for _ in range(subsets):
             f = fake[torch.from_numpy(rng.choice(len(fake), m, replace=False)).to(fake.device)]
             r = real[torch.from_numpy(rng.choice(len(real), m, replace=False)).to(real.device)]
-            gamma = 1.0 / f.shape[1]
-            k = [
-                poly_kernel(a, b, degree=1, gamma=gamma, coef=1.0).double() ** 3
-                for a, b in ((f, f), (f, r), (r, r))
-            ]
-            mmds.append(_unbiased_mmd2(*k))
+            mmds.append(_unbiased_mmd2(_cubic_kernel(f, f), _cubic_kernel(f, r), _cubic_kernel(r, r)))
     mmds = torch.stack(mmds)
     return mmds.mean().item(), mmds.std(unbiased=False).item(), m
 
