@@ -8,21 +8,23 @@ Inception comparison runs too when the weights file is in torch hub's cache.
     PYTHONPATH=. python benchmarks/metrics_speed.py [--threads 1] [--num 10000]
 
 Measured 2026-11-26 on the shared development machine (2 CPU cores shared with 4 other engineers' jobs, load
-average ~5, torch threads = 1, no GPU), classifier extractor (LeNet-style, 128 features), 10,000 vs 10,000:
+average ~4, torch and BLAS threads = 1, no GPU), classifier extractor (LeNet-style, 128 features), 10,000 vs
+10,000 (``--repeats 3``):
 
                                                  total         features   metrics
-    gen-lightning                               11.65s      4244 images/s     6.93s
-    torch-fidelity calculate_metrics            16.14s      2556 images/s     8.31s
-    torch-fidelity, default 4 loader workers    19.20s
-    speed ratio (torch-fidelity time / ours): 1.39x
+    gen-lightning                               12.55s      3014 images/s     5.92s
+    torch-fidelity calculate_metrics            16.01s      2264 images/s     7.18s
+    torch-fidelity, default 4 loader workers    29.53s
+    speed ratio (torch-fidelity time / ours): 1.28x
 
-Best of 2 alternating runs per side; over five runs of the earlier version the ratio ranged 0.99x-1.44x with
-the load. Values agree: FID 52.1903 vs 52.1902 (1e-6), IS 9.08665 (2e-16), KID 456.165 (4e-8), precision
-0.9691 and recall 0.7664 (1e-8). torch-fidelity's "metrics" column is its total minus a separate timing of its
-extraction. Speed-ups that made the difference: one extractor pass feeds every metric; precision/recall take
-k-NN radii with ``topk`` (10x faster than ``kthvalue`` on CPU) and reuse one fake-real distance pass for both
-precision and recall (3 distance matrices, not 4), in 1,024-row chunks (40 MB, not torch-fidelity's 400 MB).
-On a GPU with Inception features, extraction (~6 GFLOP per image) dominates both sides equally.
+Best of 3 alternating runs per side (another session, best of 2: 1.39x). Both sides run the same network
+once per image for all metrics, so the images/s gap is load noise (ours also quantises and updates the
+metric states, ~5% of a batch). The gain is in the metrics: KID 4 s vs 9 s (torch matmuls vs NumPy),
+precision/recall 4 s vs 18 s (k-NN radii with ``topk``, 10x faster than ``kthvalue`` on CPU; one fake-real
+distance pass serves both precision and recall, in 1,024-row chunks: 40 MB instead of a 400 MB matrix).
+torch-fidelity's "metrics" column is its total minus a separate timing of its extraction. Values agree: FID
+52.1903 vs 52.1902 (1e-6), IS 9.08665 (2e-16), KID 456.165 (4e-8), precision 0.9691 and recall 0.7664
+(1e-8). On a GPU with Inception features, extraction (~6 GFLOP per image) dominates both sides equally.
 """
 
 from __future__ import annotations
