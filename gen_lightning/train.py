@@ -124,6 +124,12 @@ def fit(cfg: DictConfig) -> dict:
     finally:
         tracking.finish()
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    evaluation = next((getattr(cb, "last_result", None) for cb in callbacks if hasattr(cb, "last_result")), None)
+    if evaluation:  # the image metrics' final evaluation (on_train_end) and its protocol card
+        summary.record(trainer, evaluation["metrics"])
+        summary.extra["protocol"] = evaluation["protocol"]
+        if trainer.is_global_zero:
+            summary.write(trainer, "completed")
     return summary.summary(trainer, "completed")
 
 

@@ -207,9 +207,7 @@ class GAN(L.LightningModule):
         real, labels = batch
         labels = labels if self.num_conditional_classes else None
         # Noise fixed by batch index: the same fakes' inputs every epoch, and no draw from the training RNG.
-        z = _randn(
-            (real.shape[0], self.hparams.latent_dim), torch.Generator().manual_seed(batch_idx), self.device
-        )
+        z = _randn((real.shape[0], self.hparams.latent_dim), torch.Generator().manual_seed(batch_idx), self.device)
         s_real = self.discriminator(real, labels)
         s_fake = self.discriminator(self._sampling_net()(z, labels), labels)
         values = {
@@ -240,9 +238,7 @@ class GAN(L.LightningModule):
         if y.shape != (n,):
             raise ValueError(f"labels must be one class or {n} classes, got shape {tuple(y.shape)}")
         if int(y.min()) < 0 or int(y.max()) >= k:
-            raise ValueError(
-                f"labels must lie in [0, {k - 1}], got values from {int(y.min())} to {int(y.max())}"
-            )
+            raise ValueError(f"labels must lie in [0, {k - 1}], got values from {int(y.min())} to {int(y.max())}")
         return y
 
     @torch.no_grad()

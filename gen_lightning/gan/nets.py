@@ -89,9 +89,7 @@ class Generator(nn.Module):
         self.project = nn.Linear(latent_dim, widths[0] * s0 * s0, bias=False)
         embed_dim = latent_dim if num_classes > 0 else 0
         self.norms = nn.ModuleList([ConditionalBatchNorm2d(w, embed_dim) for w in widths])
-        self.ups = nn.ModuleList(
-            [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:])]
-        )
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:])])
         self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
         self.apply(_dcgan_init)
         for norm in self.norms:
