@@ -279,6 +279,6 @@ def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     # nanoGPT prints "number of parameters: 0.80M" (65 symbols, position embeddings not counted).
     params = sum(p.numel() for p in model.parameters()) - model.net.transformer.pos_emb.weight.numel()
     assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
-    trainer = L.Trainer(**cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer = L.Trainer(**{**cfg.trainer, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
     assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 250, 1.0)
     assert trainer.limit_val_batches == 20
