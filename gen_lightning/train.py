@@ -129,9 +129,13 @@ def fit(cfg: DictConfig) -> dict:
     finally:
         tracking.finish()
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    evaluation = next((getattr(cb, "last_result", None) for cb in callbacks if hasattr(cb, "last_result")), None)
+    if evaluation:  # the image metrics' final evaluation (on_train_end) and its protocol card
+        summary.record(trainer, evaluation["metrics"])
+        summary.extra["protocol"] = evaluation["protocol"]
     if trainer.is_global_zero:
-        # A run resumed from a checkpoint of its last step ends without on_train_end (the fit loop is already
-        # done): metrics.json would keep the status of the interrupted process.
+        # Also when a run resumed from a checkpoint of its last step ends without on_train_end (the fit loop is
+        # already done): metrics.json would keep the status of the interrupted process.
         summary.write(trainer, "completed")
     return summary.summary(trainer, "completed")
 

@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread per process: the models are tiny, and several test processes (DDP) share 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 # Tests never touch the network: W&B offline, Hugging Face hub offline.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -39,14 +44,39 @@ def shakespeare_path() -> Path:
     return path
 
 
-def tiny_overrides(run_dir: Path, *extra: str) -> list[str]:
-    """A fast run: the embedded digits, a small VAE, no metrics, no progress bar."""
+TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8", "data.train_stride=2000"]
+
+# Per model: smaller networks than the presets (and small text windows), so that every test run takes seconds.
+SHRINK = {
+    "vae": ["model.hidden_dim=32", "model.iw_samples=4"],
+    "conv_vae": ["model.hidden_dim=8", "model.iw_samples=4"],
+    "ddpm": [
+        "model.hidden_dim=16",
+        "model.channel_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.attention_resolutions=[4]",
+        "model.num_timesteps=100",
+        "model.sample_steps=4",
+        "model.sample_time_batch=0",
+    ],
+    "dcgan": ["model.hidden_dim=16"],
+    "wgan_gp": ["model.hidden_dim=16"],
+    "sngan": ["model.hidden_dim=16"],
+    "lstm": [*TEXT_DATA, "model.hidden_dim=32"],
+    "gru": [*TEXT_DATA, "model.hidden_dim=32"],
+    "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
+    "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
+}
+
+
+def tiny_overrides(run_dir: Path, *extra: str, model: str = "vae") -> list[str]:
+    """A fast run: a shrunken model (the VAE on the embedded digits by default), no metrics, no progress bar."""
     return [
         f"run_dir={run_dir}",
+        f"model={model}",
         "logger=none",
         "metrics=none",
-        "model.hidden_dim=32",
-        "model.iw_samples=4",
+        *SHRINK.get(model, []),
         "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
         *extra,

@@ -91,7 +91,7 @@ def test_experiment_and_multirun(tmp_path):
         *[
             o
             for o in tiny_overrides(tmp_path, "trainer.max_steps=3", "trainer.max_epochs=1")
-            if not o.startswith(("run_dir", "model.hidden_dim"))
+            if not o.startswith(("run_dir", "model"))
         ],
         f"hydra.sweep.dir={sweep}",
     )
@@ -105,13 +105,19 @@ def test_experiment_and_multirun(tmp_path):
 
 def test_ddp_on_two_cpu_processes(tmp_path):
     """2-process DDP (gloo) through the command line: it finishes, the checkpoint loads, and validation
-    metrics are reduced over all processes (equal to a single-process validation of the same weights)."""
+    metrics and image metrics are reduced over all processes (equal to one process over the same weights)."""
     run_dir = tmp_path / "ddp"
-    proc = gen_lightning(
-        "fit",
-        *tiny_overrides(run_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2"),
-        timeout=900,
+    metrics = [
+        "metrics=classifier",
+        "metrics.num_samples=300",
+        "metrics.batch_size=64",
+        "metrics.every_n_epochs=0",
+        "metrics.classifier.steps=100",
+    ]
+    overrides = tiny_overrides(
+        run_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2", *metrics
     )
+    proc = gen_lightning("fit", *[o for o in overrides if o != "metrics=none"], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "metrics.json").read_text())
     assert summary["status"] == "completed"
@@ -125,3 +131,10 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     # val/kl is exact (closed form) given the weights: equal only if every validation image counted once.
     assert single["val/kl"] == pytest.approx(summary["final"]["val/kl"], rel=1e-5)
     assert torch.isfinite(torch.tensor(summary["final"]["val/elbo"]))
+    # Each process generated its share of the 300 samples; one process generating all gives the same numbers.
+    from gen_lightning.metrics.evaluate import evaluate_module
+
+    alone = evaluate_module(module, dm, cfg.metrics)["metrics"]
+    for key in ("val/fid_clf", "val/kid_clf", "val/is_clf", "val/precision_clf", "val/recall_clf"):
+        assert alone[key] == pytest.approx(summary["final"][key], rel=1e-4, abs=1e-6), key
+    assert summary["protocol"]["world_size"] == 2 and summary["protocol"]["num_samples"] == 300

@@ -34,8 +34,8 @@ class Crash(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def run(run_dir, *extra, crash_at=None, monkeypatch=None):
-    cfg = compose(tiny_overrides(run_dir, f"trainer.max_steps={TOTAL}", "trainer.max_epochs=-1", *extra))
+def run(run_dir, *extra, crash_at=None, monkeypatch=None, model="vae"):
+    cfg = compose(tiny_overrides(run_dir, f"trainer.max_steps={TOTAL}", "trainer.max_epochs=-1", *extra, model=model))
     if cfg.resume:
         cfg = train.resolve_for_resume(cfg, [])
     if crash_at is not None:
@@ -74,6 +74,31 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, interrupt_a
     for a, b in zip(resumed["history"], full["history"]):
         assert a["val/elbo"] == b["val/elbo"]
     assert resumed["final"] == full["final"]
+
+
+# One model of every other family: text runs validate every 10 steps (26 steps per epoch with the shrunk text).
+TEXT_VAL = ["trainer.val_check_interval=10", "trainer.check_val_every_n_epoch=null", "trainer.limit_val_batches=2"]
+FAMILIES = {"ddpm": [], "dcgan": [], "wgan_gp": [], "gpt": TEXT_VAL, "lstm": TEXT_VAL, "bert": TEXT_VAL}
+
+
+@pytest.mark.parametrize("model", sorted(FAMILIES))
+def test_every_family_resumes_exactly(tmp_path, monkeypatch, model):
+    extra = FAMILIES[model]
+    full = run(tmp_path / "full", "checkpoint.every_n_train_steps=1000", *extra, model=model)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(
+            tmp_path / "cut",
+            "checkpoint.every_n_train_steps=7",
+            *extra,
+            crash_at=14,
+            monkeypatch=monkeypatch,
+            model=model,
+        )
+    monkeypatch.undo()
+    resumed = run(tmp_path / "cut", "resume=true", model=model)
+    assert resumed["global_step"] == full["global_step"]
+    assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")
+    assert resumed["history"] == [{**r, "time_s": a["time_s"]} for r, a in zip(full["history"], resumed["history"])]
 
 
 def test_resume_refuses_a_used_run_dir_without_resume(tmp_path):

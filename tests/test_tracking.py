@@ -52,6 +52,8 @@ def test_resumed_wandb_run_continues_its_steps(tmp_path, monkeypatch):
     for step, row in reference.items():
         if "train/loss" in row:
             assert merged[step]["train/loss"] == row["train/loss"], step
+    # Sample grids are logged as images each validation epoch.
+    assert any("samples/samples.filenames" in r and "samples/reconstructions.filenames" in r for r in merged.values())
     val_steps = [s for s, r in reference.items() if "val/elbo" in r]
     assert val_steps and all(merged[s]["val/elbo"] == reference[s]["val/elbo"] for s in val_steps)
     # The resolved config and the tags are in the run record.

@@ -52,18 +52,19 @@ class RunSummary(L.Callback):
         values = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and torch.is_tensor(v)
         }
-        if not values:
-            return
-        self.history.append(
-            {
-                "step": trainer.global_step,
-                "epoch": trainer.current_epoch,
-                "time_s": round(self._elapsed(), 3),
-                **values,
-            }
-        )
+        self.record(trainer, values)
         if trainer.is_global_zero:
             self.write(trainer, "running")
+
+    def record(self, trainer, values: dict[str, float]) -> None:
+        """Add validation values at the current step (merged into the last row if it has the same step)."""
+        if not values:
+            return
+        if self.history and self.history[-1]["step"] == trainer.global_step:
+            self.history[-1].update(values)
+            return
+        row = {"step": trainer.global_step, "epoch": trainer.current_epoch, "time_s": round(self._elapsed(), 3)}
+        self.history.append({**row, **values})
 
     def summary(self, trainer, status: str, error: str | None = None) -> dict:
         final, best = {}, {}

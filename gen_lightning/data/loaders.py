@@ -62,7 +62,13 @@ class EpochSampler(Sampler[int]):
         return iter(shard[start:])
 
     def __len__(self) -> int:
-        return len(self._shard()) - self.start
+        # Computed, not materialised: the shard of an epoch can hold millions of text windows.
+        rank, world = _dist_info()
+        if self.pad and world > 1:
+            size = math.ceil(self.num_items / world)
+        else:
+            size = len(range(rank, self.num_items, world))
+        return size - self.start
 
 
 def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: int = 0) -> DataLoader:

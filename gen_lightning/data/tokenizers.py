@@ -1,0 +1,100 @@
+"""Character-level and byte-level tokenizers for the sequence families.
+
+Character level follows Karpathy's char-rnn and nanoGPT's ``shakespeare_char``: the vocabulary is the sorted
+set of characters of the whole text, so ids are stable for a given corpus. Byte level has a fixed vocabulary
+of 256 symbols (the UTF-8 bytes), accepts any input, and decodes with replacement characters where a sample
+ends inside a multi-byte character.
+
+A tokenizer is described by a plain dict (``to_config()``); the data module hands that dict to the model,
+which saves it as a hyperparameter, so every checkpoint carries its vocabulary and decodes on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def _code_points(text: str) -> np.ndarray:
+    """Unicode code points of ``text`` as a uint32 array (vectorised; 1 MB of text in milliseconds)."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class CharTokenizer:
+    """One id per distinct character of the corpus, ids in code-point order."""
+
+    kind = "char"
+
+    def __init__(self, chars: str) -> None:
+        if not chars:
+            raise ValueError("a character tokenizer needs at least one character")
+        if len(set(chars)) != len(chars) or list(chars) != sorted(chars):
+            raise ValueError("chars must be the sorted distinct characters of the corpus")
+        self.chars = chars
+        self._codes = _code_points(chars)  # sorted, so encoding is a binary search
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        if not text:
+            raise ValueError("cannot build a character vocabulary from empty text")
+        codes = np.unique(_code_points(text))
+        return cls(codes.astype("<u4").tobytes().decode("utf-32-le"))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """(N,) int64 ids; raises on characters outside the vocabulary, naming them."""
+        codes = _code_points(text)
+        ids = np.searchsorted(self._codes, codes).clip(max=len(self._codes) - 1)
+        unknown = self._codes[ids] != codes
+        if unknown.any():
+            missing = sorted({chr(c) for c in codes[unknown]})
+            raise ValueError(
+                f"characters not in the vocabulary of {self.vocab_size}: {missing!r} "
+                "(a char tokenizer knows only the characters of its text; tokenizer=byte reads any text)"
+            )
+        return torch.from_numpy(ids.astype(np.int64))
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        codes = self._codes[np.asarray(ids, dtype=np.int64)]  # raises IndexError on an id >= vocab_size
+        return codes.astype("<u4").tobytes().decode("utf-32-le")
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+class ByteTokenizer:
+    """The 256 byte values of UTF-8 (or of any binary stream)."""
+
+    kind = "byte"
+    vocab_size = 256
+
+    def encode(self, text: str | bytes) -> torch.Tensor:
+        """(N,) int64 ids of the UTF-8 bytes of ``text`` (or of ``text`` itself when it is bytes)."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        # A sample may stop inside a multi-byte character, or a byte model may emit invalid UTF-8.
+        return np.asarray(ids, dtype=np.uint8).tobytes().decode("utf-8", errors="replace")
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind}
+
+
+Tokenizer = CharTokenizer | ByteTokenizer
+KINDS = ("char", "byte")
+
+
+def from_config(config: dict) -> Tokenizer:
+    """Rebuild a tokenizer from ``to_config()``'s dict (e.g. from a checkpoint's hyperparameters)."""
+    kind = config.get("kind")
+    if kind == "char":
+        return CharTokenizer(config["chars"])
+    if kind == "byte":
+        return ByteTokenizer()
+    raise ValueError(f"unknown tokenizer kind {kind!r} in {config!r}; expected one of {KINDS}")

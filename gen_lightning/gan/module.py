@@ -1,0 +1,300 @@
+"""Generative adversarial networks (Goodfellow et al. 2014) as one LightningModule.
+
+One system covers the usual variants through its arguments:
+- ``loss="bce"``: the non-saturating loss of Goodfellow et al. (2014, section 3) with DCGAN networks
+  (Radford et al. 2015);
+- ``loss="hinge"`` with ``spectral_norm=True``: SNGAN (Miyato et al. 2018; hinge loss of Lim & Ye 2017);
+- ``loss="wgan-gp"``: the Wasserstein critic with gradient penalty (Gulrajani et al. 2017, Algorithm 1),
+  ``n_critic`` critic steps per generator step and no batch norm in the critic;
+- ``conditional=True``: conditional batch norm in the generator and a projection discriminator
+  (Miyato & Koyama 2018);
+- ``ema_decay``: an exponential moving average of the generator's weights, used by ``sample``.
+
+Steps and ``max_steps``. Training uses manual optimisation with two Adam optimizers (TTUR: ``lr_g``,
+``lr_d``). Every batch makes one critic step; every ``n_critic``-th batch also makes one generator step.
+Lightning's ``global_step`` counts the steps of both optimizers, so it advances by ``n_critic + 1`` every
+``n_critic`` batches: ``max_steps = 2 * batches`` for ``n_critic=1`` (DCGAN) and
+``max_steps = 6 * batches / 5`` for ``n_critic=5`` (WGAN-GP, SNGAN presets).
+Generator steps are ``max_steps / (n_critic + 1)``.
+
+Logged: ``train/d_loss`` (the full critic loss, gradient penalty included), ``train/g_loss``, ``train/d_real``
+and ``train/d_fake`` (mean raw discriminator output, i.e. logits for bce, critic values for wgan-gp),
+``train/gp`` (the unweighted penalty ``E[(||grad D(x_hat)|| - 1)^2]``); in validation ``val/d_loss``,
+``val/d_real``, ``val/d_fake`` on held-out real images against fakes from the sampling generator (EMA when
+enabled) with noise fixed per batch index. ``val/d_loss`` leaves out the gradient penalty.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from gen_lightning.gan.nets import NORMS, Discriminator, Generator
+from gen_lightning.nn.ema import EMA
+
+LOSSES = ("bce", "hinge", "wgan-gp")
+
+
+def discriminator_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Critic loss from raw scores ``real = D(x)``, ``fake = D(G(z))``, both ``(B,)``."""
+    if loss == "bce":  # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), Goodfellow et al. eq. 1
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if loss == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if loss == "wgan-gp":  # Gulrajani et al. Algorithm 1, line 7, without the penalty
+        return fake.mean() - real.mean()
+    raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
+
+
+def generator_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss from ``fake = D(G(z))`` ``(B,)``."""
+    if loss == "bce":  # non-saturating: maximise log D(G(z)) (Goodfellow et al. section 3)
+        return F.softplus(-fake).mean()
+    if loss in ("hinge", "wgan-gp"):
+        return -fake.mean()
+    raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
+
+
+def gradient_penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``E[(||grad_x D(x_hat)||_2 - 1)^2]`` at ``x_hat = eps x + (1 - eps) x~``, eps ~ U[0, 1] per sample.
+
+    Gulrajani et al. 2017, Algorithm 1, lines 6-7. The norm is taken per sample over all of ``(C, H, W)``;
+    ``create_graph`` keeps the penalty differentiable with respect to the critic's weights.
+    """
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)  # (B, C, H, W)
+    (grad,) = torch.autograd.grad(critic(x_hat, labels).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    # Draw on the generator's own device so a CPU generator gives the same images on every accelerator.
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def _resolve_norm(d_norm: str | None, loss: str, spectral_norm: bool) -> str:
+    if d_norm is None:  # the usual choice: DCGAN batch norm, none under SN (SNGAN), layer norm for WGAN-GP
+        return "layer" if loss == "wgan-gp" else "none" if spectral_norm else "batch"
+    if d_norm not in NORMS:
+        raise ValueError(f"unknown d_norm {d_norm!r}; choose one of {NORMS} or null for the usual choice")
+    if loss == "wgan-gp" and d_norm == "batch":
+        raise ValueError(
+            "d_norm='batch' cannot be used with loss='wgan-gp': the gradient penalty is per sample and batch "
+            "norm couples the samples (Gulrajani et al. 2017, section 4); use 'layer', 'instance' or 'none'"
+        )
+    return d_norm
+
+
+class GAN(L.LightningModule):
+    """Generator and discriminator trained adversarially; see the file docstring for losses and steps."""
+
+    modality = "image"
+    # A weak proxy until image metrics run (then set checkpoint.monitor=val/fid_clf, mode min): for WGAN-GP it is
+    # minus the critic's Wasserstein estimate on held-out data; for bce/hinge it rises as D separates less well.
+    monitor = ("val/d_loss", "max")
+    sample_modes = ("interpolate",)
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        num_classes: int = 0,
+        latent_dim: int = 128,
+        hidden_dim: int = 64,
+        loss: str = "bce",
+        d_norm: str | None = None,
+        spectral_norm: bool = False,
+        conditional: bool = False,
+        gp_weight: float = 10.0,
+        n_critic: int = 1,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        ema_decay: float | None = 0.999,
+        gradient_clip_val: float = 0.0,
+        preview_columns: int = 8,
+    ) -> None:
+        super().__init__()
+        # Plain floats: a Hydra ListConfig in the hyperparameters fails torch.load(weights_only=True).
+        betas = [float(b) for b in betas]
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        if loss not in LOSSES:
+            raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
+        if int(n_critic) != n_critic or n_critic < 1:
+            raise ValueError(f"n_critic must be a positive integer, got {n_critic}")
+        if len(betas) != 2:
+            raise ValueError(f"betas must be two numbers (beta1, beta2), got {betas}")
+        if conditional and num_classes <= 0:
+            raise ValueError(
+                "conditional: true needs a labelled dataset, but the data module reports num_classes="
+                f"{num_classes}; set model.conditional=false or use data with labels"
+            )
+        classes = num_classes if conditional else 0
+        self.num_conditional_classes = classes
+        self.generator = Generator(latent_dim, channels, image_size, hidden_dim, classes)
+        norm = _resolve_norm(d_norm, loss, spectral_norm)
+        self.discriminator = Discriminator(channels, image_size, hidden_dim, classes, norm, spectral_norm)
+        self.ema = EMA(self.generator, ema_decay) if ema_decay else None
+        # Counts critic steps, so the n_critic rhythm survives epoch ends and resumes (module state).
+        self.register_buffer("critic_steps", torch.zeros((), dtype=torch.long))
+        self.val_metrics = nn.ModuleDict({k: MeanMetric() for k in ("d_loss", "d_real", "d_fake")})
+
+    # ----------------------------------------------------------------------------------------------- training
+    def configure_optimizers(self):
+        betas = tuple(self.hparams.betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr_g, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr_d, betas=betas)
+        return [opt_g, opt_d]
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real, labels = batch  # (B, C, H, W) in [-1, 1], (B,)
+        labels = labels if self.num_conditional_classes else None
+        opt_g, opt_d = self.optimizers()
+        # The n_critic critic steps use n_critic successive batches, as in Gulrajani et al.'s Algorithm 1,
+        # which draws a fresh real minibatch for every critic iteration; a generator step follows every
+        # n_critic-th batch. Reusing one batch n_critic times would overfit the critic to it.
+        self._critic_step(real, labels, opt_d)
+        self.critic_steps += 1
+        if int(self.critic_steps) % self.hparams.n_critic == 0:
+            self._generator_step(real.shape[0], labels, opt_g)
+
+    def _critic_step(self, real: torch.Tensor, labels: torch.Tensor | None, opt_d) -> None:
+        z = torch.randn(real.shape[0], self.hparams.latent_dim, device=self.device)
+        with torch.no_grad():
+            fake = self.generator(z, labels)  # fakes share the real batch's labels
+        with self.toggled_optimizer(opt_d):
+            s_real, s_fake = self.discriminator(real, labels), self.discriminator(fake, labels)  # (B,)
+            loss = discriminator_loss(self.hparams.loss, s_real, s_fake)
+            logs = {"train/d_real": s_real.mean(), "train/d_fake": s_fake.mean()}
+            if self.hparams.loss == "wgan-gp":
+                gp = gradient_penalty(self.discriminator, real, fake, labels)
+                loss = loss + self.hparams.gp_weight * gp
+                logs["train/gp"] = gp
+            opt_d.zero_grad()
+            self.manual_backward(loss)
+            self._clip(opt_d)
+            opt_d.step()
+        logs["train/d_loss"] = loss
+        self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=real.shape[0])
+
+    def _generator_step(self, n: int, labels: torch.Tensor | None, opt_g) -> None:
+        z = torch.randn(n, self.hparams.latent_dim, device=self.device)
+        with self.toggled_optimizer(opt_g):
+            loss = generator_loss(self.hparams.loss, self.discriminator(self.generator(z, labels), labels))
+            opt_g.zero_grad()
+            self.manual_backward(loss)
+            self._clip(opt_g)
+            opt_g.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
+        self.log("train/g_loss", loss.detach(), batch_size=n)
+
+    def _clip(self, optimizer) -> None:
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        real, labels = batch
+        labels = labels if self.num_conditional_classes else None
+        # Noise fixed by batch index: the same fakes' inputs every epoch, and no draw from the training RNG.
+        z = _randn((real.shape[0], self.hparams.latent_dim), torch.Generator().manual_seed(batch_idx), self.device)
+        s_real = self.discriminator(real, labels)
+        s_fake = self.discriminator(self._sampling_net()(z, labels), labels)
+        values = {
+            "d_loss": discriminator_loss(self.hparams.loss, s_real, s_fake),
+            "d_real": s_real.mean(),
+            "d_fake": s_fake.mean(),
+        }
+        for name, value in values.items():
+            self.val_metrics[name].update(value, weight=real.shape[0])
+            self.log(f"val/{name}", self.val_metrics[name], on_epoch=True, batch_size=real.shape[0])
+
+    # ----------------------------------------------------------------------------------------------- sampling
+    def _sampling_net(self) -> nn.Module:
+        return self.ema.shadow if self.ema is not None else self.generator
+
+    def _labels(self, n: int, labels, generator: torch.Generator | None) -> torch.Tensor | None:
+        """``labels``: None (uniform classes from ``generator``), one class, or ``n`` classes -> ``(n,)``."""
+        k = self.num_conditional_classes
+        if k == 0:
+            if labels is not None:
+                raise ValueError("labels were given, but this GAN is unconditional (conditional: false)")
+            return None
+        if labels is None:
+            device = generator.device if generator is not None else self.device
+            return torch.randint(k, (n,), generator=generator, device=device).to(self.device)
+        y = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        y = y.expand(n) if y.dim() == 0 else y
+        if y.shape != (n,):
+            raise ValueError(f"labels must be one class or {n} classes, got shape {tuple(y.shape)}")
+        if int(y.min()) < 0 or int(y.max()) >= k:
+            raise ValueError(f"labels must lie in [0, {k - 1}], got values from {int(y.min())} to {int(y.max())}")
+        return y
+
+    @torch.no_grad()
+    def _generate(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        was_training = net.training
+        net.eval()  # batch norm from running statistics: a sample does not depend on its batch-mates
+        try:
+            return net(z, y)
+        finally:
+            net.train(was_training)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)`` in [-1, 1]; ``labels`` (conditional only): one class or ``n``."""
+        z = _randn((n, self.hparams.latent_dim), generator, self.device)
+        return self._generate(self._sampling_net(), z, self._labels(n, labels, generator))
+
+    def sample_info(self) -> dict:
+        info = {"weights": "ema" if self.ema is not None else "raw"}
+        if self.num_conditional_classes:
+            info["labels"] = "uniform"
+        return info
+
+    def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Fixed-noise samples, ``preview_columns`` per row; conditional: one row per class (first 16)."""
+        cols, k = self.hparams.preview_columns, self.num_conditional_classes
+        labels = torch.arange(min(k, 16)).repeat_interleave(cols) if k else None
+        n = len(labels) if k else cols * cols
+        z = _randn((n, self.hparams.latent_dim), generator, self.device)
+        y = self._labels(n, labels, generator)
+        out = {"samples": self._generate(self._sampling_net(), z, y)}
+        if self.ema is not None:  # the live weights on the same noise, to see what the average smooths
+            out["samples_raw"] = self._generate(self.generator, z, y)
+        return out
+
+    def render(
+        self,
+        mode: str,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+        rows: int = 8,
+        steps: int = 10,
+        **options,
+    ) -> tuple[torch.Tensor, int]:
+        """``interpolate``: straight lines between pairs of latent codes (Radford et al. 2015, figure 4).
+
+        ``rows`` rows of ``steps`` images; conditional models keep each row's class (taken from ``labels``).
+        """
+        if mode != "interpolate":
+            raise ValueError(f"unknown sample mode {mode!r} for a GAN; modes: {self.sample_modes}")
+        if options:
+            raise ValueError(f"unexpected options for mode 'interpolate': {sorted(options)}")
+        rows = min(rows, len(labels)) if self.num_conditional_classes else rows
+        ends = _randn((2, rows, self.hparams.latent_dim), generator, self.device)
+        t = torch.linspace(0.0, 1.0, steps, device=self.device)[None, :, None]  # (1, steps, 1)
+        z = (ends[0][:, None] * (1 - t) + ends[1][:, None] * t).flatten(0, 1)  # (rows * steps, latent)
+        y = labels[:rows].repeat_interleave(steps) if self.num_conditional_classes else None
+        y = self._labels(rows * steps, y, generator)
+        return self._generate(self._sampling_net(), z, y), steps

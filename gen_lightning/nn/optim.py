@@ -1,0 +1,70 @@
+"""AdamW with nanoGPT's parameter groups and its warm-up + cosine learning-rate schedule.
+
+Loshchilov & Hutter 2019 ("Decoupled Weight Decay Regularization") for AdamW; the grouping and the schedule
+are nanoGPT's (``model.configure_optimizers`` and ``train.get_lr``): weight decay only on tensors with two or
+more dimensions (matrices and embeddings), none on biases and norm gains; the learning rate rises linearly for
+``warmup_steps``, then follows a half cosine from ``lr`` down to ``min_lr`` at ``lr_decay_steps`` and stays.
+Used by every sequence family, so their optimisers differ only in their numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from functools import partial
+
+import torch
+from torch import nn
+
+
+def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup_steps: int, lr_decay_steps: int) -> float:
+    """nanoGPT's ``get_lr(step)``: the learning rate of optimizer step ``step`` (0-based)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / (warmup_steps + 1)
+    if step > lr_decay_steps:
+        return min_lr
+    ratio = (step - warmup_steps) / max(1, lr_decay_steps - warmup_steps)  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+OPTIMIZER_ARGS = ("lr", "min_lr", "betas", "weight_decay", "warmup_steps", "lr_decay_steps")
+
+
+def optimizer_args(hparams) -> dict:
+    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters."""
+    return {key: hparams[key] for key in OPTIMIZER_ARGS}
+
+
+def _factor(step: int, **schedule) -> float:
+    return warmup_cosine(step, **schedule) / schedule["lr"]
+
+
+def adamw_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    """Two AdamW groups: tensors with dim >= 2 decay, the rest (biases, norm gains) do not."""
+    params = [p for _, p in named_parameters if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def adamw_warmup_cosine(
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    *,
+    lr: float,
+    min_lr: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+    warmup_steps: int,
+    lr_decay_steps: int,
+) -> dict:
+    """``configure_optimizers``'s answer: AdamW and a schedule stepped after every optimizer step."""
+    if not 0.0 <= min_lr <= lr:
+        raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
+    if warmup_steps < 0 or lr_decay_steps < warmup_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= lr_decay_steps, got {warmup_steps}, {lr_decay_steps}")
+    optimizer = torch.optim.AdamW(adamw_groups(named_parameters, weight_decay), lr=lr, betas=tuple(betas))
+    schedule = {"lr": lr, "min_lr": min_lr, "warmup_steps": warmup_steps, "lr_decay_steps": lr_decay_steps}
+    # A partial of a module-level function: LambdaLR can save its state, and the checkpoint stays picklable.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_factor, **schedule))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

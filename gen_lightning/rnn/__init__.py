@@ -1,0 +1,1 @@
+"""Character-level recurrent language models (LSTM, GRU) in the style of Karpathy's char-rnn."""

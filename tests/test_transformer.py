@@ -1,0 +1,284 @@
+"""GPT and BERT: sampling filters, kv-cache generation, masking, training, checkpoints, nanoGPT's result."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from gen_lightning.data.text import TextDataModule
+from gen_lightning.nn.optim import warmup_cosine
+from gen_lightning.nn.sampling import filter_logits, sample_next
+from gen_lightning.transformer.bert import BERT
+from gen_lightning.transformer.gpt import GPT
+from gen_lightning.transformer.nets import BERTNet, GPTNet, TransformerConfig, mask_tokens
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+TINY = {"block_size": 32, "num_layers": 2, "num_heads": 2, "hidden_dim": 32, "dropout": 0.0}
+
+
+def _data(block_size: int = 32, batch_size: int = 16) -> TextDataModule:
+    """Tiny Shakespeare when present, else the embedded text."""
+    path = str(SHAKESPEARE) if SHAKESPEARE.exists() else None
+    dm = TextDataModule(path=path, block_size=block_size, batch_size=batch_size, seed=0)
+    dm.setup("fit")
+    return dm
+
+
+def _trainer(max_steps: int, **kwargs) -> L.Trainer:
+    options = {
+        "max_steps": max_steps, "limit_val_batches": 8, "val_check_interval": max_steps, "accelerator": "cpu",
+        "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "num_sanity_val_steps": 0,
+    }  # fmt: skip
+    return L.Trainer(**{**options, **kwargs})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread; on a shared CPU more threads only contend (7x slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fit(model: L.LightningModule, dm: TextDataModule, steps: int) -> tuple[dict, dict]:
+    """Validation metrics before and after ``steps`` steps (with the Trainer's gradient clipping on)."""
+    # inference_mode=False: metric states reset under inference mode cannot be updated in fit afterwards.
+    before = _trainer(steps, inference_mode=False).validate(model, dm, verbose=False)[0]
+    trainer = _trainer(steps, gradient_clip_val=1.0)
+    trainer.fit(model, dm)
+    return before, {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+# ----- sampling filters ---------------------------------------------------------------------------
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[1.0, 4.0, 2.0, 3.0], [0.0, -1.0, 5.0, 1.0]])
+    out = filter_logits(logits, top_k=2)
+    assert torch.isinf(out).tolist() == [[True, False, True, False], [True, True, False, False]]
+    assert torch.equal(out[~torch.isinf(out)], logits[~torch.isinf(out)])
+    assert torch.equal(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3]])  # sorted: 0.5, 0.3, 0.15, 0.05
+    kept = lambda p: (~torch.isinf(filter_logits(probs.log(), top_p=p))).tolist()[0]  # noqa: E731
+    assert kept(0.5) == [False, True, False, False]  # the top token alone holds 0.5
+    assert kept(0.8) == [False, True, False, True]  # 0.5 + 0.3 reaches 0.8
+    assert kept(0.81) == [True, True, False, True]
+    assert kept(1.0) == [True, True, True, True]
+    assert kept(0.01) == [False, True, False, False]  # never empty
+
+
+def test_filtered_sampling_follows_the_renormalised_distribution():
+    probs = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    logits = probs.log().expand(20_000, 4)
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(sample_next(logits, top_k=3, top_p=0.65, generator=g)[:, 0], minlength=4)
+    # top-3 leaves (0.4, 0.3, 0.2); top-p 0.65 then keeps 0.4 and 0.3: renormalised 4/7 and 3/7.
+    assert counts[2:].sum() == 0
+    assert abs(counts[0].item() / 20_000 - 4 / 7) < 0.015
+    greedy = sample_next(logits[:3], temperature=0)
+    assert greedy[:, 0].tolist() == [0, 0, 0]
+
+
+# ----- GPT ----------------------------------------------------------------------------------------
+
+
+def _peaky_gpt(block_size: int = 16) -> GPTNet:
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=11, block_size=block_size, num_layers=2, num_heads=2, hidden_dim=16)
+    net = GPTNet(cfg)
+    torch.nn.init.normal_(net.transformer.tok_emb.weight, std=1.0)  # far from uniform, so tokens are distinct
+    return net.eval()
+
+
+def test_kv_cache_logits_equal_full_forward():
+    net = _peaky_gpt()
+    idx = torch.randint(11, (3, 16), generator=torch.Generator().manual_seed(1))
+    full = net(idx)  # (3, 16, 11)
+    caches = net.transformer.new_caches(3)
+    steps = [net(idx[:, :5], caches)] + [net(idx[:, t : t + 1], caches) for t in range(5, 16)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        net(idx[:, :1], caches)
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(0.0, None, None), (1.0, None, None), (0.8, 5, 0.9)])
+def test_kv_cache_generation_equals_no_cache_generation(temperature, top_k, top_p):
+    net = _peaky_gpt(block_size=16)
+    prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    out = {}
+    for use_cache in (True, False):  # 45 tokens: the 16-token context is refilled several times
+        g = torch.Generator().manual_seed(7)
+        out[use_cache] = net.generate(prompt, 45, temperature, top_k, top_p, generator=g, use_cache=use_cache)
+    assert out[True].shape == (2, 48) and torch.equal(out[True][:, :3], prompt)
+    assert torch.equal(out[True], out[False])
+    assert len(set(out[True][0].tolist())) > 1
+
+
+def test_gpt_decays_only_matrices_and_schedules_like_nanogpt():
+    schedule = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10, "lr_decay_steps": 100}
+    model = GPT({"kind": "byte"}, **TINY, bias=True, **schedule)
+    opt = model.configure_optimizers()
+    decay, no_decay = opt["optimizer"].param_groups
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))  # tied once
+    assert warmup_cosine(0, **schedule) == pytest.approx(1e-3 / 11)
+    assert warmup_cosine(10, **schedule) == pytest.approx(1e-3)
+    assert warmup_cosine(55, **schedule) == pytest.approx(5.5e-4)  # half way down the cosine
+    assert warmup_cosine(500, **schedule) == pytest.approx(1e-4)
+
+
+def test_gpt_trains_and_the_schedule_steps_every_optimizer_step():
+    torch.manual_seed(0)
+    dm = _data()
+    model = GPT(**TINY, lr=3e-3, min_lr=3e-4, warmup_steps=5, lr_decay_steps=100, **dm.model_kwargs())
+    before, after = _fit(model, dm, steps=60)  # measured: val/loss 4.17 -> 2.99
+    assert before["val/loss"] > 3.5 and after["val/loss"] < before["val/loss"] - 0.7, (before, after)
+    lr = model.trainer.optimizers[0].param_groups[0]["lr"]
+    assert lr == pytest.approx(warmup_cosine(60, lr=3e-3, min_lr=3e-4, warmup_steps=5, lr_decay_steps=100))
+    assert after["val/bpc"] == pytest.approx(after["val/loss"] / math.log(2), rel=1e-5)
+    assert after["val/ppl"] == pytest.approx(math.exp(after["val/loss"]), rel=1e-5)
+
+
+def test_gpt_checkpoint_keeps_vocabulary_and_samples(tmp_path):
+    dm = _data()
+    model = GPT(**TINY, **dm.model_kwargs())
+    trainer = _trainer(3, limit_val_batches=1)
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "gpt.ckpt")
+    loaded = GPT.load_from_checkpoint(tmp_path / "gpt.ckpt")
+    assert loaded.tokenizer.chars == dm.tokenizer.chars
+
+    def sample(m: GPT, seed: int) -> list[str]:
+        return m.sample(3, 40, prompt="The ", top_k=10, generator=torch.Generator().manual_seed(seed))
+
+    assert sample(loaded, 5) == sample(model, 5) == sample(model, 5)
+    assert sample(model, 5) != sample(model, 6)
+    assert all(text.startswith("The ") and len(text) == 44 for text in sample(model, 5))
+    assert loaded.preview(None, torch.Generator().manual_seed(0)).keys() == {"text"}
+
+
+# ----- BERT ---------------------------------------------------------------------------------------
+
+
+def test_bert_masking_proportions():
+    ids = torch.randint(65, (512, 128), generator=torch.Generator().manual_seed(0))
+    inputs, labels = mask_tokens(ids, vocab_size=65, mask_id=65, generator=torch.Generator().manual_seed(1))
+    selected = labels != -100
+    assert (selected.sum(dim=1) == round(0.15 * 128)).all()  # exactly 15% (19 of 128) per sequence
+    assert torch.equal(labels[selected], ids[selected]) and torch.equal(inputs[~selected], ids[~selected])
+    n = selected.sum().item()
+    masked = (inputs == 65) & selected
+    kept = (inputs == ids) & selected
+    swapped = selected & ~masked & ~kept
+    assert abs(masked.sum().item() / n - 0.8) < 0.015
+    assert abs(swapped.sum().item() / n - 0.1 * 64 / 65) < 0.01  # a random symbol equals the old one 1/65
+    assert abs(kept.sum().item() / n - (0.1 + 0.1 / 65)) < 0.01
+    assert int(inputs[~masked].max()) < 65  # [MASK] only where chosen
+
+
+def test_bert_generation_fills_every_mask_reproducibly():
+    torch.manual_seed(0)
+    cfg = TransformerConfig(vocab_size=11, block_size=16, num_layers=1, num_heads=2, hidden_dim=16)
+    net = BERTNet(cfg).eval()
+    prompt = torch.tensor([[1, 2, 3]])
+    g = [torch.Generator().manual_seed(3) for _ in (0, 1)]
+    runs = [net.generate(prompt, 40, generator=gen, fill_per_step=2) for gen in g]
+    assert runs[0].shape == (1, 43) and torch.equal(runs[0], runs[1]) and torch.equal(runs[0][:, :3], prompt)
+    assert int(runs[0].max()) < 11  # no [MASK] left
+
+
+def test_bert_trains_and_logs_mlm_accuracy(tmp_path):
+    torch.manual_seed(0)
+    dm = _data()
+    model = BERT(**TINY, lr=3e-3, min_lr=3e-4, warmup_steps=5, lr_decay_steps=100, **dm.model_kwargs())
+    before, after = _fit(model, dm, steps=60)  # measured: val/loss 4.18 -> 3.35, val/mlm_acc 0.02 -> 0.13
+    assert before["val/loss"] > 3.5 and after["val/loss"] < before["val/loss"] - 0.5, (before, after)
+    assert after["val/mlm_acc"] > before["val/mlm_acc"] + 0.05, (before, after)
+    model.trainer.save_checkpoint(tmp_path / "bert.ckpt")
+    loaded = BERT.load_from_checkpoint(tmp_path / "bert.ckpt")
+    sample = lambda m: m.sample(2, 30, prompt="KING", generator=torch.Generator().manual_seed(0))  # noqa: E731
+    assert sample(loaded) == sample(model) and all(s.startswith("KING") for s in sample(model))
+
+
+# ----- nanoGPT's published CPU result -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_nanogpt_cpu_configuration_reaches_published_val_loss():
+    """nanoGPT's README, CPU: block 64, batch 12, 4 layers, 4 heads, width 128, 2000 steps: "a loss of 1.88".
+
+    The README's number is one estimate from 20 random validation batches (about 15k tokens, a standard error
+    near 0.02). Measured here (2 shared CPU cores, one thread, ~6 min): seed 1337 gives 1.9001 on the first 20
+    validation batches and 1.9126 on the whole split; the plain-PyTorch loop of benchmarks/nanogpt_plain.py
+    gives the same 1.9001, and seeds 1 and 2 give 1.9101 and 1.9149 on the whole split. The bound is the
+    published 1.88 plus 0.05 for that estimation noise; the measured runs sit 0.03 above 1.88.
+    """
+    if not SHAKESPEARE.exists():
+        pytest.skip(f"{SHAKESPEARE} not found")
+    L.seed_everything(1337)
+    dm = TextDataModule(path=str(SHAKESPEARE), block_size=64, batch_size=12, seed=1337)
+    dm.setup("fit")
+    model = GPT(
+        block_size=64, num_layers=4, num_heads=4, hidden_dim=128, dropout=0.0, bias=False, lr=1e-3,
+        min_lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1, warmup_steps=100, lr_decay_steps=2000,
+        **dm.model_kwargs(),
+    )  # fmt: skip
+    trainer = _trainer(2000, val_check_interval=250, limit_val_batches=20, gradient_clip_val=1.0)
+    start = time.perf_counter()
+    trainer.fit(model, dm)
+    seconds = time.perf_counter() - start
+    val_20 = float(trainer.callback_metrics["val/loss"])  # 20 batches, as nanoGPT's eval_iters=20
+    val_all = _trainer(1, limit_val_batches=1.0).validate(model, dm, verbose=False)[0]["val/loss"]
+    print(f"\nnanoGPT CPU: val/loss {val_20:.4f} (20 batches), {val_all:.4f} (all val), {seconds:.0f} s")
+    assert val_20 <= 1.88 + 0.05 and val_all <= 1.88 + 0.05
+
+
+# ----- configuration files --------------------------------------------------------------------------------
+
+
+def _compose(tmp_path: Path, overrides: list[str]):
+    """The project's root config with these overrides (text data unless a data option is given)."""
+    from gen_lightning.config import compose
+
+    data = [] if any(o.startswith(("data=", "experiment=")) for o in overrides) else ["data=text_embedded"]
+    return compose([f"run_dir={tmp_path}", *data, *overrides])
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gpt", "bert"])
+def test_model_configs_build_from_text_data(name, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = _compose(tmp_path, [f"model={name}", "data.block_size=16", "data.batch_size=2"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model, **dm.model_kwargs())
+    assert model.modality == "text" and model.sample_modes == ()
+    assert model.hparams.get("block_size", 16) == 16  # the context follows the data's window
+    inputs, _ = next(iter(dm.val_dataloader()))
+    assert model(inputs).shape == (2, 16, dm.tokenizer.vocab_size)
+
+
+def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = _compose(tmp_path, ["experiment=nanogpt_char_cpu", "data.path=/any/input.txt"])
+    assert cfg.data._target_.endswith("TextDataModule") and cfg.model._target_.endswith("gpt.GPT")
+    assert (cfg.data.block_size, cfg.data.batch_size, cfg.data.seed) == (64, 12, 1337)
+    assert cfg.model.block_size == 64  # follows the data
+    model = instantiate(cfg.model, tokenizer={"kind": "char", "chars": "".join(map(chr, range(32, 97)))})
+    # nanoGPT prints "number of parameters: 0.80M" (65 symbols, position embeddings not counted).
+    params = sum(p.numel() for p in model.parameters()) - model.net.transformer.pos_emb.weight.numel()
+    assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
+    trainer = L.Trainer(**{**cfg.trainer, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
+    assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 250, 1.0)
+    assert trainer.limit_val_batches == 20
