@@ -53,9 +53,13 @@ class SeedResult:
     logger: dict = field(default_factory=dict)
 
 
+def run_order(spec: dict) -> list[str]:
+    return spec.get("run_order") or list(spec["runs"])
+
+
 def in_study_order(entries: dict, spec: dict) -> list[tuple[str, dict]]:
     """Index entries (study.json keeps them sorted by name) in the study file's order: run, evaluation, seed."""
-    runs, evals, seeds = spec["run_order"], spec["evaluation_order"], spec["seeds"]
+    runs, evals, seeds = run_order(spec), spec.get("evaluation_order", list(spec["evaluations"])), spec["seeds"]
 
     def position(item):
         entry = item[1]
@@ -232,6 +236,18 @@ def wandb_table_rows(report: dict) -> tuple[list[str], list[list]]:
     return columns, data
 
 
+def evaluation_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    metrics = sorted({m for row in rows for m in row["metrics"]})
+    columns = ["run", "evaluation", "overrides", "completed", *(f"{m} mean" for m in metrics), "sample_time_s mean"]
+    data = [
+        [row["run"], row["evaluation"], " ".join(row["overrides"]), row["completed"]]
+        + [row["metrics"].get(m, {}).get("mean") for m in metrics]
+        + [row["sample_time_s"]["mean"]]
+        for row in rows
+    ]
+    return columns, data
+
+
 def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_metrics: list[str]) -> str | None:
     """Log the comparison to a ``job_type=report`` run of the study's W&B group; returns its run id."""
     from gen_lightning import tracking
@@ -263,13 +279,14 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
         )
         columns, data = wandb_table_rows(report)
         per_seed = [[s["key"], s["run"], s["seed"], s["status"], s["error"]] for s in report["seed_results"]]
-        run.log(
-            {
-                "comparison": wandb.Table(columns=columns, data=data),
-                "runs": wandb.Table(columns=["key", "run", "seed", "status", "error"], data=per_seed),
-                **{f"plots/{m}": wandb.Image(str(study_dir / "plots" / metric_file(m))) for m in plot_metrics},
-            }
-        )
+        tables = {
+            "comparison": wandb.Table(columns=columns, data=data),
+            "runs": wandb.Table(columns=["key", "run", "seed", "status", "error"], data=per_seed),
+        }
+        if report["evaluations"]:
+            tables["evaluations"] = wandb.Table(*evaluation_table(report["evaluations"]))
+        images = {f"plots/{m}": wandb.Image(str(study_dir / "plots" / metric_file(m))) for m in plot_metrics}
+        run.log({**tables, **images})
         run.finish()
     except Exception as err:
         warnings.warn(f"the W&B report run could not be written ({type(err).__name__}: {err})", stacklevel=2)
@@ -284,7 +301,7 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
 def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
     index = load_index(study_dir)
     spec = index["spec"]
-    runs = spec["run_order"]
+    runs = run_order(spec)
     results = [read_seed(study_dir, key, entry) for key, entry in in_study_order(index["runs"], spec)]
     rows = aggregate(results, runs)
     report = {
@@ -303,7 +320,7 @@ def write_report(study_dir: str | Path, wandb: str = "auto") -> Path:
     study_dir = Path(study_dir)
     report, results = build_report(study_dir)
     index = load_index(study_dir)
-    plot_metrics = write_plots(study_dir, results, report["spec"]["run_order"])
+    plot_metrics = write_plots(study_dir, results, run_order(report["spec"]))
     write_samples(study_dir, results, index, report["study"])
     write_json(study_dir / "report.json", report)
     (study_dir / "report.md").write_text(render(report, plot_metrics, metric_file), encoding="utf-8")

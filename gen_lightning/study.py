@@ -287,14 +287,15 @@ def run_study(
     print(
         f"[study {spec.name}] {len(runs) - len(failed)}/{len(runs)} runs completed"
         + (f"; not completed: {', '.join(failed)}" if failed else "")
-        + f"\n  results: {study_dir}\n  report:  gen-lightning report {study_dir}",
+        + f"\n  results: {study_dir}",
         flush=True,
     )
     return study_dir
 
 
 def study_command(args: list[str]) -> Path | None:
-    """``gen-lightning study FILE [study_dir=DIR] [launcher=inprocess|hydra] [dry_run=true] [override ...]``."""
+    """``gen-lightning study FILE [study_dir=DIR] [launcher=inprocess|hydra] [report=true|false] [dry_run=true]
+    [override ...]``: runs the study, then writes its report (``report=false``: only the runs)."""
     if not args or "=" in args[0]:
         raise StudyError("usage: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [key=value ...]")
     spec = load_spec(find_study_file(args[0]))
@@ -303,7 +304,7 @@ def study_command(args: list[str]) -> Path | None:
         key, sep, value = arg.partition("=")
         if not sep:
             raise StudyError(f"expected key=value, got '{arg}'")
-        if key in ("study_dir", "launcher", "dry_run"):
+        if key in ("study_dir", "launcher", "dry_run", "report"):
             options[key] = value
         else:
             extra.append(arg)
@@ -317,6 +318,11 @@ def study_command(args: list[str]) -> Path | None:
             print(f"{pr.key} [{state}]\n  {' '.join(pr.overrides)}")
         return None
     try:
-        return run_study(spec, options.get("study_dir"), extra, launcher)
+        study_dir = run_study(spec, options.get("study_dir"), extra, launcher)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    if options.get("report", "true").lower() in ("true", "1", "yes"):
+        from gen_lightning.report import write_report
+
+        print(f"[study {spec.name}] report: {write_report(study_dir)}", flush=True)
+    return study_dir
