@@ -52,7 +52,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--path", required=True, help="tiny Shakespeare (input.txt)")
     parser.add_argument("--steps", type=int, default=300, help="training iterations per run")
     parser.add_argument("--warmup", type=int, default=50, help="first iterations left out of the mean")
-    parser.add_argument("--pairs", type=int, default=3, help="plain/fit pairs, run alternately")
+    parser.add_argument("--pairs", type=int, default=3, help="plain/fit process pairs, run alternately (A B A B)")
+    parser.add_argument("--interleaved-runs", type=int, default=2, help="fit processes with plain steps interleaved")
+    parser.add_argument("--interleave", type=int, default=10, help="steps per block in the interleaved runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every run")
     parser.add_argument("--gen-tokens", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1337)
@@ -66,52 +68,69 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def steady_ms(starts: list[tuple[float, float]], skip: set[int], warmup: int) -> dict[str, list[float]]:
-    """Wall and CPU ms of iterations ``warmup..`` (start of batch i to start of batch i + 1), less ``skip``."""
-    keep = [i for i in range(warmup, len(starts) - 1) if i not in skip]
-    return {
-        "wall": [1e3 * (starts[i + 1][0] - starts[i][0]) for i in keep],
-        "cpu": [1e3 * (starts[i + 1][1] - starts[i][1]) for i in keep],
-    }
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    """Wall and CPU milliseconds from ``start`` to now."""
+    now = clock()
+    return 1e3 * (now[0] - start[0]), 1e3 * (now[1] - start[1])
 
 
-# ----- the two workers, each in its own process ----------------------------------------------------------------
+class PlainLoop:
+    """nanogpt_plain's model, optimiser and data; ``step()`` runs one timed iteration."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.net, dm = nanogpt_plain.build(args.path, args.seed)
+        self.optimizer, self.scheduler = nanogpt_plain.make_optimizer(self.net)
+        self.batches = iter(dm.train_dataloader())
+
+    def step(self) -> tuple[float, float]:
+        start = clock()
+        nanogpt_plain.train_step(self.net, self.optimizer, self.scheduler, next(self.batches))
+        return since(start)
+
+
+# ----- the workers, each in its own process ------------------------------------------------------------------------
 
 
 def plain_worker(args: argparse.Namespace) -> dict:
-    net, dm = nanogpt_plain.build(args.path, args.seed)
-    optimizer, scheduler = nanogpt_plain.make_optimizer(net)
-    batches = iter(dm.train_dataloader())
-    starts = []
-    for _ in range(args.steps):
-        starts.append(clock())
-        nanogpt_plain.train_step(net, optimizer, scheduler, next(batches))
-    starts.append(clock())  # the end of the last iteration
-    return {"starts": starts, "skip": [], "net": net}
+    loop = PlainLoop(args)
+    times = [loop.step() for _ in range(args.steps)]
+    out = {"plain": times[args.warmup :]}
+    if args.gen_tokens > 0:
+        out["generation"] = nanogpt_plain.time_generation(loop.net, args.gen_tokens, args.seed)
+    return out
 
 
 def fit_worker(args: argparse.Namespace) -> dict:
+    """``gen-lightning fit`` with a timing callback; with ``--interleave K``, K plain steps run before every K
+    framework steps, in the same process, from the same callback (excluded from the framework's times)."""
     import lightning as L
 
     from gen_lightning import cli, train
 
-    class StepTimer(L.Callback):
-        """Start time of every training batch; the batches after which a validation ran."""
+    plain = PlainLoop(args) if args.interleave else None
 
+    class StepTimer(L.Callback):
         def __init__(self) -> None:
-            self.starts: list[tuple[float, float]] = []
-            self.skip: set[int] = set()
+            self.fit: list[tuple[float, float]] = []  # framework iterations: batch start to next batch start
+            self.plain: list[tuple[float, float]] = []
+            self.last: tuple[float, float] | None = None
+            self.validated = False
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            self.starts.append(clock())
+            if self.last is not None and not self.validated and batch_idx > args.warmup:
+                self.fit.append(since(self.last))
+            self.validated = False
+            if plain is not None and batch_idx % args.interleave == 0:
+                times = [plain.step() for _ in range(args.interleave)]
+                self.plain += times if batch_idx >= args.warmup else []
+            self.last = clock()
 
         def on_validation_start(self, trainer, pl_module) -> None:
-            self.skip.add(len(self.starts) - 1)
+            self.validated = True  # the iteration that contains a validation is left out
 
     timer = StepTimer()
     build_callbacks = train.build_callbacks
     train.build_callbacks = lambda *a, **k: [*build_callbacks(*a, **k), timer]
-    run_dir = Path(args.out).with_suffix("")
     overrides = [
         "experiment=nanogpt_char_cpu",
         f"data.path={args.path}",
@@ -120,58 +139,58 @@ def fit_worker(args: argparse.Namespace) -> dict:
         "metrics=none",
         "trainer.enable_progress_bar=false",
         f"seed={args.seed}",
-        f"run_dir={run_dir}",
+        f"run_dir={Path(args.out).with_suffix('')}",
     ]
     cli.main(["fit", *overrides])
-    return {"starts": timer.starts, "skip": sorted(timer.skip)}
+    return {"fit": timer.fit, **({"plain": timer.plain} if plain else {})}
 
 
 def run_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
-    result = plain_worker(args) if args.worker == "plain" else fit_worker(args)
-    ms = steady_ms(result["starts"], set(result["skip"]), args.warmup)
-    out = {"side": args.worker, "ms": ms, "load": [load, os.getloadavg()[0]], "threads": torch.get_num_threads()}
-    if args.worker == "plain" and args.gen_tokens > 0:
-        out["generation"] = nanogpt_plain.time_generation(result["net"], args.gen_tokens, args.seed)
+    out = plain_worker(args) if args.worker == "plain" else fit_worker(args)
+    out.update(load=[load, os.getloadavg()[0]], threads=torch.get_num_threads())
     Path(args.out).write_text(json.dumps(out))
 
 
 # ----- the driver -------------------------------------------------------------------------------------------------
 
 
-def launch(side: str, args: argparse.Namespace, out: Path, gen_tokens: int) -> dict:
+def launch(side: str, args: argparse.Namespace, out: Path, interleave: int = 0, gen_tokens: int = 0) -> dict:
+    """Run one worker in a fresh process; print and return its per-iteration times."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, __file__, "--worker", side, "--out", str(out), "--path", args.path]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    command += ["--seed", str(args.seed), "--gen-tokens", str(gen_tokens)]
+    command += ["--seed", str(args.seed), "--gen-tokens", str(gen_tokens), "--interleave", str(interleave)]
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"the {side} run failed:\n{done.stderr}")
     result = json.loads(out.read_text())
-    wall, cpu = result["ms"]["wall"], result["ms"]["cpu"]
     load = "-".join(f"{x:.2f}" for x in result["load"])
-    print(
-        f"  {side:5s}: wall {statistics.fmean(wall):6.1f} ms/iter (median {statistics.median(wall):5.1f}), "
-        f"CPU {statistics.fmean(cpu):5.1f} ms/iter; {len(wall)} iterations, {result['threads']} thread, "
-        f"load average {load}",
-        flush=True,
-    )
+    for name in ("plain", "fit"):
+        if name in result:
+            wall, cpu = zip(*result[name])
+            print(
+                f"  {name:5s}: wall {statistics.fmean(wall):6.1f} ms/iter (median {statistics.median(wall):5.1f}), "
+                f"CPU {statistics.fmean(cpu):5.1f} (median {statistics.median(cpu):5.1f}); {len(wall)} iterations, "
+                f"{result['threads']} thread, load average {load}",
+                flush=True,
+            )
     return result
 
 
-def report(runs: dict[str, list[dict[str, list[float]]]]) -> None:
-    """Per clock and statistic: each side's mean over runs, and fit / plain per pair averaged over the pairs."""
-    for clock_name in ("wall", "cpu"):
+def report(pairs: list[tuple[list, list]]) -> None:
+    """Each side's mean over runs, and fit / plain per pair averaged over the pairs; wall and CPU, mean and median."""
+    for index, clock_name in enumerate(("wall", "cpu")):
         for stat_name, stat in (("mean", statistics.fmean), ("median", statistics.median)):
-            plain = [stat(run[clock_name]) for run in runs["plain"]]
-            fit = [stat(run[clock_name]) for run in runs["fit"]]
+            plain = [stat([t[index] for t in p]) for p, _ in pairs]
+            fit = [stat([t[index] for t in f]) for _, f in pairs]
             ratios = [f / p for f, p in zip(fit, plain)]
             listed = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
             print(
-                f"{clock_name} ms/iter, {stat_name} per run: plain {statistics.fmean(plain):.1f} ({listed(plain)}), "
-                f"fit {statistics.fmean(fit):.1f} ({listed(fit)}); fit / plain {statistics.fmean(ratios):.3f} "
-                f"(pairs {', '.join(f'{r:.3f}' for r in ratios)})"
+                f"  {clock_name} ms/iter ({stat_name} of each run): plain {statistics.fmean(plain):.1f} "
+                f"({listed(plain)}), fit {statistics.fmean(fit):.1f} ({listed(fit)}); "
+                f"fit / plain {statistics.fmean(ratios):.3f} (pairs {', '.join(f'{r:.3f}' for r in ratios)})"
             )
 
 
@@ -179,18 +198,26 @@ def main() -> None:
     args = parse_args()
     if args.worker:
         return run_worker(args)
-    print(f"{args.steps} steps per run, first {args.warmup} excluded, {args.pairs} pairs, {args.threads} thread(s)")
-    runs: dict[str, list[dict[str, list[float]]]] = {"plain": [], "fit": []}
+    print(f"{args.steps} steps per run, first {args.warmup} excluded, {args.threads} thread(s)")
     generation = None
     with tempfile.TemporaryDirectory(prefix="nanogpt_overhead_") as tmp:
-        for pair in range(args.pairs):
-            print(f"pair {pair + 1}:", flush=True)
-            for side in ("plain", "fit"):
-                last = pair == args.pairs - 1 and side == "plain"
-                result = launch(side, args, Path(tmp) / f"{side}{pair}.json", args.gen_tokens if last else 0)
-                runs[side].append(result["ms"])
-                generation = result.get("generation", generation)
-    report(runs)
+        if args.pairs:
+            print(f"A B A B: plain and fit in alternate processes, {args.pairs} pairs")
+            pairs = []
+            for k in range(args.pairs):
+                gen_tokens = args.gen_tokens if k == args.pairs - 1 else 0
+                plain = launch("plain", args, Path(tmp) / f"plain{k}.json", gen_tokens=gen_tokens)
+                fit = launch("fit", args, Path(tmp) / f"fit{k}.json")
+                pairs.append((plain["plain"], fit["fit"]))
+                generation = plain.get("generation", generation)
+            report(pairs)
+        if args.interleaved_runs:
+            print(f"interleaved: {args.interleave} plain steps before every {args.interleave} fit steps, one process")
+            pairs = []
+            for k in range(args.interleaved_runs):
+                result = launch("fit", args, Path(tmp) / f"interleaved{k}.json", interleave=args.interleave)
+                pairs.append((result["plain"], result["fit"]))
+            report(pairs)
     if generation:
         print(
             f"generation of {args.gen_tokens} tokens: {generation['cache']:.2f} s with the kv cache, "
