@@ -44,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gen-tokens", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--no-embedding-decay", action="store_true", help="no weight decay on the embeddings (nanoGPT before mid-2023)"
+    )
     return parser.parse_args()
 
 
@@ -59,13 +62,26 @@ def evaluate(net: GPTNet, loader, batches: int) -> float:
     return total / count
 
 
-def make_optimizer(net: GPTNet) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW (decay on matrices only) and the warm-up + cosine schedule of the nanoGPT CPU configuration."""
+def make_optimizer(
+    net: GPTNet, decay_embeddings: bool = True
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW (decay on matrices only) and the warm-up + cosine schedule of the nanoGPT CPU configuration.
+
+    ``decay_embeddings=False`` moves the token and position embeddings (the token one is tied to the output
+    layer) to the group without decay, as nanoGPT's optimiser groups did before its ``dim() >= 2`` rule (minGPT's
+    rule: decay Linear weights only).
+    """
     opt = adamw_warmup_cosine(
         net.named_parameters(), lr=1e-3, min_lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1,
         warmup_steps=100, lr_decay_steps=2000,
     )  # fmt: skip
-    return opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+    optimizer = opt["optimizer"]
+    if not decay_embeddings:  # before any step: the optimiser has no state yet
+        embeddings = {id(p) for name, p in net.named_parameters() if name.endswith("_emb.weight")}
+        decay, no_decay = optimizer.param_groups
+        no_decay["params"] += [p for p in decay["params"] if id(p) in embeddings]
+        decay["params"] = [p for p in decay["params"] if id(p) not in embeddings]
+    return optimizer, opt["lr_scheduler"]["scheduler"]
 
 
 def train_step(net: GPTNet, optimizer, scheduler, batch) -> torch.Tensor:
@@ -81,7 +97,7 @@ def train_step(net: GPTNet, optimizer, scheduler, batch) -> torch.Tensor:
 
 
 def train(net: GPTNet, dm: TextDataModule, args: argparse.Namespace) -> None:
-    optimizer, scheduler = make_optimizer(net)
+    optimizer, scheduler = make_optimizer(net, decay_embeddings=not args.no_embedding_decay)
     batches = iter(dm.train_dataloader())  # one epoch is ~84k batches: more than any run here
     train_seconds = 0.0
     for step in range(1, args.iters + 1):
