@@ -102,7 +102,7 @@ def fit(name: str, decay_steps: int, run_dir: Path, args: argparse.Namespace) ->
         *data_overrides(args),
         "model.dropout=0.0",
         f"model.lr_decay_steps={decay_steps}",
-        f"trainer.max_time=00:{h:02d}:{rem // 60:02d}:{rem % 60:02d}",
+        f"+trainer.max_time=00:{h:02d}:{rem // 60:02d}:{rem % 60:02d}",
         "trainer.max_steps=-1",
         f"trainer.val_check_interval={args.val_every}",
         "trainer.check_val_every_n_epoch=null",
@@ -166,7 +166,7 @@ def main() -> None:
         print(f"  {json.dumps(rows[-1])}", flush=True)
     columns = ["model", "params", "steps", "lr_decay_steps", "val/loss (last in training)", "val/loss (all val)"]
     columns += ["val/bpc (all val)", "train time", "command wall time", "load after"]
-    print("\n| " + " | ".join(columns) + " |")
+    print("\n| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|")
     for r in rows:
         print(
             f"| {r['model']} | {r['params']:,} | {r['steps']} | {r['decay']} | {r['val_loss_in_training']:.4f} | "
