@@ -112,7 +112,8 @@ def fit(cfg: DictConfig) -> dict:
     callbacks = build_callbacks(cfg, run_dir, model)
     logger = build_logger(cfg, run_dir, model)
     trainer = L.Trainer(
-        **cfg.trainer,
+        # Plain containers: Lightning type-checks some arguments (max_time={minutes: 4} must be a dict).
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
         default_root_dir=str(run_dir),
         callbacks=callbacks,
         logger=logger if logger is not None else False,

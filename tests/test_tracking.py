@@ -77,3 +77,11 @@ def test_wandb_that_cannot_start_does_not_stop_training(tmp_path, monkeypatch):
         summary = run(tmp_path / "r", "logger=wandb", "trainer.max_steps=5")
     assert summary["global_step"] == 5
     assert (tmp_path / "r" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("model", ["lstm", "dcgan"])
+def test_every_family_runs_with_wandb(tmp_path, model):
+    """With a logger, Lightning merges module and data-module hyperparameters: they must not clash."""
+    summary = run(tmp_path / model, "logger=wandb", "trainer.max_steps=4", model=model)
+    assert summary["global_step"] == 4
+    assert offline_runs(tmp_path / model)

@@ -281,4 +281,4 @@ def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
     trainer = L.Trainer(**{**cfg.trainer, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
     assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 250, 1.0)
-    assert trainer.limit_val_batches == 20
+    assert trainer.limit_val_batches == 1.0  # the whole validation split (see the experiment's comment)

@@ -22,6 +22,8 @@ HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc")
 def higher_is_better(name: str) -> bool:
     """``val/elbo``, ``val/is_clf``, ``val/precision_clf``; also ``val/mlm_acc``, ``val/clf_acc`` (suffix)."""
     leaf = name.rsplit("/", 1)[-1]
+    if "_std" in leaf:  # spreads (val/is_std_clf, val/kid_std_clf) are not scores
+        return False
     return any(leaf == k or leaf.startswith(k + "_") or leaf.endswith("_" + k) for k in HIGHER_IS_BETTER)
 
 

@@ -132,7 +132,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         if batch_size <= 0:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole config itself
         self.splits: dict[str, ImageTensorDataset] = {}
         self.num_classes = 0
 

@@ -150,7 +150,7 @@ class TextDataModule(L.LightningDataModule):
         for key, value in sizes.items():
             if value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs the whole config itself
         self.tokenizer: Tokenizer | None = None
         self.train_set: Windows | None = None
         self.val_set: Windows | None = None
