@@ -15,7 +15,7 @@ from PIL import Image
 
 COLORS = [f"C{i}" for i in range(10)]
 PNG_META = {"Software": None}
-TEXT_LINES, TEXT_WIDTH = 14, 48  # how much of a text sample a cell of the sample figure shows
+TEXT_LINES, TEXT_WIDTH = 18, 48  # how much text a cell of the sample figure shows
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -51,8 +51,12 @@ def metric_curves(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], 
 
 
 def _text_cell(ax, text: str) -> None:
-    lines = [line.expandtabs(4)[:TEXT_WIDTH] for line in text.splitlines()[:TEXT_LINES]]
-    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=6, wrap=False)
+    """The start of ``text``, its lines wrapped (not cut) at TEXT_WIDTH characters."""
+    lines = []
+    for line in text.expandtabs(4).splitlines():
+        lines += [line[i : i + TEXT_WIDTH] for i in range(0, max(1, len(line)), TEXT_WIDTH)]
+    shown = "\n".join(lines[:TEXT_LINES])
+    ax.text(0.01, 0.99, shown, va="top", ha="left", family="monospace", fontsize=6, clip_on=True)
 
 
 def sample_panel(rows: dict[str, list[tuple[str, Path | str | None]]], path: Path, title: str) -> Path:
@@ -76,9 +80,9 @@ def sample_panel(rows: dict[str, list[tuple[str, Path | str | None]]], path: Pat
                 ax.set_ylabel(name, fontsize=9)
             if isinstance(content, Path) and content.suffix == ".png":
                 ax.imshow(np.asarray(Image.open(content).convert("RGB")), interpolation="nearest")
-            elif isinstance(content, Path):
-                _text_cell(ax, content.read_text(encoding="utf-8").split("\n\n---\n\n")[0])
+            elif isinstance(content, Path):  # text samples, separated by a line of dashes as the callback saves them
+                _text_cell(ax, content.read_text(encoding="utf-8").replace("\n\n---\n\n", "\n" + "-" * 8 + "\n"))
             elif content:
-                _text_cell(ax, "\n".join(content[i : i + TEXT_WIDTH] for i in range(0, len(content), TEXT_WIDTH)))
+                _text_cell(ax, content)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)

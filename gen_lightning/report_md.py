@@ -75,7 +75,7 @@ def overview(report: dict) -> list[str]:
 def comparison(report: dict) -> list[str]:
     rows, metrics = report["rows"], report["main_metrics"]
     header = ["run", "model", "seeds", "parameters", *(f"{m} {arrow(m)}" for m in metrics)]
-    header += ["train time (s)", "sample time (ms/image)"]
+    header += ["train time (s)", "sample time (ms/sample)"]
     bold = {m: best_rows(rows, m) for m in metrics}
     body = []
     for i, row in enumerate(rows):
@@ -109,9 +109,10 @@ def evaluations(report: dict) -> list[str]:
     rows = report["evaluations"]
     if not rows:
         return []
-    metrics = sorted({m for r in rows for m in r["metrics"]})
+    present = sorted({m for r in rows for m in r["metrics"]})
+    metrics = [m for m in report["main_metrics"] if m in present] or present  # the comparison's columns
     header = ["run", "evaluation", "overrides", "sampler", "seeds", *(f"{m} {arrow(m)}" for m in metrics)]
-    header.append("sample time (ms/image)")
+    header.append("sample time (ms/sample)")
     body = []
     for row in rows:
         info = ", ".join(f"{k}={v}" for k, v in row["sample_info"].items() if v is not None)

@@ -211,6 +211,14 @@ def test_studies_never_share_a_directory(reference, tmp_path):
     assert snapshot(reference) == before
 
 
+def test_dry_run_lists_the_runs_and_trains_nothing(tmp_path, capsys):
+    cli.main(["study", str(write_study(tmp_path / "mini.yaml")), f"study_dir={tmp_path / 'out'}", "dry_run=true"])
+    out = capsys.readouterr().out
+    assert "mlp_seed0 [fresh]" in out and "conv_seed1 [fresh]" in out
+    assert "model=conv_vae model.latent_dim=4 metrics=none" in out and "trainer.max_steps=8" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_study_file_errors_name_the_problem():
     ok = dict(MINI)
     with pytest.raises(StudyError, match="study.budget must set some of"):
