@@ -16,7 +16,8 @@ commands:
             resume:        gen-lightning fit run_dir=DIR resume=true
   sample    write samples: gen-lightning sample ckpt=PATH [n=64] [out=FILE.png] [mode=sample|reconstruct|...]
   evaluate  image metrics of a checkpoint: gen-lightning evaluate ckpt=PATH [metrics.num_samples=...]
-  study     run a comparison: gen-lightning study experiments/NAME.yaml [study_dir=DIR]
+  study     run a comparison: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [launcher=inprocess|hydra]
+            [report=false] [dry_run=true] [key=value ...]; the same command again resumes it
   report    tables and plots of a study: gen-lightning report experiments/NAME.yaml (or a study directory)
 
 `gen-lightning fit --help` shows the config groups and their options.
