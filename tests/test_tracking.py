@@ -41,7 +41,8 @@ def test_resumed_wandb_run_continues_its_steps(tmp_path, monkeypatch):
 
     first, second = offline_runs(cut_dir)
     run_id = (cut_dir / "wandb_run_id.txt").read_text().strip()
-    assert first.name.endswith(run_id) and second.name.endswith(run_id)  # both segments are the same W&B run
+    # Both segments are the same W&B run (a segment started in the same second gets a "-1" suffix).
+    assert f"-{run_id}" in first.name and f"-{run_id}" in second.name
     seg1, seg2 = history(first), history(second)
     reference = history(offline_runs(full_dir)[0])
     # The resumed segment starts where the checkpoint was, not at 0, so syncing it drops no row ...
