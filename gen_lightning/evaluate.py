@@ -55,11 +55,11 @@ def metrics_config(saved, overrides: list[str]):
 
 
 def log_to_wandb(run_dir: Path, saved, values: dict, protocol: dict) -> None:
-    import wandb
-
     logger_cfg = saved.get("logger") or {}
     if not str(logger_cfg.get("_target_", "")).endswith("make_wandb_logger"):
-        return
+        return  # the run was not tracked in W&B (logger=csv or none)
+    import wandb
+
     id_file = run_dir / RUN_ID_FILE
     run = wandb.init(
         project=logger_cfg.get("project", "gen-lightning"),

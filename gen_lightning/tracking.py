@@ -12,6 +12,7 @@ The only place that knows logger APIs. Two facts shape it (see FIELD_NOTES.md):
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -126,8 +127,7 @@ def log_texts(trainer: L.Trainer, key: str, texts: list[str]) -> None:
 
 
 def finish() -> None:
-    """Close the W&B run (flushes the offline files); a no-op without one."""
-    import wandb
-
-    if wandb.run is not None:
+    """Close the W&B run (flushes the offline files); a no-op without one (W&B not even imported then)."""
+    wandb = sys.modules.get("wandb")  # a run that never imported W&B has no W&B run to close
+    if wandb is not None and wandb.run is not None:
         wandb.finish()

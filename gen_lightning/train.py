@@ -7,6 +7,7 @@ flow from data to model are the data module's ``model_kwargs()``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -100,6 +101,10 @@ def fit(cfg: DictConfig) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_from is None:
             OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
+    if cfg.trainer.get("deterministic") and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto"):
+        # Deterministic cuBLAS needs a fixed workspace; without it PyTorch raises at the first CUDA matmul.
+        # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed_all(cfg.seed)
 
     datamodule = instantiate(cfg.data)

@@ -18,7 +18,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real data beside the project root (../shared/data), or where GEN_LIGHTNING_TEST_DATA points.
+SHARED_DATA = Path(os.environ.get("GEN_LIGHTNING_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

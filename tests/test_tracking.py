@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 from test_resume import run
@@ -86,3 +87,23 @@ def test_every_family_runs_with_wandb(tmp_path, model):
     summary = run(tmp_path / model, "logger=wandb", "trainer.max_steps=4", model=model)
     assert summary["global_step"] == 4
     assert offline_runs(tmp_path / model)
+
+
+def test_runs_without_wandb_never_import_it(tmp_path):
+    """logger=csv/none and evaluating such a run must work where W&B is not installed (a cluster image, say):
+    W&B is blocked from importing in a fresh process, which then trains and evaluates."""
+    from conftest import tiny_overrides
+
+    run_dir = tmp_path / "r"
+    overrides = tiny_overrides(run_dir, "trainer.max_steps=4", "logger=csv")
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    code = (
+        "import sys; sys.modules['wandb'] = None\n"  # any `import wandb` now raises ImportError
+        "from gen_lightning.cli import main\n"
+        f"main(['fit', *{overrides!r}])\n"
+        f"main(['evaluate', 'ckpt={ckpt}', 'metrics=classifier', 'metrics.num_samples=64'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert json.loads(ckpt.with_suffix(".eval.json").read_text())["metrics"]["val/fid_clf"] > 0
