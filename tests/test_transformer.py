@@ -214,14 +214,14 @@ def test_bert_trains_and_logs_mlm_accuracy(tmp_path):
 
 
 @pytest.mark.slow
-def test_nanogpt_cpu_configuration_reaches_published_val_loss():
+def test_nanogpt_cpu_configuration_trains_like_nanogpt():
     """nanoGPT's README, CPU: block 64, batch 12, 4 layers, 4 heads, width 128, 2000 steps: "a loss of 1.88".
 
-    The README's number is one estimate from 20 random validation batches (about 15k tokens, a standard error
-    near 0.02). Measured here (2 shared CPU cores, one thread, ~6 min): seed 1337 gives 1.9001 on the first 20
-    validation batches and 1.9126 on the whole split; the plain-PyTorch loop of benchmarks/nanogpt_plain.py
-    gives the same 1.9001, and seeds 1 and 2 give 1.9101 and 1.9149 on the whole split. The bound is the
-    published 1.88 plus 0.05 for that estimation noise; the measured runs sit 0.03 above 1.88.
+    The README's number is one estimate from 20 random validation batches of one seed. nanoGPT's own code, run
+    from seeds 0-7 (docs/STUDIES.md), reaches 1.9085 +- 0.0093 on the whole validation split (at most 1.9198) and
+    prints 1.903 +- 0.019 (20 batches). Here (2 shared CPU cores, one thread, ~6 min) seed 1337 gives 1.9001 on the
+    first 20 validation batches and 1.9126 on the whole split. The bound, 1.93, is nanoGPT's mean plus about two
+    of its seed-to-seed standard deviations: a broken optimiser, schedule or initialisation lands far above it.
     """
     if not SHAKESPEARE.exists():
         pytest.skip(f"{SHAKESPEARE} not found")
@@ -240,7 +240,7 @@ def test_nanogpt_cpu_configuration_reaches_published_val_loss():
     val_20 = float(trainer.callback_metrics["val/loss"])  # 20 batches, as nanoGPT's eval_iters=20
     val_all = _trainer(1, limit_val_batches=1.0).validate(model, dm, verbose=False)[0]["val/loss"]
     print(f"\nnanoGPT CPU: val/loss {val_20:.4f} (20 batches), {val_all:.4f} (all val), {seconds:.0f} s")
-    assert val_20 <= 1.88 + 0.05 and val_all <= 1.88 + 0.05
+    assert val_20 <= 1.93 and val_all <= 1.93
 
 
 # ----- configuration files --------------------------------------------------------------------------------
