@@ -48,3 +48,38 @@ def write_mnist_parquet(mnist_dir: Path, out_dir: Path, n: int, split: str = "tr
 
 def module_weights(ckpt_path: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+# ----- the sequence families' tests ---------------------------------------------------------------
+
+
+def shakespeare_file() -> Path | None:
+    """Tiny Shakespeare beside the project (or under GEN_LIGHTNING_TEST_DATA), None where it is absent."""
+    from conftest import SHARED_DATA
+
+    path = SHARED_DATA / "tinyshakespeare" / "input.txt"
+    return path if path.is_file() else None
+
+
+def text_data(block_size: int = 32, batch_size: int = 16, seed: int = 0):
+    """Tiny Shakespeare when present, else the embedded text, set up for fitting."""
+    from gen_lightning.data.text import TextDataModule
+
+    path = shakespeare_file()
+    dm = TextDataModule(path=str(path) if path else None, block_size=block_size, batch_size=batch_size, seed=seed)
+    dm.setup("fit")
+    return dm
+
+
+def lm_trainer(max_steps: int, **kwargs):
+    """A quiet CPU Trainer validating once at the end on 8 batches (``kwargs`` override any option).
+
+    inference_mode=False: metric states reset under inference mode cannot be updated in a later fit."""
+    import lightning as L
+
+    options = {
+        "max_steps": max_steps, "limit_val_batches": 8, "val_check_interval": max_steps, "accelerator": "cpu",
+        "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "num_sanity_val_steps": 0, "inference_mode": False,
+    }  # fmt: skip
+    return L.Trainer(**{**options, **kwargs})

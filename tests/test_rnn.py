@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import lightning as L
 import pytest
 import torch
+from helpers import lm_trainer, text_data
 
-from gen_lightning.data.text import TextDataModule
 from gen_lightning.rnn.module import CharRNN
 from gen_lightning.rnn.nets import RNNNet
-
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared CPU more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _data() -> TextDataModule:
-    """Tiny Shakespeare when present, else the embedded text."""
-    dm = TextDataModule(path=str(SHAKESPEARE) if SHAKESPEARE.exists() else None, block_size=32, batch_size=16)
-    dm.setup("fit")
-    return dm
-
-
-def _trainer(max_steps: int, **kwargs) -> L.Trainer:
-    options = {
-        "max_steps": max_steps, "limit_val_batches": 8, "val_check_interval": max_steps, "accelerator": "cpu",
-        "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, "num_sanity_val_steps": 0, "inference_mode": False,
-    }  # fmt: skip
-    return L.Trainer(**{**options, **kwargs})
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_char_rnn_loss_falls_on_real_text(cell, tmp_path):
     torch.manual_seed(0)
-    dm = _data()
+    dm = text_data()
     hparams = {"hidden_dim": 64, "num_layers": 2, "dropout": 0.0, "lr": 1e-2, "min_lr": 1e-3}
     model = CharRNN(cell=cell, **hparams, **dm.model_kwargs())
-    before = _trainer(60).validate(model, dm, verbose=False)[0]["val/loss"]
-    trainer = _trainer(60, gradient_clip_val=5.0)  # char-rnn clips at 5
+    before = lm_trainer(60).validate(model, dm, verbose=False)[0]["val/loss"]
+    trainer = lm_trainer(60, gradient_clip_val=5.0)  # char-rnn clips at 5
     trainer.fit(model, dm)
     after = float(trainer.callback_metrics["val/loss"])
     # measured: val/loss 4.18 -> 2.49 (lstm), 4.16 -> 2.37 (gru)

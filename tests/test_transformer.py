@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers import lm_trainer, shakespeare_file, text_data
 
 from gen_lightning.data.text import TextDataModule
 from gen_lightning.nn.optim import warmup_cosine
@@ -17,46 +18,36 @@ from gen_lightning.transformer.bert import BERT
 from gen_lightning.transformer.gpt import GPT
 from gen_lightning.transformer.nets import BERTNet, GPTNet, TransformerConfig, mask_tokens
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 TINY = {"block_size": 32, "num_layers": 2, "num_heads": 2, "hidden_dim": 32, "dropout": 0.0}
-
-
-def _data(block_size: int = 32, batch_size: int = 16) -> TextDataModule:
-    """Tiny Shakespeare when present, else the embedded text."""
-    path = str(SHAKESPEARE) if SHAKESPEARE.exists() else None
-    dm = TextDataModule(path=path, block_size=block_size, batch_size=batch_size, seed=0)
-    dm.setup("fit")
-    return dm
-
-
-def _trainer(max_steps: int, **kwargs) -> L.Trainer:
-    options = {
-        "max_steps": max_steps, "limit_val_batches": 8, "val_check_interval": max_steps, "accelerator": "cpu",
-        "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, "num_sanity_val_steps": 0,
-    }  # fmt: skip
-    return L.Trainer(**{**options, **kwargs})
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; on a shared CPU more threads only contend (7x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _fit(model: L.LightningModule, dm: TextDataModule, steps: int) -> tuple[dict, dict]:
     """Validation metrics before and after ``steps`` steps (with the Trainer's gradient clipping on)."""
-    # inference_mode=False: metric states reset under inference mode cannot be updated in fit afterwards.
-    before = _trainer(steps, inference_mode=False).validate(model, dm, verbose=False)[0]
-    trainer = _trainer(steps, gradient_clip_val=1.0)
+    before = lm_trainer(steps).validate(model, dm, verbose=False)[0]
+    trainer = lm_trainer(steps, gradient_clip_val=1.0)
     trainer.fit(model, dm)
     return before, {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
 # ----- sampling filters ---------------------------------------------------------------------------
+
+
+def test_sampling_options_reach_the_network_and_unknown_ones_are_named():
+    from gen_lightning.rnn.module import CharRNN
+
+    tokenizer = text_data().model_kwargs()
+    gpt, bert = GPT(**TINY, **tokenizer), BERT(**TINY, **tokenizer)
+    rnn = CharRNN(hidden_dim=16, num_layers=1, dropout=0.0, **tokenizer)
+
+    def draw(model, **options):
+        return model.sample(2, 12, prompt="KING", generator=torch.Generator().manual_seed(3), **options)
+
+    assert draw(gpt, use_cache=False) == draw(gpt)  # the option arrives: the cache changes no token
+    assert draw(bert, fill_per_step=12) != draw(bert)  # filling 12 at once is another sampler
+    with pytest.raises(ValueError, match=r"CharRNN does not take the sampling option\(s\) \['use_cache'\].*nothing"):
+        draw(rnn, use_cache=False)
+    with pytest.raises(ValueError, match=r"\['fill_per_step'\].*\['use_cache'\]"):
+        draw(gpt, fill_per_step=2)
 
 
 def test_top_k_keeps_the_k_largest():
@@ -139,7 +130,7 @@ def test_gpt_decays_only_matrices_and_schedules_like_nanogpt():
 
 def test_gpt_trains_and_the_schedule_steps_every_optimizer_step():
     torch.manual_seed(0)
-    dm = _data()
+    dm = text_data()
     model = GPT(**TINY, lr=3e-3, min_lr=3e-4, warmup_steps=5, lr_decay_steps=100, **dm.model_kwargs())
     before, after = _fit(model, dm, steps=60)  # measured: val/loss 4.17 -> 2.99
     assert before["val/loss"] > 3.5 and after["val/loss"] < before["val/loss"] - 0.7, (before, after)
@@ -150,9 +141,9 @@ def test_gpt_trains_and_the_schedule_steps_every_optimizer_step():
 
 
 def test_gpt_checkpoint_keeps_vocabulary_and_samples(tmp_path):
-    dm = _data()
+    dm = text_data()
     model = GPT(**TINY, **dm.model_kwargs())
-    trainer = _trainer(3, limit_val_batches=1)
+    trainer = lm_trainer(3, limit_val_batches=1)
     trainer.fit(model, dm)
     trainer.save_checkpoint(tmp_path / "gpt.ckpt")
     loaded = GPT.load_from_checkpoint(tmp_path / "gpt.ckpt")
@@ -199,7 +190,7 @@ def test_bert_generation_fills_every_mask_reproducibly():
 
 def test_bert_trains_and_logs_mlm_accuracy(tmp_path):
     torch.manual_seed(0)
-    dm = _data()
+    dm = text_data()
     model = BERT(**TINY, lr=3e-3, min_lr=3e-4, warmup_steps=5, lr_decay_steps=100, **dm.model_kwargs())
     before, after = _fit(model, dm, steps=60)  # measured: val/loss 4.18 -> 3.35, val/mlm_acc 0.02 -> 0.13
     assert before["val/loss"] > 3.5 and after["val/loss"] < before["val/loss"] - 0.5, (before, after)
@@ -223,22 +214,23 @@ def test_nanogpt_cpu_configuration_trains_like_nanogpt():
     first 20 validation batches and 1.9126 on the whole split. The bound, 1.93, is nanoGPT's mean plus about two
     of its seed-to-seed standard deviations: a broken optimiser, schedule or initialisation lands far above it.
     """
-    if not SHAKESPEARE.exists():
-        pytest.skip(f"{SHAKESPEARE} not found")
+    shakespeare = shakespeare_file()
+    if shakespeare is None:
+        pytest.skip("tiny Shakespeare not found")
     L.seed_everything(1337)
-    dm = TextDataModule(path=str(SHAKESPEARE), block_size=64, batch_size=12, seed=1337)
+    dm = TextDataModule(path=str(shakespeare), block_size=64, batch_size=12, seed=1337)
     dm.setup("fit")
     model = GPT(
         block_size=64, num_layers=4, num_heads=4, hidden_dim=128, dropout=0.0, bias=False, lr=1e-3,
         min_lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1, warmup_steps=100, lr_decay_steps=2000,
         **dm.model_kwargs(),
     )  # fmt: skip
-    trainer = _trainer(2000, val_check_interval=250, limit_val_batches=20, gradient_clip_val=1.0)
+    trainer = lm_trainer(2000, val_check_interval=250, limit_val_batches=20, gradient_clip_val=1.0)
     start = time.perf_counter()
     trainer.fit(model, dm)
     seconds = time.perf_counter() - start
     val_20 = float(trainer.callback_metrics["val/loss"])  # 20 batches, as nanoGPT's eval_iters=20
-    val_all = _trainer(1, limit_val_batches=1.0).validate(model, dm, verbose=False)[0]["val/loss"]
+    val_all = lm_trainer(1, limit_val_batches=1.0).validate(model, dm, verbose=False)[0]["val/loss"]
     print(f"\nnanoGPT CPU: val/loss {val_20:.4f} (20 batches), {val_all:.4f} (all val), {seconds:.0f} s")
     assert val_20 <= 1.93 and val_all <= 1.93
 

@@ -97,6 +97,9 @@ class RunSummary(L.Callback):
         write_json(self.path, self.summary(trainer, status, error))
 
     def on_train_end(self, trainer, pl_module) -> None:
+        # The clock stops with the training loop: the final image metrics (the metrics callback's on_train_end,
+        # which runs after this one) are not training time; their own seconds are in the protocol card.
+        self.train_seconds, self._t0 = self._elapsed(), None
         if trainer.is_global_zero:
             self.write(trainer, "completed")
 

@@ -13,25 +13,16 @@ for every family, and the output head predicts only real symbols. Text is genera
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from gen_lightning.data.tokenizers import from_config
-from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating, sample_text
-from gen_lightning.nn.token_metrics import TokenLossMetrics
+from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.transformer.nets import BERTNet, TransformerConfig, mask_tokens
 
-PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200
 
-
-class BERT(L.LightningModule):
-    modality = "text"
-    monitor = ("val/loss", "min")
-    sample_modes: tuple[str, ...] = ()
-
+class BERT(LanguageModel):
     def __init__(
         self,
         tokenizer: dict,
@@ -57,18 +48,7 @@ class BERT(L.LightningModule):
             raise ValueError(f"fill_per_step must be >= 1, got {fill_per_step}")
         self.save_hyperparameters()
         self.tokenizer = from_config(tokenizer)
-        cfg = TransformerConfig(
-            vocab_size=self.tokenizer.vocab_size,
-            block_size=block_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            dropout=dropout,
-            bias=bias,
-            causal=False,
-        )
-        self.net = BERTNet(cfg)
-        self.val_metrics = TokenLossMetrics("val")
+        self.net = BERTNet(TransformerConfig.from_hparams(self.hparams, self.tokenizer.vocab_size, causal=False))
         self.val_acc = MeanMetric()
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -99,38 +79,9 @@ class BERT(L.LightningModule):
         self.val_metrics.log_to(self, batch_size=batch[0].size(0))
         self.log("val/mlm_acc", self.val_acc, on_step=False, on_epoch=True, batch_size=batch[0].size(0))
 
-    def configure_optimizers(self):
-        return adamw_warmup_cosine(self.net.named_parameters(), **optimizer_args(self.hparams))
-
-    def sample(
-        self,
-        n: int,
-        length: int,
-        prompt: str = "",
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-    ) -> list[str]:
-        """n texts: the prompt followed by ``length`` tokens filled in by iterative unmasking."""
-        with evaluating(self):
-            return sample_text(
-                self.net.generate,
-                self.tokenizer,
-                n,
-                length,
-                prompt,
-                self.device,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                generator=generator,
-                fill_per_step=self.hparams.fill_per_step,
-            )
+    def generate_defaults(self) -> dict:
+        return {"fill_per_step": self.hparams.fill_per_step}
 
     def sample_info(self) -> dict:
         fill = self.hparams.fill_per_step
         return {"sampler": "iterative mask filling", "fill_per_step": fill, "weights": "raw"}
-
-    def preview(self, batch, generator: torch.Generator) -> dict[str, list[str]]:
-        return {"text": self.sample(PREVIEW_SAMPLES, PREVIEW_LENGTH, generator=generator)}

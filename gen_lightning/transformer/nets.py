@@ -14,6 +14,7 @@ once every ``block_size // 2`` steps). The two paths therefore give the same tok
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,12 @@ class TransformerConfig:
     dropout: float = 0.0
     bias: bool = False
     causal: bool = True
+
+    @classmethod
+    def from_hparams(cls, hparams, vocab_size: int, causal: bool) -> TransformerConfig:
+        """The network's shape out of a module's hyperparameters (block_size, num_layers, ..., bias)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("vocab_size", "causal")]
+        return cls(vocab_size=vocab_size, causal=causal, **{name: hparams[name] for name in names})
 
     def __post_init__(self) -> None:
         if self.hidden_dim % self.num_heads:

@@ -1,0 +1,101 @@
+"""What the sequence families share as LightningModules: one loss, one optimiser, one way to sample.
+
+A subclass sets ``self.tokenizer`` and ``self.net`` (a network with ``net(ids) -> logits`` and
+``net.generate(ids, max_new_tokens, temperature=, top_k=, top_p=, generator=, ...)``) after calling
+``save_hyperparameters()``. It gets next-token cross-entropy training and validation (``train/loss``,
+``val/loss``, ``val/bpc``, ``val/ppl``), AdamW with the warm-up + cosine schedule of ``optim.py`` from its
+hyperparameters, ``sample`` and the per-validation text preview. BERT replaces the loss (masked tokens) and
+keeps the rest.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
+from gen_lightning.nn.sampling import evaluating, sample_text
+from gen_lightning.nn.token_metrics import TokenLossMetrics
+
+PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200
+_SAMPLING = ("temperature", "top_k", "top_p", "generator")  # every family's generate takes these
+
+
+class LanguageModel(L.LightningModule):
+    modality = "text"
+    monitor = ("val/loss", "min")
+    sample_modes: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.val_metrics = TokenLossMetrics("val")
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, V) next-token logits."""
+        return self.net(idx)
+
+    def next_token_loss(self, batch) -> tuple[torch.Tensor, int]:
+        """Mean cross-entropy of every next token of a batch of windows, and the number of tokens."""
+        inputs, targets = batch  # (B, T) each
+        logits = self(inputs)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.next_token_loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, num_tokens = self.next_token_loss(batch)
+        self.val_metrics.update(loss, num_tokens)
+        self.val_metrics.log_to(self, batch_size=batch[0].size(0))
+
+    def configure_optimizers(self):
+        return adamw_warmup_cosine(self.net.named_parameters(), **optimizer_args(self.hparams))
+
+    def generate_defaults(self) -> dict:
+        """Keyword arguments of ``net.generate`` taken from the hyperparameters (overridable per call)."""
+        return {}
+
+    def sample(
+        self,
+        n: int,
+        length: int,
+        prompt: str = "",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+        **options,
+    ) -> list[str]:
+        """n texts: the prompt followed by ``length`` generated tokens (all randomness from ``generator``).
+
+        ``options`` go to the network's ``generate`` (GPT: ``use_cache``; BERT: ``fill_per_step``)."""
+        known = [p for p in inspect.signature(self.net.generate).parameters if p not in ("idx", "max_new_tokens")]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            extra = [p for p in known if p not in _SAMPLING]
+            raise ValueError(
+                f"{type(self).__name__} does not take the sampling option(s) {unknown}; besides n, length, prompt, "
+                f"temperature, top_k, top_p it takes {extra or 'nothing'}"
+            )
+        with evaluating(self):
+            return sample_text(
+                self.net.generate,
+                self.tokenizer,
+                n,
+                length,
+                prompt,
+                self.device,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
+                **{**self.generate_defaults(), **options},
+            )
+
+    def preview(self, batch, generator: torch.Generator) -> dict[str, list[str]]:
+        return {"text": self.sample(PREVIEW_SAMPLES, PREVIEW_LENGTH, generator=generator)}
