@@ -11,21 +11,28 @@ precision/recall (k = 3) against the training split. One model at a time, one to
 Lightning's ``global_step`` counts both optimizers' steps; the table splits it into critic (D) steps, one per
 batch, and generator (G) steps, one every ``n_critic`` batches (DCGAN 1, WGAN-GP 5).
 
-Measured 2026-11-26 on the shared development machine (2 CPU cores shared with other engineers' jobs, no GPU),
-one torch thread, seed 0, ``--minutes 4``, 2,000 samples; classifier features (its validation accuracy 0.983),
-reference: the 8,500-image training split (its own IS_clf: 9.48); KID raw (not x1000), 100 subsets of 1,000:
+Measured 2026-11-26 on the development machine, idle apart from this script (2 CPU cores, no GPU, load average
+below 1), one torch thread, seed 0, ``--minutes 4 --models dcgan wgan_gp sngan``, 2,000 samples; classifier
+features (its validation accuracy 0.983), reference: the 8,500-image training split (its own IS_clf: 9.48); KID
+raw (not x1000), 100 subsets of 1,000; "eval s" includes training the classifier once (first row):
 
-    model    budget D steps G steps epochs  FID_clf IS_clf  KID_clf  prec recall eval s  load before -> after
-    dcgan        4m     764     764      6   255.55  4.437    819.9 0.609  0.450    9.3  4.5/5.1/5.0 -> 3.3/4.4/4.7
-    wgan_gp      4m     567     113      5  2343.69  1.142   5598.3 1.000  0.000    5.1  3.3/4.4/4.7 -> 5.6/5.0/4.9
+    model    budget D steps G steps epochs  FID_clf IS_clf  KID_clf  prec recall eval s
+    dcgan        4m    1431    1431     11   152.75  5.228    355.2 0.553  0.690   33.9
+    wgan_gp      4m    1221     244     10  1122.48  2.935   4662.6 0.851  0.016    5.3
+    sngan        4m    1920     384     15   280.68  4.260    921.8 0.610  0.498    6.0
 
-Under the same clock DCGAN makes 6.8x the generator steps of WGAN-GP (one per batch against one per 5
-batches, and a critic step with the gradient penalty's double backward costs more): its samples are
-recognisable strokes, WGAN-GP's 113 generator steps still give textured noise (FID 9x higher, IS near 1).
-WGAN-GP's precision 1.000 with recall 0.000 is not quality: its near-identical noise images all land inside
-the k-NN ball of some outlying real image (Kynkaenniemi et al. 2019's precision trusts every real radius);
-read precision only beside recall and FID. Published comparisons give WGAN-GP 100k+ generator iterations;
-4 CPU minutes rank the methods by speed of early progress, not by final quality.
+An earlier run of dcgan and wgan_gp on the same machine under load 3.3-5.6 from other jobs got half the steps
+(764 / 567 D steps) and FID_clf 255.55 / 2343.69: compare rows only within one run of this script.
+
+Under the same clock DCGAN makes 3.7x the generator steps of SNGAN and 5.9x those of WGAN-GP (one per batch
+against one per 5 batches; WGAN-GP's critic step with the gradient penalty's double backward costs more than
+SNGAN's spectral-norm step). In the last sample grids DCGAN's samples are mostly recognisable digits, SNGAN's
+(384 generator steps) sharp strokes of which some read as digits (FID 1.8x DCGAN's, recall 0.50), WGAN-GP's
+(244) blurry, low-contrast digit-shaped blobs (FID 7x, recall 0.02).
+A high precision with recall near 0 (WGAN-GP; 1.000 / 0.000 in the loaded run) is not quality: near-identical
+images all land inside the k-NN ball of some outlying real image (Kynkaanniemi et al. 2019's precision trusts
+every real radius); read precision only beside recall and FID. Published comparisons give these GANs 100k+
+generator iterations; 4 CPU minutes rank the methods by speed of early progress, not by final quality.
 """
 
 from __future__ import annotations
