@@ -9,13 +9,13 @@ or, for a checkpoint without one, to a new run with ``job_type=eval``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from gen_lightning.callbacks.summary import write_json
 from gen_lightning.checkpoint import load_module
 from gen_lightning.config import config_dir
 from gen_lightning.tracking import RUN_ID_FILE
@@ -103,7 +103,7 @@ def evaluate_command(args: list[str]) -> dict:
     for key, value in values.items():
         print(f"{key:<{width}}  {value:.6g}")
     out = ckpt.with_suffix(".eval.json")
-    out.write_text(json.dumps({"checkpoint": str(ckpt), **result}, indent=2, default=str))
+    write_json(out, {"checkpoint": str(ckpt), **result})  # atomic: a crash never leaves half a file
     print(f"wrote {out}")
     log_to_wandb(run_dir, saved, values, result["protocol"])
     return result
