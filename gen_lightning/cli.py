@@ -26,6 +26,10 @@ commands:
 COMMANDS = ("fit", "sample", "evaluate", "study", "report")
 
 
+# Values that are text by nature, taken verbatim: YAML would read prompt=ROMEO: as a mapping, prompt=42 as a number.
+VERBATIM_KEYS = ("prompt", "ckpt", "out")
+
+
 def parse_kv(args: list[str]) -> dict:
     """``key=value`` arguments, values parsed as YAML scalars/lists (``n=8``, ``labels=[1,2]``, ``out=a.png``)."""
     import yaml
@@ -35,6 +39,9 @@ def parse_kv(args: list[str]) -> dict:
         if "=" not in arg:
             raise SystemExit(f"gen-lightning: expected key=value, got '{arg}'\n\n{USAGE}")
         key, value = arg.split("=", 1)
+        if key in VERBATIM_KEYS:
+            out[key] = value
+            continue
         try:
             out[key] = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:

@@ -73,6 +73,22 @@ def test_sample_is_reproducible_and_rejects_unknown_modes(trained_run, tmp_path)
         cli.main(["sample", f"ckpt={tmp_path / 'missing.ckpt'}"])
 
 
+def test_text_sample_command_takes_the_prompt_verbatim(tmp_path):
+    """`prompt=ROMEO:` is a mapping to YAML and `prompt=42` a number: both must reach the model as text."""
+    from gen_lightning import train
+    from gen_lightning.config import compose
+
+    train.fit(compose(tiny_overrides(tmp_path / "lstm", "trainer.max_steps=2", "trainer.max_epochs=-1", model="lstm")))
+    ckpt = tmp_path / "lstm" / "checkpoints" / "last.ckpt"
+    for prompt in ("ROMEO:", "42"):
+        out = tmp_path / "samples.txt"
+        cli.main(["sample", f"ckpt={ckpt}", f"prompt={prompt}", "n=2", "length=10", "top_k=5", f"out={out}"])
+        texts = out.read_text(encoding="utf-8").split("\n\n---\n\n")
+        assert len(texts) == 2 and all(t.startswith(prompt) and len(t) == len(prompt) + 10 for t in texts)
+    with pytest.raises(SystemExit, match=r"does not take the sampling option\(s\) \['use_cache'\]"):
+        cli.main(["sample", f"ckpt={ckpt}", "length=10", "use_cache=false"])
+
+
 def test_unknown_config_option_lists_the_valid_ones(tmp_path):
     proc = gen_lightning("fit", f"run_dir={tmp_path / 'r'}", "model=transfomer")
     assert proc.returncode != 0
