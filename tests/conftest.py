@@ -47,6 +47,17 @@ def shakespeare_path() -> Path:
 
 TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8", "data.train_stride=2000"]
 
+PAIRED_DATA = ["data=paired", "data.batch_size=16"]  # 8x8 digits from 4x4 inputs
+# Unpaired: the 8x8 digits (A) and the digits shrunk to 4x4 in an 8x8 frame (B), both embedded.
+UNPAIRED_DATA = [
+    "data=unpaired",
+    *(f"data.domain_a.{k}" for k in ("source=digits", "name=null", "image_size=8", "val_split=null")),
+    "data.domain_b.image_size=4",
+    "data.domain_b.pad=2",
+    "data.batch_size=4",
+]
+IMG2IMG_NETS = ["model.hidden_dim=8", "model.d_hidden_dim=8"]
+
 # Per model: smaller networks than the presets (and small text windows), so that every test run takes seconds.
 SHRINK = {
     "vae": ["model.hidden_dim=32", "model.iw_samples=4"],
@@ -67,6 +78,11 @@ SHRINK = {
     "gru": [*TEXT_DATA, "model.hidden_dim=32"],
     "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
     "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
+    "bicubic": PAIRED_DATA,
+    "srresnet": [*PAIRED_DATA, *IMG2IMG_NETS, "model.num_res_blocks=1"],
+    "srgan": [*PAIRED_DATA, *IMG2IMG_NETS, "model.num_res_blocks=1", "model.d_dense_dim=16", "model.pretrain_steps=2"],
+    "pix2pix": [*PAIRED_DATA, "data.transform=edges", *IMG2IMG_NETS, "model.d_layers=1"],
+    "cyclegan": [*UNPAIRED_DATA, *IMG2IMG_NETS, "model.num_res_blocks=1", "model.d_layers=1", "model.pool_size=4"],
 }
 
 
