@@ -43,7 +43,9 @@ class SampleLogger(L.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
             return
-        batch = [t.to(pl_module.device) if isinstance(t, torch.Tensor) else t for t in self._fixed_batch(trainer)]
+        batch = self._fixed_batch(trainer)
+        move = lambda t: t.to(pl_module.device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        batch = {k: move(v) for k, v in batch.items()} if isinstance(batch, dict) else [move(t) for t in batch]
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         with torch.no_grad():
             media = pl_module.preview(batch, generator)

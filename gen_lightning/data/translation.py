@@ -26,12 +26,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gen_lightning.data import sources
 from gen_lightning.data.derive import apply_transform, load_paired_folders, resize_all
 from gen_lightning.data.images import ImageDataModule, ImageTensorDataset, decode_images
-from gen_lightning.data.loaders import EpochSampler, eval_loader, train_loader
+from gen_lightning.data.loaders import EpochSampler, eval_loader, evaluation_loader, train_loader
 from gen_lightning.data.sources import DataSourceError
 
 PAIRED_SOURCES = ("derived", "folders", "parquet", "hub")
@@ -126,7 +126,7 @@ class TranslationData(L.LightningDataModule):
                             num_workers=self.hparams.num_workers)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
-        return self.evaluation_loader("val", None, self.hparams.eval_batch_size)
+        return eval_loader(self._split("val"), self.hparams.eval_batch_size, num_workers=self.hparams.num_workers)
 
     def _split(self, split: str) -> PairDataset:
         if split not in self.splits:
@@ -134,11 +134,8 @@ class TranslationData(L.LightningDataModule):
         return self.splits[split]
 
     def evaluation_loader(self, split: str, num_items: int | None, batch_size: int) -> DataLoader:
-        """The first ``num_items`` pairs of ``split`` in order (all when None), this process's unpadded shard."""
-        pairs = self._split(split)
-        if num_items is not None:
-            pairs = Subset(pairs, range(min(num_items, len(pairs))))
-        return eval_loader(pairs, batch_size, num_workers=self.hparams.num_workers)
+        """The first ``num_items`` pairs of ``split`` in order (all when None), batch-sharded over processes."""
+        return evaluation_loader(self._split(split), num_items, batch_size, default_collate)
 
     def reference_loader(self, split: str, batch_size: int) -> DataLoader:
         """The target domain's images and labels of ``split`` ``(image, label)``: the real set of the metrics."""

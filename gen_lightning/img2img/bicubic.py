@@ -45,7 +45,9 @@ class Resize(ImageTranslator):
         return None  # nothing to learn
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        self.trainer.should_stop = True  # one batch is the whole 'training': validation and metrics follow
+        # One batch is the whole 'training' (its pixel loss is logged); validation and metrics follow.
+        self.log("train/loss", self.pixel_loss(self.translate(batch["source"]), batch["target"]))
+        self.trainer.should_stop = True
 
     def sample_info(self) -> dict:
         return {"weights": "none", "interpolation": self.hparams.mode}
