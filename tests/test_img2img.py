@@ -191,3 +191,40 @@ def test_configs_build_every_model_on_its_data():
         dm.setup("fit")
         model = instantiate(cfg.model, **dm.model_kwargs(), _convert_="all")
         assert model.task == "conditional" and PairedImageMetrics().accepts(model)
+
+
+# ---------------------------------------------------------------------------------------- DDP
+
+
+@pytest.mark.parametrize(
+    "model", ["pix2pix", pytest.param("srgan", marks=pytest.mark.slow), pytest.param("cyclegan", marks=pytest.mark.slow)]
+)
+def test_ddp_on_two_cpu_processes(tmp_path, model):
+    """2-process DDP (gloo) through the command line: the validation loss and the paired_image protocol are
+    exact over both processes (equal to one process on the same weights)."""
+    from test_cli import gen_lightning
+
+    from gen_lightning.checkpoint import load_module
+    from gen_lightning.metrics.evaluate import evaluate_module
+
+    run_dir = tmp_path / "ddp"
+    protocol = ["metrics=paired_image", "metrics.num_items=150", "metrics.batch_size=32", "metrics.classifier.steps=100"]
+    # 8 batches, validated after the 4th and the 8th: the last validation sees the checkpoint's weights. Lightning
+    # counts both optimizers' steps (SRGAN's first 2 batches pre-train the generator alone: 1 step each).
+    steps = 14 if model == "srgan" else 16
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"trainer.max_steps={steps}"]
+    val = ["trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null", "trainer.limit_val_batches=null"]
+    overrides = [o for o in tiny_overrides(run_dir, *ddp, *val, *protocol, model=model) if o != "metrics=none"]
+    proc = gen_lightning("fit", *overrides, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["status"] == "completed" and summary["protocol"]["world_size"] == 2
+    module = load_module(run_dir / "checkpoints" / "last.ckpt")
+    cfg = compose(overrides)
+    dm = instantiate(cfg.data)
+    single = quiet_trainer(1, limit_val_batches=None).validate(module, datamodule=dm, verbose=False)[0]
+    assert single["val/loss"] == pytest.approx(summary["final"]["val/loss"], rel=1e-5)
+    alone = evaluate_module(module, dm, cfg.metrics)["metrics"]
+    assert alone.keys() == {k for k in summary["final"] if k != "val/loss"}
+    for key, value in alone.items():
+        assert value == pytest.approx(summary["final"][key], rel=1e-4, abs=1e-6), key

@@ -122,6 +122,16 @@ class ImageTranslator(L.LightningModule):
         rows = torch.stack([display(sources.to(self.device), c, s), outputs, targets.to(self.device)], dim=1)
         return {"translations": (rows.flatten(0, 1), 3)}
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Under DDP, every process takes rank 0's buffers (batch-norm statistics, CycleGAN's pools, EMA copies).
+
+        DDP broadcasts buffers only at the start of a training forward, so validation, the metric protocol (which
+        calls ``generate`` outside DDP) and the checkpoint (rank 0's) would otherwise see different statistics on
+        each process. SyncBatchNorm would share the batch statistics instead, but runs on GPUs only."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     # ---- manual optimisation helpers -------------------------------------------------------------------------
     def clip(self, optimizer) -> None:
         if self.hparams.gradient_clip_val:
