@@ -47,6 +47,22 @@ def _fit_task(cfg) -> None:
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
 
 
+def quiet_library_noise() -> None:
+    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger and a
+    deprecation inside Lightning's own code (both reach every run). Warnings a user can act on stay."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip: For seamless cloud logging" not in record.getMessage()
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+
+
 def default_run_dir() -> str:
     """``runs/<date>/<time>``, the run_dir conf/config.yaml gives a run that names none."""
     from datetime import datetime
@@ -60,6 +76,7 @@ def fit_command(overrides: list[str]) -> None:
     from gen_lightning.config import config_dir, register_experiments
 
     register_experiments()
+    quiet_library_noise()
     multirun = any(o in ("-m", "--multirun") for o in overrides)
     if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
