@@ -26,29 +26,6 @@ commands:
 COMMANDS = ("fit", "sample", "evaluate", "study", "report")
 
 
-# Values that are text by nature, taken verbatim: YAML would read prompt=ROMEO: as a mapping, prompt=42 as a number.
-VERBATIM_KEYS = ("prompt", "ckpt", "out")
-
-
-def parse_kv(args: list[str]) -> dict:
-    """``key=value`` arguments, values parsed as YAML scalars/lists (``n=8``, ``labels=[1,2]``, ``out=a.png``)."""
-    import yaml
-
-    out = {}
-    for arg in args:
-        if "=" not in arg:
-            raise SystemExit(f"gen-lightning: expected key=value, got '{arg}'\n\n{USAGE}")
-        key, value = arg.split("=", 1)
-        if key in VERBATIM_KEYS:
-            out[key] = value
-            continue
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value
-    return out
-
-
 def _fit_task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -97,9 +74,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if command == "sample":
+            from gen_lightning.config import parse_kv
             from gen_lightning.sample import sample_command
 
-            sample_command(**parse_kv(rest))
+            options, _ = parse_kv(rest)
+            if "ckpt" not in options:
+                raise ValueError("usage: gen-lightning sample ckpt=PATH [n=64] [out=FILE] [input=PATH | source=TEXT]")
+            sample_command(**options)
         elif command == "evaluate":
             from gen_lightning.evaluate import evaluate_command
 
