@@ -100,6 +100,7 @@ def make_wandb_logger(
 
 def log_report(
     save_dir: str | Path,
+    logger_cfg: Mapping,
     tables: Mapping[str, tuple[list[str], list[list]]],
     images: Mapping[str, str | Path],
     *,
@@ -107,19 +108,17 @@ def log_report(
     name: str,
     tags: list[str],
     config: dict,
-    project: str = "gen-lightning",
-    entity: str | None = None,
-    mode: str | None = None,
 ) -> str | None:
-    """Log tables (``name -> (columns, rows)``) and image files once to a ``job_type=report`` run whose id is kept
-    in ``save_dir`` (the same run on the next call); returns the run id, or ``None`` with a warning when W&B fails."""
+    """Tables (``key -> (columns, rows)``) and image files to a ``job_type=report`` run of ``group``, in the project
+    of ``logger_cfg`` (a ``conf/logger/wandb.yaml`` config; empty: the defaults), whose id is kept in ``save_dir`` (the
+    same run on the next call). Returns the run id, or ``None`` with a warning when W&B fails."""
     import wandb
 
     rid = run_id(save_dir)
     try:
         run = wandb.init(
-            project=project,
-            entity=entity,
+            project=logger_cfg.get("project", "gen-lightning"),
+            entity=logger_cfg.get("entity"),
             group=group,
             job_type="report",
             name=name,
@@ -127,7 +126,7 @@ def log_report(
             id=rid,
             resume="allow",
             dir=str(save_dir),
-            mode=mode or os.environ.get("WANDB_MODE") or "offline",
+            mode=logger_cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline",
             config=config,
             settings=_settings(),
         )

@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from gen_lightning import tracking
 from gen_lightning.callbacks.summary import write_json
 from gen_lightning.studies.report.collect import SeedResult
 from gen_lightning.studies.report.plots import metric_file
@@ -44,8 +45,6 @@ def evaluation_table(rows: list[dict]) -> tuple[list[str], list[list]]:
 
 def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_metrics: list[str]) -> str | None:
     """Log the comparison to a ``job_type=report`` run of the study's W&B group; returns its run id."""
-    from gen_lightning import tracking  # Lightning and W&B: loaded only when the report goes to W&B
-
     digest = hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()
     state_path = study_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
@@ -59,15 +58,13 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
         tables["evaluations"] = evaluation_table(report["evaluations"])
     run_id = tracking.log_report(
         study_dir,
+        logger,
         tables,
         images={f"plots/{m}": study_dir / "plots" / metric_file(m) for m in plot_metrics},
         group=report["study"],
         name=f"{report['study']}-report",
         tags=[report["study"], "report"],
         config={"study": report["spec"]},
-        project=logger.get("project", "gen-lightning"),
-        entity=logger.get("entity"),
-        mode=logger.get("mode"),
     )
     if run_id is not None:
         write_json(state_path, {"digest": digest, "id": run_id})
