@@ -144,7 +144,7 @@ def write_outputs(module, sources, names, input, out, generator, batch_size: int
         folder = target.with_suffix("")
         folder.mkdir(parents=True, exist_ok=True)
         for name, image in zip(names, images):
-            save_image(image_grid(image[None], 1), folder / Path(name).with_suffix(".png").name)
+            save_image(((image + 1) / 2).clamp(0, 1), folder / Path(name).with_suffix(".png").name)
         print(f"wrote {len(images)} outputs to {folder}")
     print(f"wrote {target} (input | output, {len(images)} images)")
     return target

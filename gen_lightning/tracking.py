@@ -83,6 +83,8 @@ def make_wandb_logger(
         mode=mode,
         settings=_settings(),
     )
+    # Lightning always passes anonymous=None, which W&B answers with a warning that it has no effect.
+    logger._wandb_init.pop("anonymous", None)
     if rank_zero_only.rank != 0:
         return logger
     try:

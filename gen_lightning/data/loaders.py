@@ -149,4 +149,9 @@ def evaluation_loader(dataset: Dataset, num_items: int | None, batch_size: int, 
         out["batch"] = indices[0] // batch_size
         return out
 
-    return DataLoader(_Indexed(dataset), batch_sampler=BatchShardSampler(count, batch_size), collate_fn=collate)
+    return DataLoader(
+        _Indexed(dataset),
+        batch_sampler=BatchShardSampler(count, batch_size),
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),  # an iterator must not draw from the global RNG
+    )
