@@ -178,11 +178,11 @@ def main(argv: list[str] | None = None) -> None:
 
             evaluate_command(rest)
         elif command == "study":
-            from gen_lightning.study import study_command
+            from gen_lightning.studies.command import study_command
 
             study_command(rest)
         else:
-            from gen_lightning.report import report_command
+            from gen_lightning.studies.report.command import report_command
 
             report_command(rest)
     except (CheckpointError, DataSourceError, ValueError, FileNotFoundError) as err:
