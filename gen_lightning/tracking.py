@@ -83,6 +83,8 @@ def make_wandb_logger(
         mode=mode,
         settings=_settings(),
     )
+    # Lightning always passes anonymous=None, which W&B answers with a warning that it has no effect.
+    logger._wandb_init.pop("anonymous", None)
     if rank_zero_only.rank != 0:
         return logger
     try:
@@ -96,6 +98,48 @@ def make_wandb_logger(
         )
         return None
     return logger
+
+
+def log_report(
+    save_dir: str | Path,
+    logger_cfg: Mapping,
+    tables: Mapping[str, tuple[list[str], list[list]]],
+    images: Mapping[str, str | Path],
+    *,
+    group: str,
+    name: str,
+    tags: list[str],
+    config: dict,
+) -> str | None:
+    """Tables (``key -> (columns, rows)``) and image files to a ``job_type=report`` run of ``group``, in the project
+    of ``logger_cfg`` (a ``conf/logger/wandb.yaml`` config; empty: the defaults), whose id is kept in ``save_dir`` (the
+    same run on the next call). Returns the run id, or ``None`` with a warning when W&B fails."""
+    import wandb
+
+    rid = run_id(save_dir)
+    try:
+        run = wandb.init(
+            project=logger_cfg.get("project", "gen-lightning"),
+            entity=logger_cfg.get("entity"),
+            group=group,
+            job_type="report",
+            name=name,
+            tags=list(tags),
+            id=rid,
+            resume="allow",
+            dir=str(save_dir),
+            mode=logger_cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline",
+            config=config,
+            settings=_settings(),
+        )
+        logged = {key: wandb.Table(columns=columns, data=data) for key, (columns, data) in tables.items()}
+        logged.update({key: wandb.Image(str(path)) for key, path in images.items()})
+        run.log(logged)
+        run.finish()
+    except Exception as err:
+        warnings.warn(f"the W&B report run could not be written ({type(err).__name__}: {err})", stacklevel=2)
+        return None
+    return rid
 
 
 def _settings():

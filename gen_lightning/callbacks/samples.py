@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torchvision.utils import make_grid, save_image
 
 from gen_lightning import tracking
@@ -43,9 +44,7 @@ class SampleLogger(L.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
             return
-        batch = self._fixed_batch(trainer)
-        move = lambda t: t.to(pl_module.device) if isinstance(t, torch.Tensor) else t  # noqa: E731
-        batch = {k: move(v) for k, v in batch.items()} if isinstance(batch, dict) else [move(t) for t in batch]
+        batch = move_data_to_device(self._fixed_batch(trainer), pl_module.device)  # a tuple or a dict (contract v2)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         with torch.no_grad():
             media = pl_module.preview(batch, generator)

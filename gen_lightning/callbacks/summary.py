@@ -1,7 +1,8 @@
 """The run summary ``metrics.json``: final and best value of every validation metric, and the history.
 
 Its state (history, bests, training time) is saved in checkpoints, so a resumed run's summary covers the
-whole run. Written on every validation end (status "running") and at the end of fit ("completed").
+whole run. Written on every validation end (status "running"); ``train.fit`` writes "completed" once the final
+evaluation and the final checkpoint are written too, so a run killed in between is resumed, not taken as done.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ class RunSummary(L.Callback):
         # The clock stops with the training loop: the final image metrics (the metrics callback's on_train_end,
         # which runs after this one) are not training time; their own seconds are in the protocol card.
         self.train_seconds, self._t0 = self._elapsed(), None
-        if trainer.is_global_zero:
-            self.write(trainer, "completed")
+        if trainer.is_global_zero:  # "completed" only once every file is written (train.fit, at its very end)
+            self.write(trainer, "running")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if trainer.is_global_zero:

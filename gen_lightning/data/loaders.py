@@ -153,5 +153,5 @@ def evaluation_loader(dataset: Dataset, num_items: int | None, batch_size: int, 
         _Indexed(dataset),
         batch_sampler=BatchShardSampler(count, batch_size),
         collate_fn=collate,
-        generator=torch.Generator().manual_seed(0),  # creating an iterator must not draw from the global RNG
+        generator=torch.Generator().manual_seed(0),  # an iterator must not draw from the global RNG
     )

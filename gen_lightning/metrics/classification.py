@@ -63,7 +63,7 @@ class ClassificationMetrics(EvaluationCallback):
             probs = module.predict(source.to(module.device) if torch.is_tensor(source) else list(source))
             rows += zip(batch["index"].tolist(), probs.argmax(-1).tolist(), batch["target"].tolist())
         rows = sorted(gather_objects(rows))
-        names = list(module.hparams.class_names)
+        names = list(module.hparams["class_names"])
         preds = torch.tensor([p for _, p, _ in rows])
         target = torch.tensor([t for _, _, t in rows])
         k = len(names)

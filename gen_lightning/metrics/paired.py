@@ -7,7 +7,8 @@ its target ``y``, both mapped from ``[-1, 1]`` to ``[0, 1]``, per image, then av
   it on the luminance (Y) channel of RGB images with a border cropped; this protocol does not, so compare only with
   numbers made under it (its card says so).
 - SSIM (Wang et al. 2004) with a Gaussian window (sigma 1.5) of ``ssim_kernel`` pixels, or the largest odd size
-  that fits smaller images (8x8 digits: 7), from torchmetrics.
+  that fits smaller images (8x8 digits: 7), averaged over the positions where the window fits, as the authors'
+  code and scikit-image do (torchmetrics' map, cropped).
 - L1 = mean |y^ - y|.
 - ``fid_clf``: FID of the outputs against the target domain's reference split on the features of the target
   domain's digit classifier, and ``content_acc``: that classifier's accuracy on the outputs against the source
@@ -42,6 +43,16 @@ def ssim_window(size: int, requested: int) -> int:
     return k
 
 
+def ssim_valid(x: torch.Tensor, y: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Mean SSIM over the positions where the whole window fits (Wang et al.'s reference code filters 'valid'),
+    (B,). torchmetrics 1.9 averages its map over the reflection-padded full image instead; its map is cropped."""
+    _, full = structural_similarity_index_measure(
+        x, y, data_range=1.0, kernel_size=kernel, reduction="none", return_full_image=True
+    )
+    pad = (kernel - 1) // 2
+    return full[..., pad : full.shape[-2] - pad, pad : full.shape[-1] - pad].flatten(1).mean(1)
+
+
 def per_image(output: torch.Tensor, target: torch.Tensor, kernel: int) -> dict[str, torch.Tensor]:
     """PSNR, SSIM and L1 of each pair, (B,) each; inputs (B, C, H, W) in [-1, 1]."""
     x = ((output.float() + 1) / 2).clamp(0, 1)
@@ -49,7 +60,7 @@ def per_image(output: torch.Tensor, target: torch.Tensor, kernel: int) -> dict[s
     mse = (x - y).pow(2).flatten(1).mean(1)
     return {
         "psnr": 10 * torch.log10(1.0 / mse.clamp_min(1e-10)),  # identical images: 100 dB, not infinity
-        "ssim": structural_similarity_index_measure(x, y, data_range=1.0, kernel_size=kernel, reduction="none"),
+        "ssim": ssim_valid(x, y, kernel),
         "l1": (x - y).abs().flatten(1).mean(1),
     }
 
