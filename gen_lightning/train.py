@@ -21,6 +21,7 @@ from gen_lightning import tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.resume import seed_all
+from gen_lightning.callbacks.summary import metric_directions
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, 
     return family, str(dataset).replace("/", "_")
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule):
+def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, directions: dict[str, str]):
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     family, dataset = family_and_dataset(model, cfg)
     if cfg.logger._target_.endswith("make_wandb_logger"):
         tags = sorted({*cfg.logger.get("tags", []), family, dataset})
-        return instantiate(cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name)
+        return instantiate(
+            cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name, metric_directions=directions
+        )
     return instantiate(cfg.logger)
 
 
@@ -115,7 +118,7 @@ def fit(cfg: DictConfig) -> dict:
         ckpt_io.check_compatible(resume_from, model)
 
     callbacks = build_callbacks(cfg, run_dir, model)
-    logger = build_logger(cfg, run_dir, model)
+    logger = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
     trainer = L.Trainer(
         # Plain containers: Lightning type-checks some arguments (max_time={minutes: 4} must be a dict).
         **OmegaConf.to_container(cfg.trainer, resolve=True),

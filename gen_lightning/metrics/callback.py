@@ -72,6 +72,13 @@ class ImageMetrics(Callback):
         cache_dir: classifier and reference cache (``$GEN_LIGHTNING_CACHE`` or ``~/.cache/gen_lightning``).
     """
 
+    # The scores it logs, with either feature set; the spreads (val/is_std, val/kid_std, ...) are diagnostics.
+    metric_directions = {
+        **{f"val/{name}{suffix}": "min" for name in ("fid", "kid") for suffix in ("", "_clf")},
+        **{f"val/{name}{suffix}": "max" for name in ("is", "precision", "recall") for suffix in ("", "_clf")},
+        "val/clf_acc": "max",
+    }
+
     def __init__(
         self,
         features: str = "inception",
