@@ -2,7 +2,8 @@
 
 Each model is built from its config with the data module's shape facts, trained a few steps, validated, and must
 then: log its monitored metric, sample with the contract's shapes from a fixed generator reproducibly, give
-preview media, and round-trip through a checkpoint. Sizes are shrunk per model so the suite stays fast.
+preview media, and round-trip through a checkpoint. Sizes are shrunk by each model's tiny preset
+(tests/presets/<model>.yaml) so the suite stays fast.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_overrides
-from hydra.utils import instantiate
+from conftest import PRESETS, tiny_overrides
+from hydra.utils import get_class, instantiate
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks import ExactResume
+from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.config import compose, config_dir
+from gen_lightning.metrics.callback import ImageMetrics
+from gen_lightning.nn.image_model import LABEL_RULES
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
@@ -90,3 +94,22 @@ def test_family_contract(name, tmp_path):
         assert torch.allclose(again, draw(module, 4), atol=1e-5)
     else:
         assert again == draw(module, 4)
+
+
+def test_every_model_config_has_a_tiny_preset():
+    presets = {p.stem for p in PRESETS.glob("*.yaml")}
+    missing, stale = sorted(set(MODELS) - presets), sorted(presets - set(MODELS))
+    assert not missing, f"add tests/presets/<model>.yaml for {missing}: a YAML list of overrides ([] keeps the sizes)"
+    assert not stale, f"tests/presets/ holds presets of no conf/model/ config: {stale}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_class_attributes_declare_task_and_metric_directions(name):
+    cls = get_class(compose([f"model={name}"]).model._target_)
+    assert cls.task in ("unconditional", "conditional", "prediction")
+    monitor, mode = cls.monitor
+    assert cls.metric_directions.get(monitor) == mode, f"{name}: metric_directions must rank its monitor {monitor}"
+    assert all(k.startswith("val/") for k in cls.metric_directions), cls.metric_directions
+    metric_directions(cls, [ImageMetrics])  # raises if a metric callback ranks one of its names the other way
+    if cls.modality == "image" and cls.task == "unconditional":
+        assert cls.default_labels in LABEL_RULES
