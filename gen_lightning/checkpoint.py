@@ -1,6 +1,6 @@
 """Reading checkpoints safely: a missing, corrupt, truncated or foreign file fails with its name and a remedy.
 
-Lightning validates nothing before resuming (FIELD_NOTES.md); ``read`` and ``check_compatible`` do it here.
+Lightning checks nothing in a checkpoint before resuming from it; ``read`` and ``check_compatible`` do it here.
 Writing is Lightning's ``ModelCheckpoint``, which saves through a temporary file and renames it into place, so a
 process killed while saving leaves the previous ``last.ckpt`` intact (tested in tests/test_resume.py).
 """
