@@ -22,8 +22,8 @@ from helpers import module_weights
 
 from gen_lightning import cli, train
 from gen_lightning.config import config_dir, experiments_dir
-from gen_lightning.study import StudyError, load_spec, plan
-from gen_lightning.study_spec import KEYS, parse_spec
+from gen_lightning.studies.plan import plan
+from gen_lightning.studies.spec import KEYS, StudyError, load_spec, parse_spec
 
 WANDB = shutil.which("wandb") or shutil.which("wandb", path=str(Path(sys.executable).parent))
 STEPS = 8  # validation (and last.ckpt) at steps 4 and 8; last.ckpt also every 2 steps
@@ -334,6 +334,20 @@ def test_wandb_groups_the_runs_and_gets_the_comparison_table(tmp_path, monkeypat
 
     cli.main(["report", str(study_dir)])  # the same results: not logged a second time
     assert len(list((study_dir / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_report_whose_wandb_run_cannot_start_still_writes_its_files(reference, tmp_path, monkeypatch):
+    """W&B (reached through tracking.log_report) that cannot start warns; the report files are written anyway."""
+    study_dir = shutil.copytree(reference, tmp_path / "study")
+    (study_dir / "report.md").unlink()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there: no network
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    with pytest.warns(UserWarning, match="the W&B report run could not be written"):
+        cli.main(["report", str(study_dir), "wandb=true"])
+    assert (study_dir / "report.md").read_text() == (reference / "report.md").read_text()
+    assert not (study_dir / "wandb_report.json").exists()  # nothing recorded as logged: the next report tries again
 
 
 @pytest.mark.slow

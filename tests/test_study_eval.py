@@ -98,7 +98,7 @@ def test_evaluation_scores_with_the_runs_metric_protocol(tmp_path):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.study_eval import rebuild
+    from gen_lightning.studies.evaluations import rebuild
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module, _ = rebuild(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2}, "cpu")

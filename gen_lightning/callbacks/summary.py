@@ -1,13 +1,15 @@
 """The run summary ``metrics.json``: final and best value of every validation metric, and the history.
 
 Its state (history, bests, training time) is saved in checkpoints, so a resumed run's summary covers the
-whole run. Written on every validation end (status "running") and at the end of fit ("completed").
+whole run. Written on every validation end (status "running"); ``train.fit`` writes "completed" once the final
+evaluation and the final checkpoint are written too, so a run killed in between is resumed, not taken as done.
 
-"Best" needs a direction, which the code that logs a metric declares (docs/CONTRACT.md): the module's and each
-metric callback's ``metric_directions`` class attribute, ``{"val/<name>": "min" | "max"}``. The same name can
-mean opposite things (a codebook's perplexity is better high, a text model's low), so nothing is guessed from
-names: a metric without a declared direction is a diagnostic, with a final value and no best. The directions are
-written into ``metrics.json`` (``"directions"``) for the study reports.
+"Best" needs a direction, which the code that logs a metric declares (docs/CONTRACT.md): the module's
+``metric_directions`` class attribute, ``{"val/<name>": "min" | "max"}``, and each metric protocol's (names
+without the split; its ``directions()`` adds it). The same name can mean opposite things (a codebook's perplexity
+is better high, a text model's low), so nothing is guessed from names: a metric without a declared direction is a
+diagnostic, with a final value and no best. The directions are written into ``metrics.json`` (``"directions"``)
+for the study reports (``read_directions``).
 """
 
 from __future__ import annotations
@@ -44,10 +46,15 @@ def merge_directions(sources: Iterable[tuple[str, Mapping[str, str]]]) -> dict[s
 
 
 def metric_directions(module, callbacks: Iterable = ()) -> dict[str, str]:
-    """The directions declared by ``module`` and by every callback that has ``metric_directions`` (instances or
-    classes)."""
-    sources = [module, *(cb for cb in callbacks if hasattr(cb, "metric_directions"))]
-    return merge_directions((_name(s), getattr(s, "metric_directions", {})) for s in sources)
+    """The directions of the metrics a run logs: ``module.metric_directions`` (a module or its class), and those of
+    every callback with ``directions()`` (a metric protocol, metrics/protocol.py) or ``metric_directions``."""
+    sources = [(_name(module), getattr(module, "metric_directions", {}))]
+    for cb in callbacks:
+        if callable(getattr(cb, "directions", None)):
+            sources.append((_name(cb), cb.directions()))
+        elif hasattr(cb, "metric_directions"):
+            sources.append((_name(cb), cb.metric_directions))
+    return merge_directions(sources)
 
 
 def _name(obj) -> str:
@@ -65,7 +72,7 @@ def improves(value: float, best: float | None, direction: str) -> bool:
     return best is None or (value > best if direction == "max" else value < best)
 
 
-# Name-guessing kept only for the study report (gen_lightning/report_md.py) until it reads the "directions" of
+# Name-guessing kept only for the study report (studies/report/markdown.py) until it reads the "directions" of
 # each run's metrics.json (read_directions); run summaries and W&B summaries do not use it. Remove with that switch.
 HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc")
 
@@ -158,8 +165,8 @@ class RunSummary(L.Callback):
         # The clock stops with the training loop: the final image metrics (the metrics callback's on_train_end,
         # which runs after this one) are not training time; their own seconds are in the protocol card.
         self.train_seconds, self._t0 = self._elapsed(), None
-        if trainer.is_global_zero:
-            self.write(trainer, "completed")
+        if trainer.is_global_zero:  # "completed" only once every file is written (train.fit, at its very end)
+            self.write(trainer, "running")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if trainer.is_global_zero:

@@ -1,4 +1,4 @@
-"""The Markdown of a study report (``report.md``), from the numbers ``gen_lightning.report`` collected."""
+"""The Markdown of a study report (``report.md``), from the numbers ``collect.py`` gathered."""
 
 from __future__ import annotations
 

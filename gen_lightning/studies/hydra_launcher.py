@@ -17,7 +17,9 @@ import json
 import subprocess
 import sys
 
-from gen_lightning.study import PlannedRun, StudyIndex, StudySpec, progress, run_state
+from gen_lightning.studies.index import StudyIndex, progress, run_state
+from gen_lightning.studies.plan import PlannedRun
+from gen_lightning.studies.spec import StudySpec
 
 
 def sweeps(planned: list[PlannedRun], study_dir) -> list[tuple[str, list[str], list[PlannedRun]]]:

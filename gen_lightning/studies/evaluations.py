@@ -22,6 +22,9 @@ from omegaconf import OmegaConf
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks.summary import write_json
+from gen_lightning.studies.index import StudyIndex
+from gen_lightning.studies.plan import PlannedRun
+from gen_lightning.studies.spec import StudySpec
 
 EVAL_DIR = "evaluations"
 GRID = 64  # images timed and saved per variant (text: TEXTS samples of TEXT_LENGTH tokens)
@@ -148,7 +151,7 @@ def is_current(run_dir: Path, name: str, overrides: list[str], checkpoint: str) 
     return old if same else None
 
 
-def run_evaluations(spec, index, planned) -> None:
+def run_evaluations(spec: StudySpec, index: StudyIndex, planned: list[PlannedRun]) -> None:
     """Every evaluation variant of every completed run, skipping results already made from the same checkpoint."""
     keys = {pr.key for pr in planned}
     old = index.data["evaluations"]  # drop variants and runs the study no longer has
