@@ -24,6 +24,7 @@ from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, Sa
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.resume import seed_all
+from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.resume_policy import model_overrides
 from gen_lightning.resume_policy import record as record_resume
@@ -104,13 +105,15 @@ def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, 
     return family, str(dataset).replace("/", "_")
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule):
+def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, directions: dict[str, str]):
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     family, dataset = family_and_dataset(model, cfg)
     if cfg.logger._target_.endswith("make_wandb_logger"):
         tags = sorted({*cfg.logger.get("tags", []), family, dataset})
-        return instantiate(cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name)
+        return instantiate(
+            cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name, metric_directions=directions
+        )
     return instantiate(cfg.logger)
 
 
@@ -183,7 +186,7 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
             record_resume(run_dir, cfg, changes)
         if overrides:
             callbacks.append(OptimizerOverrides(sorted(f"model.{k}" for k in overrides)))
-    logger = build_logger(cfg, run_dir, model)
+    logger = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
     trainer = build_trainer(cfg, run_dir, callbacks, logger)
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHRINK, UNPAIRED_DATA, tiny_overrides
+from conftest import preset, tiny_overrides
 from hydra.utils import instantiate
 from PIL import Image
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -174,7 +174,8 @@ def test_pretrained_backbones_fail_clearly_offline(monkeypatch, tmp_path):
 
 
 def test_model_and_data_must_agree_on_pairing(tmp_path):
-    overrides = [f"run_dir={tmp_path / 'r'}", "model=pix2pix", *UNPAIRED_DATA, "logger=none", "metrics=none"]
+    unpaired = [o for o in preset("cyclegan") if o.startswith("data")]
+    overrides = [f"run_dir={tmp_path / 'r'}", "model=pix2pix", *unpaired, "logger=none", "metrics=none"]
     cfg = compose([*overrides, "model.hidden_dim=4", "model.d_layers=1", "trainer.max_steps=2"])
     with pytest.raises(ValueError, match="unpaired.*model=cyclegan"):
         train.fit(cfg)
@@ -185,7 +186,7 @@ def test_model_and_data_must_agree_on_pairing(tmp_path):
 def test_configs_build_every_model_on_its_data():
     """Each model's data config selects the paired_image protocol by default."""
     for name in ("bicubic", "srresnet", "srgan", "pix2pix", "cyclegan"):
-        cfg = compose([f"model={name}", *SHRINK[name]])
+        cfg = compose([f"model={name}", *preset(name)])
         assert cfg.metrics._target_.endswith("PairedImageMetrics")
         dm = instantiate(cfg.data)
         dm.setup("fit")
