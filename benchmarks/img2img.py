@@ -35,8 +35,7 @@ from cli_runs import ROOT, command, load_average, run, shown
 NAMES = ("psnr", "ssim", "l1", "fid_clf", "content_acc")
 MNIST = ROOT.parent / "shared" / "data" / "mnist10k"
 
-# task -> rows: (name, fit overrides)
-PARQUET = "{data}"
+# task -> rows: (name, fit overrides); "{data}" is the MNIST parquet folder
 TASKS = {
     "sr": [
         ("bicubic", ["experiment=sr_mnist_x4", "model=bicubic", "~model.hidden_dim", "~model.num_res_blocks",
@@ -101,7 +100,8 @@ def run_row(task: str, name: str, overrides: list[str], data: Path, out: Path) -
     run_dir = out / task / name.split()[0]
     cmd = command("fit", *[o.format(data=data) for o in overrides], f"run_dir={run_dir}", "logger=csv",
                   "trainer.enable_progress_bar=false")  # fmt: skip
-    if (run_dir / "metrics.json").is_file() and json.loads((run_dir / "metrics.json").read_text())["status"] == "completed":
+    summary = run_dir / "metrics.json"
+    if summary.is_file() and json.loads(summary.read_text())["status"] == "completed":
         print(f"reusing {run_dir}")
         wall = cpu = float("nan")
         load = "-"
@@ -110,7 +110,7 @@ def run_row(task: str, name: str, overrides: list[str], data: Path, out: Path) -
         wall = run(["nice", "-n", "5", *cmd], threads=1, log=out / "logs" / f"{task}-{name.split()[0]}.log")
         cpu, load = cpu_seconds() - cpu0, f"{load} -> {load_average()}"
     print(shown(cmd, 1))
-    final = json.loads((run_dir / "metrics.json").read_text())["final"]
+    final = json.loads(summary.read_text())["final"]
     row = {"task": task, "model": name, "wall_s": wall, "cpu_s": cpu, "load": load}
     row.update({k: final.get(f"val/{k}", float("nan")) for k in NAMES})
     rows = [row]
@@ -132,8 +132,8 @@ def main() -> None:
     for task in args.tasks:
         for name, overrides in TASKS[task]:
             rows += run_row(task, name, overrides, data, args.out)
-    header = f"{'task':9} {'model':20} {'PSNR':>6} {'SSIM':>6} {'L1':>6} {'FID_clf':>8} {'content':>7} {'wall s':>7} {'CPU s':>6}"
-    print(header)
+    print(f"{'task':9} {'model':20} {'PSNR':>6} {'SSIM':>6} {'L1':>6} {'FID_clf':>8} {'content':>7} {'wall s':>7} "
+          f"{'CPU s':>6}")  # fmt: skip
     for r in rows:
         print(f"{r['task']:9} {r['model']:20} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['l1']:6.3f} {r['fid_clf']:8.2f} "
               f"{r['content_acc']:7.3f} {r['wall_s']:7.0f} {r['cpu_s']:6.0f}  load {r['load']}")  # fmt: skip

@@ -197,9 +197,10 @@ def test_configs_build_every_model_on_its_data():
 # ---------------------------------------------------------------------------------------- DDP
 
 
-@pytest.mark.parametrize(
-    "model", ["pix2pix", pytest.param("srgan", marks=pytest.mark.slow), pytest.param("cyclegan", marks=pytest.mark.slow)]
-)
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("model", ["pix2pix", pytest.param("srgan", marks=SLOW), pytest.param("cyclegan", marks=SLOW)])
 def test_ddp_on_two_cpu_processes(tmp_path, model):
     """2-process DDP (gloo) through the command line: the validation loss and the paired_image protocol are
     exact over both processes (equal to one process on the same weights)."""
@@ -209,7 +210,8 @@ def test_ddp_on_two_cpu_processes(tmp_path, model):
     from gen_lightning.metrics.evaluate import evaluate_module
 
     run_dir = tmp_path / "ddp"
-    protocol = ["metrics=paired_image", "metrics.num_items=150", "metrics.batch_size=32", "metrics.classifier.steps=100"]
+    protocol = ["metrics=paired_image", "metrics.num_items=150", "metrics.batch_size=32"]
+    protocol.append("metrics.classifier.steps=100")
     # 8 batches, validated after the 4th and the 8th: the last validation sees the checkpoint's weights. Lightning
     # counts both optimizers' steps (SRGAN's first 2 batches pre-train the generator alone: 1 step each).
     steps = 14 if model == "srgan" else 16
