@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "img2img")
     parser.add_argument("--mnist", type=Path, default=MNIST)
     args = parser.parse_args()
-    data = mnist_parquet(args.out / "data", args.mnist)
+    data = mnist_parquet(ROOT / "runs" / "data", args.mnist)  # where the image_translation_quick study reads it
     rows = []
     for task in args.tasks:
         for name, overrides in TASKS[task]:
