@@ -42,8 +42,10 @@ def _scaled(images: torch.Tensor) -> torch.Tensor:
 
 
 class PairDataset(Dataset):
-    """uint8 sources ``(N, C_s, h, w)`` and targets ``(N, C, H, W)``, labels ``(N,)``; items are batch dicts.
-    ``target_of`` maps item ``i`` to its target (unpaired validation pairs item ``i`` with target ``i mod M``)."""
+    """uint8 sources ``(N, C_s, h, w)`` and targets ``(N, C, H, W)`` with labels; items are batch dicts.
+
+    Item ``i`` pairs source ``i`` with target ``i`` (paired data) or ``i mod M`` (``cycle_targets``: unpaired
+    validation, M targets); item ``(i, j)`` pairs source ``i`` with target ``j`` (unpaired training draws)."""
 
     def __init__(self, source: ImageTensorDataset, target: ImageTensorDataset, cycle_targets: bool = False):
         if not cycle_targets and len(source) != len(target):
