@@ -114,3 +114,30 @@ def test_unpaired_domains_are_drawn_independently_and_resumably():
     assert list(sampler) == order[4:]  # exact mid-epoch resume
     pairs = [(int(i), int(j)) for i, j in order]
     assert len({j - i for i, j in pairs}) > 1  # not a fixed pairing
+
+
+def test_parquet_pairs_from_two_image_columns(tmp_path):
+    import io
+
+    import datasets
+
+    def png(value, size):
+        buf = io.BytesIO()
+        Image.new("L", (size, size), value).save(buf, format="PNG")
+        return {"bytes": buf.getvalue(), "path": None}
+
+    features = datasets.Features({"low": datasets.Image(), "high": datasets.Image(), "digit": datasets.Value("int64")})
+    rows = {
+        "low": [png(i, 4) for i in range(20)],
+        "high": [png(i, 8) for i in range(20)],
+        "digit": [i % 10 for i in range(20)],
+    }
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(tmp_path / "pairs.parquet"))
+    dm = PairedImageDataModule(source="parquet", path=str(tmp_path), source_column="low", target_column="high",
+                               label_column="digit", channels=1, val_fraction=0.25)  # fmt: skip
+    dm.setup("fit")
+    assert dm.model_kwargs()["source_image_size"] == 4 and dm.model_kwargs()["num_classes"] == 10
+    for item in dm.splits["val"]:
+        assert float(item["source"].mean()) == float(item["target"].mean())  # row i: grey level i on both sides
+    with pytest.raises(DataSourceError, match="image column 'photo' not found"):
+        PairedImageDataModule(source="parquet", path=str(tmp_path), source_column="photo", channels=1).setup("fit")
