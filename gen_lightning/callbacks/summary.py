@@ -74,7 +74,7 @@ def improves(value: float, best: float | None, direction: str) -> bool:
 
 # Name-guessing kept only for the study report (studies/report/markdown.py) until it reads the "directions" of
 # each run's metrics.json (read_directions); run summaries and W&B summaries do not use it. Remove with that switch.
-HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc")
+HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc", "psnr", "ssim")
 
 
 def higher_is_better(name: str) -> bool:
