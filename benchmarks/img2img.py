@@ -38,7 +38,9 @@ ways (69 < 814, 89 < 534): met; content preservation MNIST -> digits 57.4% (targ
 80.0%: met. The digits classifier itself reads only 58.8% of untranslated MNIST digits correctly (it learned 1,527
 blurry 8x8 scans), so A -> B content_acc measures that classifier's domain gap as much as the translation; the
 sample grids show CycleGAN turning some MNIST digits into other digits (a 7 into a 3, a 4 into a 6), the known
-failure of cycle consistency alone (Zhu et al. section 5.3).
+failure of cycle consistency alone (Zhu et al. section 5.3). A second run with a 4x identity loss
+(``model.identity_weight=2.0``, 305 CPU s) read 59.1% A -> B (FID_clf 83.4) and 79.3% B -> A (FID_clf 89.9): the
+stronger pull to the identity keeps the MNIST digits as readable as untranslated ones (58.8%), not more.
 """
 
 from __future__ import annotations
