@@ -47,7 +47,7 @@ def _fit_task(cfg) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
-    from gen_lightning import train
+    from gen_lightning import search, train
     from gen_lightning.resume_policy import resolve_for_resume
 
     hc = HydraConfig.get()
@@ -55,19 +55,24 @@ def _fit_task(cfg) -> float | None:
     if hc.mode == RunMode.MULTIRUN and not any(o.startswith("run_dir=") for o in overrides):
         with open_dict(cfg):
             cfg.run_dir = hc.runtime.output_dir  # one directory per job of the sweep
+    trial = None
     try:
         changes = None
         if cfg.resume:
             cfg, changes = resolve_for_resume(cfg, overrides)
+        trial = search.SearchTrial.begin(cfg, hc)  # None unless a job of -m hparams_search=NAME
         summary = train.fit(cfg, resume_changes=changes)
-    except _user_errors() as err:
-        if os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
+    except Exception as err:
+        if trial is not None:
+            trial.end(cfg, None, err)
+        if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
             raise
         raise SystemExit(f"gen-lightning fit: {err}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
         final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
-    return None
+    # The objective, for Hydra's sweepers (Optuna: gen-lightning fit -m hparams_search=NAME).
+    return trial.end(cfg, summary) if trial is not None else search.objective(summary)
 
 
 def preflight(overrides: list[str]) -> list[str]:
@@ -128,10 +133,14 @@ def fit_command(overrides: list[str]) -> None:
     import hydra
 
     from gen_lightning.config import config_dir, register_experiments
+    from gen_lightning.search import register_resolvers
 
     register_experiments()
+    register_resolvers()
     quiet_library_noise()
     multirun = any(o in ("-m", "--multirun") for o in overrides)
+    if not multirun and any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
+        raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
     if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
         # command line) write into the same directory instead of resolving the time again.
