@@ -130,6 +130,8 @@ def default_run_dir() -> str:
 
 
 def fit_command(overrides: list[str]) -> None:
+    import importlib.util
+
     import hydra
 
     from gen_lightning.config import config_dir, register_experiments
@@ -139,8 +141,13 @@ def fit_command(overrides: list[str]) -> None:
     register_resolvers()
     quiet_library_noise()
     multirun = any(o in ("-m", "--multirun") for o in overrides)
-    if not multirun and any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
-        raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
+    if any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
+        if not multirun:
+            raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
+        if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+            raise SystemExit(
+                "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"
+            )
     if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
         # command line) write into the same directory instead of resolving the time again.
