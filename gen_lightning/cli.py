@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -67,6 +68,10 @@ def _fit_task(cfg) -> float | None:
             trial.end(cfg, None, err)
         if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
             raise
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            from gen_lightning.run_dir import resumable_state
+
+            err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
         raise SystemExit(f"gen-lightning fit: {err}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
         final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
@@ -85,6 +90,7 @@ def preflight(overrides: list[str]) -> list[str]:
     run's original ones stay."""
     from gen_lightning import run_dir as run_dirs
     from gen_lightning import train
+    from gen_lightning.checkpoint import read as read_checkpoint
     from gen_lightning.config import compose
     from gen_lightning.resume_policy import GROUPS, resolve_for_resume
 
@@ -99,7 +105,9 @@ def preflight(overrides: list[str]) -> list[str]:
     if resume:
         cfg, _ = resolve_for_resume(cfg, overrides)
     train.check_config(cfg)
-    train.prepare_run_dir(cfg)
+    _, resume_from = train.prepare_run_dir(cfg)
+    if resume_from is not None:
+        read_checkpoint(resume_from)  # corrupt, foreign or untrusted: refused here, before Hydra writes anything
     run_dirs.lock(cfg.run_dir)
     if resume:
         overrides = [*overrides, f"hydra.output_subdir=.hydra/resume-{default_run_dir().rsplit('/', 1)[-1]}"]

@@ -58,9 +58,12 @@ def check_available(node: Mapping | None) -> None:
             )
 
 
-def build_loggers(node: Mapping | None, run_dir: Path, tags: Mapping[str, str]) -> list[Logger]:
+def build_loggers(
+    node: Mapping | None, run_dir: Path, tags: Mapping[str, str], metric_directions: Mapping[str, str] | None = None
+) -> list[Logger]:
     """The chosen loggers, named after ``run_dir`` and tagged with ``tags`` (``{"family": ..., "dataset": ...}``)
     besides their own: as values where a logger's tags are a list (W&B, TensorBoard), as key: value in MLflow.
+    W&B also gets ``metric_directions`` (its run summary keeps each ranked metric's best value).
 
     A logger whose service cannot start (W&B not logged in, an MLflow server down) is left out with a warning."""
     check_available(node)
@@ -71,7 +74,8 @@ def build_loggers(node: Mapping | None, run_dir: Path, tags: Mapping[str, str]) 
             own = cfg.get("tags")
             own = [] if own is None else own
             merged = {**tags, **own} if isinstance(own, Mapping) else sorted({*own, *tags.values()})
-            logger = instantiate(cfg, save_dir=str(run_dir), name=run_dir.name, tags=merged)
+            extra = {"metric_directions": dict(metric_directions or {})} if target.endswith("make_wandb_logger") else {}
+            logger = instantiate(cfg, save_dir=str(run_dir), name=run_dir.name, tags=merged, **extra)
         else:
             logger = instantiate(cfg)
         if logger is not None:

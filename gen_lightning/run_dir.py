@@ -90,6 +90,20 @@ class RunDir:
         return self.path / "resumes.jsonl"
 
 
+def resumable_state(run_dir: str | Path) -> str:
+    """What a resume of ``run_dir`` would start from, in words (for messages after a failure)."""
+    import torch
+
+    last = RunDir(run_dir).last
+    if not last.is_file():
+        return "No checkpoint was written, so the run cannot be resumed: restart it."
+    try:
+        step = torch.load(last, map_location="cpu", weights_only=True).get("global_step", "?")
+    except Exception:
+        return f"{last} cannot be read: restart the run."
+    return f"The last good checkpoint, {last} (step {step}), is intact: resume with run_dir={run_dir} resume=true."
+
+
 class RunDirError(RuntimeError):
     """The run directory does not fit the request (already used, nothing to resume, not writable)."""
 

@@ -60,6 +60,9 @@ def sample_command(
     batch_size: int = 64,
     **options,
 ) -> Path:
+    for name, value in (("n", n), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     path = Path(ckpt)
     module = load_module(path, map_location=device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -76,11 +79,13 @@ def sample_command(
     if modality == "text":
         if mode != "sample" or input is not None:
             raise ValueError("text models take mode=sample and a prompt=..., not input= or another mode")
+        if not isinstance(options.get("length"), int) or options["length"] < 1:
+            raise ValueError("text models need length=N, the number of tokens to generate (e.g. length=300)")
         return write_texts(module, n, out or RunDir.of_checkpoint(path).path / "samples.txt", generator, options)
     if mode == "sample":
         if input is not None:
             raise ValueError(f"mode=sample draws from nothing; input= is for {getattr(module, 'sample_modes', ())}")
-        images, nrow = module.sample(n, generator=generator, **options), None
+        images, nrow = sample_images(module, n, generator, batch_size, options), None
     elif mode in getattr(module, "sample_modes", ()):
         if input is not None:
             images, _ = read_images(input, module.hparams.channels, module.hparams.image_size, resize)
@@ -96,6 +101,19 @@ def sample_command(
     save_image(image_grid(images, nrow), target)
     print(f"wrote {target} ({len(images)} images)")
     return target
+
+
+def sample_images(module, n: int, generator: torch.Generator, batch_size: int, options: dict) -> torch.Tensor:
+    """``n`` samples drawn ``batch_size`` at a time (bounded memory), kept as uint8, with a progress line."""
+    chunks = []
+    for start in range(0, n, batch_size):
+        images = module.sample(min(batch_size, n - start), generator=generator, **options)
+        chunks.append(((images.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        if n > batch_size:
+            print(f"\rsampled {min(n, start + batch_size)}/{n}", end="", flush=True)
+    if n > batch_size:
+        print()
+    return torch.cat(chunks).float().div(127.5).sub(1.0)
 
 
 def write_texts(module, n: int, target: Path, generator: torch.Generator, options: dict) -> Path:

@@ -3,7 +3,7 @@ that knows how each logger takes samples (``log_image``, ``log_texts``, ``log_ta
 W&B, TensorBoard, MLflow, CSV). Models and callbacks call these and never a logger's API; the loggers themselves
 are built in ``gen_lightning/loggers.py``.
 
-Two facts shape the W&B part (see FIELD_NOTES.md):
+Two facts of W&B (0.31) shape its part:
 - A resumed offline run writes a second ``offline-run-*`` directory whose internal ``_step`` restarts at 0, and
   W&B drops rows whose step is below the run's current step when both are synced. Every row is therefore logged
   with an explicit ``step`` (Lightning's logging step, which is checkpointed), so the resumed segment continues
@@ -32,7 +32,14 @@ from gen_lightning.run_dir import RunDir
 
 class StepWandbLogger(WandbLogger):
     """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps, and
-    keeps each validation metric's best and last value in the run summary (the W&B comparison of a study)."""
+    keeps each validation metric's best and last value in the run summary (the W&B comparison of a study).
+
+    ``metric_directions`` (``callbacks.summary.metric_directions``): ``"min"`` or ``"max"`` per ranked metric;
+    the others (diagnostics) keep only their last value."""
+
+    def __init__(self, *args, metric_directions: Mapping[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.metric_directions = dict(metric_directions or {})
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -42,12 +49,11 @@ class StepWandbLogger(WandbLogger):
         self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
 
     def _define_summaries(self, metrics: Mapping[str, float]) -> None:
-        from gen_lightning.callbacks.summary import higher_is_better
-
         defined = self.__dict__.setdefault("_summaries_defined", set())
         for name in metrics:
             if name.startswith("val/") and name not in defined:
-                summary = "max,last" if higher_is_better(name) else "min,last"
+                direction = self.metric_directions.get(name)
+                summary = f"{direction},last" if direction else "last"
                 self.experiment.define_metric(name, step_metric="trainer/global_step", summary=summary)
                 defined.add(name)
 
@@ -73,6 +79,7 @@ def make_wandb_logger(
     mode: str | None = None,
     name: str | None = None,
     id: str | None = None,
+    metric_directions: Mapping[str, str] | None = None,
 ) -> WandbLogger | None:
     """A started W&B logger, or ``None`` (with a warning) when W&B cannot start."""
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
@@ -87,6 +94,7 @@ def make_wandb_logger(
         id=id or run_id(save_dir),
         mode=mode,
         settings=_settings(),
+        metric_directions=metric_directions,
     )
     # Lightning always passes anonymous=None, which W&B answers with a warning that it has no effect.
     logger._wandb_init.pop("anonymous", None)

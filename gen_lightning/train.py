@@ -24,6 +24,7 @@ from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, Sa
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.resume import seed_all
+from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.resume_policy import model_overrides
 from gen_lightning.resume_policy import record as record_resume
@@ -105,10 +106,11 @@ def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, 
     return family, str(dataset).replace("/", "_")
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list:
+def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, directions: dict[str, str]) -> list:
     """The chosen experiment loggers (``logger=wandb``, ``logger=[wandb,csv]``, ...; gen_lightning/loggers.py)."""
     family, dataset = family_and_dataset(model, cfg)
-    return loggers.build_loggers(cfg.get("logger"), run_dir, {"family": family, "dataset": dataset})
+    tags = {"family": family, "dataset": dataset}
+    return loggers.build_loggers(cfg.get("logger"), run_dir, tags, metric_directions=directions)
 
 
 def num_params(model: L.LightningModule) -> int:
@@ -189,7 +191,7 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
             record_resume(run_dir, cfg, changes)
         if overrides:
             callbacks.append(OptimizerOverrides(sorted(f"model.{k}" for k in overrides)))
-    chosen = build_logger(cfg, run_dir, model)
+    chosen = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
     trainer = build_trainer(cfg, run_dir, callbacks, chosen)
     for logger in chosen:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -320,7 +320,7 @@ def test_wandb_groups_the_runs_and_gets_the_comparison_table(tmp_path, monkeypat
     assert {"wgroup", "mlp", "vae", "digits"} <= set(run["tags"])
     defined = {r["metric"]["name"]: r["metric"] for r in records if r["type"] == "metric" and "name" in r["metric"]}
     assert defined["val/elbo"]["summary"] == {"max": True, "last": True}
-    assert defined["val/kl"]["summary"] == {"min": True, "last": True}
+    assert defined["val/kl"]["summary"] == {"last": True}  # a diagnostic: the VAE declares no direction for it
 
     (report_run,) = (study_dir / "wandb").glob("offline-run-*")
     run = next(r["run"] for r in inspect(report_run) if r["type"] == "run")

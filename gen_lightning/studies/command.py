@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gen_lightning.config import parse_kv
 from gen_lightning.studies.index import StudyIndex, check_consistent, default_study_dir, run_state
 from gen_lightning.studies.launch import execute
 from gen_lightning.studies.plan import plan
@@ -61,19 +62,17 @@ def study_command(args: list[str]) -> Path | None:
     if not args or "=" in args[0]:
         raise StudyError("usage: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [key=value ...]")
     spec = load_spec(find_study_file(args[0]))
-    options, extra = {}, []
-    for arg in args[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise StudyError(f"expected key=value, got '{arg}'")
-        if key in ("study_dir", "launcher", "dry_run", "report"):
-            options[key] = value
-        else:
-            extra.append(arg)
+    try:
+        options, extra = parse_kv(args[1:], own=("study_dir", "launcher", "dry_run", "report"))
+    except ValueError as err:
+        raise StudyError(str(err)) from None
+    for flag in ("dry_run", "report"):
+        if not isinstance(options.get(flag, False), bool):
+            raise StudyError(f"{flag} must be true or false, got {options[flag]!r}")
     launcher = options.get("launcher", "inprocess")
     if launcher == "inprocess" and any(o.startswith("hydra") for o in extra):
         raise StudyError("hydra/... and hydra.* overrides need launcher=hydra")
-    if options.get("dry_run", "false").lower() in ("true", "1", "yes"):
+    if options.get("dry_run", False):
         study_dir = Path(options.get("study_dir") or default_study_dir(spec.name)).resolve()
         for pr in plan(spec, study_dir, [o for o in extra if not o.startswith("hydra")]):
             state = "cannot compose: " + pr.error if pr.error else run_state(pr.run_dir)
@@ -83,7 +82,7 @@ def study_command(args: list[str]) -> Path | None:
         study_dir = run_study(spec, options.get("study_dir"), extra, launcher)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    if options.get("report", "true").lower() in ("true", "1", "yes"):
+    if options.get("report", True):
         from gen_lightning.studies.report.command import write_report
 
         print(f"[study {spec.name}] report: {write_report(study_dir)}", flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudyError, StudySpec
 
@@ -27,10 +28,10 @@ def default_study_dir(name: str) -> Path:
 
 def run_state(run_dir: Path) -> str:
     """completed | resume (a checkpoint to continue from) | fresh."""
-    metrics = run_dir / "metrics.json"
+    metrics = RunDir(run_dir).metrics
     if metrics.is_file() and json.loads(metrics.read_text()).get("status") == "completed":
         return "completed"
-    return "resume" if (run_dir / "checkpoints" / "last.ckpt").is_file() else "fresh"
+    return "resume" if RunDir(run_dir).last.is_file() else "fresh"
 
 
 def _flat(node, prefix: str = "") -> dict:
@@ -51,7 +52,7 @@ def check_consistent(spec: StudySpec, planned: list[PlannedRun]) -> None:
     """Runs already made must have the configuration the study gives them now, or they are not comparable."""
     problems = []
     for pr in planned:
-        saved = pr.run_dir / "config.yaml"
+        saved = RunDir(pr.run_dir).config
         if pr.cfg is not None and saved.is_file() and run_state(pr.run_dir) != "fresh":
             diffs = config_differences(saved, pr.cfg)
             if diffs:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex, duration, progress, run_state
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec
@@ -44,7 +45,7 @@ def execute(spec: StudySpec, index: StudyIndex, planned: list[PlannedRun]) -> No
         except Exception as err:
             wall = entry.get("wall_s", 0.0) + time.perf_counter() - start
             pr.run_dir.mkdir(parents=True, exist_ok=True)
-            (pr.run_dir / "error.txt").write_text(traceback.format_exc())
+            RunDir(pr.run_dir).error.write_text(traceback.format_exc())
             index.update(pr.key, status="failed", error=f"{type(err).__name__}: {err}", wall_s=round(wall, 3))
             progress(spec, index, i, pr, f"failed after {duration(wall)}: {type(err).__name__}: {err}")
             continue

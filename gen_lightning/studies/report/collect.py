@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import load_index
 
 SAMPLE_TIME = "val/sample_time"
@@ -61,7 +62,7 @@ def count_parameters(run_dir: Path) -> int | None:
     from gen_lightning.checkpoint import CheckpointError, load_module
 
     try:
-        module = load_module(run_dir / "checkpoints" / "last.ckpt")
+        module = load_module(RunDir(run_dir).last)
     except CheckpointError:
         return None
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -69,14 +70,15 @@ def count_parameters(run_dir: Path) -> int | None:
 
 def read_seed(study_dir: Path, key: str, entry: dict) -> SeedResult:
     run_dir = study_dir / entry["dir"]
-    summary = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    layout = RunDir(run_dir)
+    summary = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
     if summary.get("status") == "completed":
         status = "completed"
     else:
         status = "failed" if entry.get("status") == "failed" or summary.get("status") == "failed" else "incomplete"
     result = SeedResult(key, entry["run"], entry["seed"], entry["dir"], status)
-    if (run_dir / "config.yaml").is_file():
-        cfg = OmegaConf.load(run_dir / "config.yaml")
+    if layout.config.is_file():
+        cfg = OmegaConf.load(layout.config)
         result.model = str(cfg.model.get("_target_", "")).rsplit(".", 1)[-1]
         result.logger = OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else {}
     if status != "completed":

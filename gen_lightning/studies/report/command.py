@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gen_lightning.callbacks.summary import write_json
+from gen_lightning.config import parse_kv
 from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.index import default_study_dir, load_index
 from gen_lightning.studies.report.collect import build_report, run_order
@@ -48,11 +49,15 @@ def report_command(args: list[str]) -> Path:
     """``gen-lightning report experiments/NAME.yaml | STUDY_DIR [study_dir=DIR] [wandb=auto|true|false]``."""
     if not args or "=" in args[0]:
         raise StudyError("usage: gen-lightning report experiments/NAME.yaml | STUDY_DIR [study_dir=DIR] [wandb=...]")
-    options = dict(arg.partition("=")[::2] for arg in args[1:])
-    unknown = set(options) - {"study_dir", "wandb"}
+    try:
+        options, unknown = parse_kv(args[1:], own=("study_dir", "wandb"))
+    except ValueError as err:
+        raise StudyError(str(err)) from None
     if unknown:
-        raise StudyError(f"unknown report options {sorted(unknown)}; valid: study_dir, wandb")
-    if options.get("wandb", "auto") not in ("auto", "true", "false"):
+        raise StudyError(f"unknown report options {unknown}; valid: study_dir, wandb")
+    wandb = options.get("wandb", "auto")
+    options["wandb"] = {True: "true", False: "false"}.get(wandb, wandb) if isinstance(wandb, bool) else str(wandb)
+    if options["wandb"] not in ("auto", "true", "false"):
         raise StudyError(f"wandb must be auto, true or false, got {options['wandb']!r}")
     target = Path(args[0])
     if target.is_dir():

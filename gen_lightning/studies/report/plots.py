@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.report.collect import SeedResult, in_study_order
 
 COLORS = [f"C{i}" for i in range(10)]
@@ -109,7 +110,7 @@ def write_plots(study_dir: Path, results: list[SeedResult], runs: list[str]) -> 
 
 def final_samples(run_dir: Path) -> Path | None:
     """The last sample grid (or text file) the run wrote, preferring the ``samples`` preview."""
-    root = run_dir / "samples"
+    root = RunDir(run_dir).samples
     if not root.is_dir():
         return None
     names = sorted(p for p in root.iterdir() if p.is_dir())
