@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
-from conftest import SHRINK, tiny_overrides
+from conftest import preset, tiny_overrides
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
@@ -83,9 +83,9 @@ def test_debug_fast_runs_every_model_on_every_data_it_fits(model, tmp_path):
     for data in fits:
         assert toy or data in LOCAL, f"no local files for data={data}: add a recipe to LOCAL in tests/test_debug.py"
         local = toy or LOCAL[data](tmp_path)
-        shrink = [o for o in SHRINK.get(model, []) if not o.startswith("data")]
+        shrink = [o for o in preset(model) if not o.startswith("data")]  # the tiny model, on each data config
         run_dir = tmp_path / data
-        cfg = compose(tiny_overrides(run_dir, *local, f"data={data}", *shrink, "debug=fast", model=model))
+        cfg = compose([f"run_dir={run_dir}", f"model={model}", f"data={data}", *local, *shrink, "debug=fast"])
         assert cfg.trainer.fast_dev_run and not cfg.logger and not cfg.metrics
         summary = train.fit(cfg)
         assert summary["status"] == "completed" and summary["global_step"] >= 1, data
