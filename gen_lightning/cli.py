@@ -115,8 +115,9 @@ def preflight(overrides: list[str]) -> list[str]:
 
 
 def quiet_library_noise() -> None:
-    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger and a
-    deprecation inside Lightning's own code (both reach every run). Warnings a user can act on stay."""
+    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger, a
+    deprecation inside Lightning's own code (both reach every run), alembic's set-up lines (a search). Warnings a
+    user can act on stay."""
     import logging
     import warnings
 
@@ -128,6 +129,8 @@ def quiet_library_noise() -> None:
             return "Tip: For seamless cloud logging" not in record.getMessage()
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+    # Optuna imports alembic, whose plugin set-up logs at INFO into the search's terminal.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def default_run_dir() -> str:
