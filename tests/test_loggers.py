@@ -105,7 +105,9 @@ def test_tables_reach_every_logger_through_one_call(tmp_path):
     chosen = [
         CSVLogger(tmp_path, name="csv", version=""),
         loggers.make_tensorboard_logger(str(tmp_path), "t", ["x"]),
-        loggers.make_mlflow_logger(str(tmp_path), "t", {}, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        loggers.make_mlflow_logger(
+            str(tmp_path), "t", {}, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_location=str(tmp_path)
+        ),
     ]
     trainer = SimpleNamespace(
         loggers=chosen, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7))
