@@ -30,6 +30,21 @@ from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
 
+def check_options(method, options: dict, fixed: tuple[str, ...] = ()) -> None:
+    """A ``ValueError`` naming the accepted options when ``method`` (a model's sample/render/generate/predict)
+    does not take one of ``options``; ``fixed`` are the arguments the command passes itself."""
+    import inspect
+
+    params = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the model checks its own options
+    accepted = [p for p in params if p not in ("self", "n", "generator", "sources", "mode", "images", *fixed)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        owner = getattr(method, "__qualname__", "the model")
+        raise ValueError(f"{owner} does not take {', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}")
+
+
 def run_datamodule(ckpt: Path):
     """The data module of the run that wrote ``ckpt``."""
     cfg_path = RunDir.of_checkpoint(ckpt).config
@@ -96,6 +111,7 @@ def sample_command(
             images, labels = real_batch(path, n, split)
         if "labels" in options:  # the user's classes (e.g. the class an edit steers to) replace the images' own
             labels = options.pop("labels")
+        check_options(module.render, options, ("labels",))
         if input is not None and explicit_n is not None:
             options["n"] = n  # outputs per input image (VAE variations, DDPM edits)
         images, nrow = module.render(mode, images, labels, generator=generator, **options)
@@ -111,6 +127,7 @@ def sample_command(
 
 def sample_images(module, n: int, generator: torch.Generator, batch_size: int, options: dict) -> torch.Tensor:
     """``n`` samples drawn ``batch_size`` at a time (bounded memory), kept as uint8, with a progress line."""
+    check_options(module.sample, options)
     chunks = []
     for start in range(0, n, batch_size):
         images = module.sample(min(batch_size, n - start), generator=generator, **options)
@@ -144,6 +161,7 @@ def _default_out(input: str | None, suffix: str) -> Path | None:  # noqa: A002
 
 def write_outputs(module, sources, names, input, out, generator, batch_size: int, options: dict) -> Path | None:  # noqa: A002
     """Outputs of a conditional model: a grid of input | output rows (images) or one output a line (texts)."""
+    check_options(module.generate, options)
     outputs = []
     for chunk in _batches(sources, batch_size):
         result = module.generate(chunk, generator=generator, **options)
@@ -177,6 +195,7 @@ def write_outputs(module, sources, names, input, out, generator, batch_size: int
 def write_predictions(module, sources, names, input, out, batch_size: int, options: dict) -> Path | None:  # noqa: A002
     """The most probable class of each input and its probability, printed and written as TSV."""
     classes = list(module.hparams.class_names)
+    check_options(module.predict, options)
     rows = []
     for chunk in _batches(sources, batch_size):
         probs = module.predict(chunk, **options)

@@ -268,3 +268,9 @@ def test_a_run_killed_during_its_final_evaluation_is_not_completed_and_resumes_t
     summary = fit(run_dir, "resume=true")
     assert summary["status"] == "completed" and "val/fid_clf" in summary["final"]
     assert json.loads((run_dir / "metrics.json").read_text())["final"]["val/fid_clf"] == summary["final"]["val/fid_clf"]
+
+
+def test_an_unknown_sampling_option_names_the_accepted_ones(tmp_path):
+    fit(tmp_path / "gan", model="dcgan")
+    ckpt = tmp_path / "gan" / "checkpoints" / "last.ckpt"
+    refused(["sample", f"ckpt={ckpt}", "steps=3"], "GAN.sample does not take steps; it takes labels", tmp_path / "gan")

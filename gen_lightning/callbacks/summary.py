@@ -72,19 +72,6 @@ def improves(value: float, best: float | None, direction: str) -> bool:
     return best is None or (value > best if direction == "max" else value < best)
 
 
-# Name-guessing kept only for the study report (studies/report/markdown.py) until it reads the "directions" of
-# each run's metrics.json (read_directions); run summaries and W&B summaries do not use it. Remove with that switch.
-HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc", "psnr", "ssim")
-
-
-def higher_is_better(name: str) -> bool:
-    """The report's guess from a name: ``val/elbo``, ``val/is_clf``, ``val/mlm_acc``; see the comment above."""
-    leaf = name.rsplit("/", 1)[-1]
-    if "_std" in leaf:
-        return False
-    return any(leaf == k or leaf.startswith(k + "_") or leaf.endswith("_" + k) for k in HIGHER_IS_BETTER)
-
-
 def write_json(path: Path, data: dict) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from gen_lightning.callbacks.summary import read_directions
 from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import load_index
 
@@ -36,6 +37,7 @@ class SeedResult:
     train_time_s: float | None = None
     num_params: int | None = None
     logger: dict = field(default_factory=dict)
+    directions: dict = field(default_factory=dict)  # the run's metrics.json: "min"/"max" per ranked metric
 
 
 def run_order(spec: dict) -> list[str]:
@@ -90,6 +92,7 @@ def read_seed(study_dir: Path, key: str, entry: dict) -> SeedResult:
     result.train_time_s = summary.get("train_time_s")
     if status == "completed":
         result.num_params = summary.get("num_params") or count_parameters(run_dir)
+    result.directions = summary.get("directions", {})
     return result
 
 
@@ -174,7 +177,10 @@ def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
         "spec": spec,
         "rows": rows,
         "main_metrics": main_metrics(rows, (spec.get("report") or {}).get("metrics")),
+        "directions": read_directions({"directions": r.directions} for r in results),
         "evaluations": evaluation_rows(study_dir, index, spec),
-        "seed_results": [{k: v for k, v in asdict(r).items() if k not in ("history", "logger")} for r in results],
+        "seed_results": [
+            {k: v for k, v in asdict(r).items() if k not in ("history", "logger", "directions")} for r in results
+        ],
     }
     return report, results
