@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.buckets import BucketBatchSampler
-from gen_lightning.data.loaders import _dist_info
+from gen_lightning.data.loaders import evaluation_loader
 from gen_lightning.data.parallel import Pairs, read_folder_split, read_hub_split
 from gen_lightning.data.subword import ALGORITHMS, train_cached
 from gen_lightning.data.tokenizers import ByteTokenizer, CharTokenizer, from_config
@@ -82,6 +82,23 @@ class PairDataset(Dataset):
 
     def lengths(self) -> list[int]:
         return [max(len(s), len(t)) for s, t in zip(self.sources, self.targets)]
+
+
+class RawPairs(Dataset):
+    """Untokenised (source, target) texts, for the metric protocols."""
+
+    def __init__(self, sources: list[str], targets: list[str]) -> None:
+        self.sources, self.targets = sources, targets
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        return self.sources[i], self.targets[i]
+
+
+def collate_texts(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"source": [s for s, _ in items], "target": [t for _, t in items]}
 
 
 class Collate:
@@ -212,15 +229,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def evaluation_loader(self, split: str, num_items: int | None = None, batch_size: int = 64):
-        """Raw ``{"source", "target", "index"}`` batches of the first ``num_items`` pairs of ``split``, in order;
-        under DDP this process's strided share (nothing padded or repeated)."""
-        sources, targets = self.pairs(split)
-        total = len(sources) if num_items is None else min(num_items, len(sources))
-        rank, world = _dist_info()
-        mine = list(range(rank, total, world))
-        for start in range(0, len(mine), batch_size):
-            index = mine[start : start + batch_size]
-            yield {"source": [sources[i] for i in index], "target": [targets[i] for i in index], "index": index}
+        """Raw ``{"source", "target"}`` text batches of the first ``num_items`` pairs of ``split`` (plus ``index``
+        and ``batch``), batch-sharded across processes (``gen_lightning.data.loaders.evaluation_loader``)."""
+        return evaluation_loader(RawPairs(*self.pairs(split)), num_items, batch_size, collate_texts)
 
     def model_kwargs(self) -> dict:
         """The tokenizers' descriptions (the target's; the source's too when the vocabularies are separate)."""
