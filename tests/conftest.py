@@ -45,6 +45,9 @@ def shakespeare_path() -> Path:
     return path
 
 
+# Code summarisation on the embedded standard library (no download), with a small vocabulary and short texts.
+SEQ2SEQ_DATA = ["data=summarization", "data.vocab_size=400", "data.max_len=48", "data.batch_size=8"]
+SEQ2SEQ_DECODING = ["model.max_len_a=0", "model.max_len_b=12"]
 TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8", "data.train_stride=2000"]
 
 # Per model: smaller networks than the presets (and small text windows), so that every test run takes seconds.
@@ -67,6 +70,15 @@ SHRINK = {
     "gru": [*TEXT_DATA, "model.hidden_dim=32"],
     "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
     "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
+    "transformer_seq2seq": [
+        *SEQ2SEQ_DATA,
+        *SEQ2SEQ_DECODING,
+        "model.hidden_dim=32",
+        "model.num_layers=1",
+        "model.num_decoder_layers=1",
+        "model.num_heads=2",
+    ],
+    "rnn_seq2seq": [*SEQ2SEQ_DATA, *SEQ2SEQ_DECODING, "model.hidden_dim=32"],
 }
 
 

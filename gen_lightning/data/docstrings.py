@@ -6,8 +6,8 @@ sentence. Functions and methods come from the ``.py`` files of the standard libr
 is imported), with CodeSearchNet's filters: no test code (``test``/``tests``/``idle_test`` folders, names
 containing "test"), no dunder methods (constructors and standard protocol methods), at least 3 lines of code, a
 summary of 3 to 40 words; duplicates of a document are dropped. Splits go by file (a hash of its path: 90% train,
-5% validation, 5% test), so no file's functions are on both sides. The corpus depends on the Python version (3.11:
-~13,000 pairs); the data module records it.
+5% validation, 5% test), so no file's functions are on both sides. The corpus depends on the Python version
+(CPython 3.11: 4,159 / 233 / 196 pairs).
 
 The lead baseline of this task is the document's first line: the ``def`` line, whose name and arguments often
 already say what the function does.
@@ -16,6 +16,7 @@ already say what the function does.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 import sys
@@ -79,8 +80,10 @@ def split_of(relative: str) -> str:
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 
+@functools.lru_cache(maxsize=2)
 def stdlib_summaries(root: Path | None = None) -> dict[str, tuple[list[str], list[str]]]:
-    """{"train" | "val" | "test": (documents, summaries)} from the standard library at ``root``."""
+    """{"train" | "val" | "test": (documents, summaries)} from the standard library at ``root`` (parsed once per
+    process; callers must not modify the lists)."""
     root = root or Path(sysconfig.get_paths()["stdlib"])
     splits: dict[str, tuple[list[str], list[str]]] = {s: ([], []) for s in ("train", "val", "test")}
     seen = set()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.buckets import BucketBatchSampler
@@ -113,6 +114,10 @@ class Collate:
         return {"source": source, "source_mask": source_mask, "target": target, "target_mask": target_mask}
 
 
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+
+
 class Seq2SeqDataModule(L.LightningDataModule):
     """Source/target text pairs: translation (``conf/data/translation.yaml``), summarisation (``summarization``)."""
 
@@ -151,6 +156,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         if max_len < 3 or batch_size < 1:
             raise ValueError(f"need max_len >= 3 and batch_size >= 1, got {max_len} and {batch_size}")
+        # Plain containers (Hydra passes DictConfigs): checkpoints keep these and load with weights_only=True.
+        splits, hub_kwargs = _plain(splits), _plain(hub_kwargs)
         self.save_hyperparameters(logger=False)
         self.split_names = {**{s: s for s in SPLITS}, **dict(splits or {})}
         self.source_vocab: Vocabulary | None = None

@@ -93,8 +93,9 @@ def beam_search(net, source, source_mask, *, beam, bos, eos, banned, limits, len
         top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K)
         source_beam, token = idx // V, idx % V
         _finish(finished, done, top, source_beam, token, tokens.view(B, K, -1), eos, K, step, length_penalty)
-        live = top.masked_fill(token == eos, float("-inf")).topk(K, dim=1).indices  # (B, K) of the 2K
-        scores = top.gather(1, live)
+        alive = top.masked_fill(token == eos, float("-inf"))  # an eos ends a hypothesis: it lives on no more
+        live = alive.topk(K, dim=1).indices  # (B, K) of the 2K
+        scores = alive.gather(1, live)
         rows = (source_beam.gather(1, live) + torch.arange(B, device=device)[:, None] * K).view(-1)
         tokens = torch.cat([tokens.index_select(0, rows), token.gather(1, live).view(-1, 1)], 1)
         state = net.reorder(state, rows)
