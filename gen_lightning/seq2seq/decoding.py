@@ -29,11 +29,13 @@ def length_limits(source_mask: torch.Tensor, max_len_a: float, max_len_b: int, c
 
 
 def _mask_specials(logp: torch.Tensor, limits: torch.Tensor, step: int, banned: tuple[int, ...], eos: int):
-    """Ban pad/bos everywhere, and everything but eos where a sentence is at its limit (in place)."""
-    logp[:, list(banned)] = float("-inf")
+    """Ban ``banned`` (pad, bos) everywhere, and everything but eos where a sentence is at its limit (in place).
+
+    Eos is forced at the limit even when banned (a benchmark bans it to generate exactly ``limit - 1`` tokens)."""
     at_limit = limits <= step + 1  # (N,)
+    eos_scores = logp[at_limit, eos]
+    logp[:, list(banned)] = float("-inf")
     if at_limit.any():
-        eos_scores = logp[at_limit, eos]
         logp[at_limit] = float("-inf")
         logp[at_limit, eos] = eos_scores
     return logp

@@ -187,14 +187,15 @@ class TransformerSeq2SeqNet(nn.Module):
         return self.ln_enc(x)
 
     def decode(self, target, state: DecodeState, start: int = 0) -> torch.Tensor:
-        """(N, T) target ids at positions start.. -> (N, T, V) logits."""
+        """(N, T) target ids at positions start.. -> (N, T, C) final decoder states (before the output layer)."""
         y = self.target_embed(target, start)
         for i, layer in enumerate(self.decoder):
             y = layer(y, state.cross_kv[i], state.source_mask, state.caches[i] if state.caches else None)
-        return self.head(self.ln_dec(y))
+        return self.ln_dec(y)
 
     def forward(self, source, source_mask, target) -> torch.Tensor:
-        return self.decode(target, self.start(source, source_mask, use_cache=False))
+        """(B, T) target inputs -> (B, T, V) next-token logits."""
+        return self.head(self.decode(target, self.start(source, source_mask, use_cache=False)))
 
     # ---- the decoding interface (decoding.py) ----------------------------------------------------------
     def start(self, source, source_mask, use_cache: bool = True) -> DecodeState:
@@ -204,14 +205,14 @@ class TransformerSeq2SeqNet(nn.Module):
 
     def step(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
         """(N, t) target tokens so far -> (N, V) logits of token t + 1."""
-        if state.caches is None:
-            return self.decode(tokens, state)[:, -1], state
+        if state.caches is None:  # the whole prefix again; only its last position reaches the output layer
+            return self.head(self.decode(tokens, state)[:, -1]), state
         if not state.caches:  # first step: allocate the per-layer caches
             w = self.head.weight
             cfg = self.cfg.blocks(causal=True)
             state.caches.extend(KVCache(tokens.size(0), cfg, w.device, w.dtype) for _ in self.decoder)
         past = state.caches[0].length
-        return self.decode(tokens[:, past:], state, start=past)[:, -1], state
+        return self.head(self.decode(tokens[:, past:], state, start=past)[:, -1]), state
 
     def reorder(self, state: DecodeState, index: torch.Tensor) -> DecodeState:
         """Keep hypotheses ``index`` (N',): cross keys/values, source mask and the self-attention caches."""
