@@ -79,6 +79,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, interrupt_a
 # One model of every other family: text runs validate every 10 steps (26 steps per epoch with the shrunk text).
 TEXT_VAL = ["trainer.val_check_interval=10", "trainer.check_val_every_n_epoch=null", "trainer.limit_val_batches=2"]
 FAMILIES = {"ddpm": [], "dcgan": [], "wgan_gp": [], "gpt": TEXT_VAL, "lstm": TEXT_VAL, "bert": TEXT_VAL}
+# Sequence-to-sequence models on length-bucketed batches (520 per epoch): the batch sampler skips on resume.
+FAMILIES |= {"transformer_seq2seq": TEXT_VAL, "rnn_seq2seq": TEXT_VAL}
 
 
 @pytest.mark.parametrize("model", sorted(FAMILIES))

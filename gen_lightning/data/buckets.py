@@ -67,9 +67,11 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches[rank::world]
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: nothing runs until the first batch is drawn. Lightning creates the epoch's iterator before
+        # ``on_train_start``, where ``ExactResume`` calls ``skip`` on a resumed run.
         shard = self._shard()
         start, self.start = self.start, 0
-        return iter(shard[start:])
+        yield from shard[start:]
 
     def __len__(self) -> int:
         rank, world = _dist_info()
