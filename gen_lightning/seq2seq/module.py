@@ -101,7 +101,8 @@ class Seq2Seq(L.LightningModule):
     def generate(self, sources: list[str], generator: torch.Generator | None = None, **options) -> list[str]:
         """Detokenised outputs for raw source texts (docs/CONTRACT.md); options: ``DECODING``."""
         source, mask = self.encode_sources(sources)
-        return [self.target_vocab.decode(ids) for ids in self.generate_ids(source, mask, generator, **options)]
+        # A byte-level vocabulary may start a text with a space token: outputs are single lines, stripped.
+        return [self.target_vocab.decode(ids).strip() for ids in self.generate_ids(source, mask, generator, **options)]
 
     def preview(self, batch: dict, generator: torch.Generator) -> dict[str, list[dict[str, str]]]:
         """A table of the first rows of a validation batch: source | reference | hypothesis."""
