@@ -116,7 +116,7 @@ class Seq2Seq(L.LightningModule):
                 "reference": self.target_vocab.decode(batch["target"][i][batch["target_mask"][i]].tolist()),
                 "hypothesis": self.target_vocab.decode(hypotheses[i]),
             })  # fmt: skip
-        return {"translations": rows}
+        return {"outputs": rows}
 
     def sample_info(self) -> dict:
         s = self.decoding()
