@@ -61,10 +61,13 @@ def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int 
     run = Path(run_dir)
     dm = instantiate(OmegaConf.load(run / "config.yaml").data)
     sources, references = dm.pairs(split)
-    rows = []
+    results = run / f"bleu_{split}.json"
+    rows = json.loads(results.read_text()) if results.is_file() else []  # scored before: kept, not redone
     for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
         module = load_module(ckpt)
         for beam in [int(b) for b in str(beams).split(",")]:
+            if any(r["checkpoint"] == ckpt.name and r["beam"] == beam for r in rows):
+                continue
             t0 = time.process_time()
             with torch.no_grad():
                 hyps = [h for i in range(0, len(sources), batch_size)
@@ -77,7 +80,7 @@ def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int 
             rows.append(row)
             print(json.dumps(row), flush=True)
             (run / f"hyp.{split}.{ckpt.stem}.beam{beam}.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    (run / f"bleu_{split}.json").write_text(json.dumps(rows, indent=1))
+            results.write_text(json.dumps(rows, indent=1))
     return rows
 
 
