@@ -126,3 +126,13 @@ def test_sampling_follows_the_generator_and_stays_in_the_vocabulary():
     draws = [greedy(net, source, mask, generator=torch.Generator().manual_seed(s), **common)[0] for s in range(8)]
     draws = {tuple(d) for d in draws}
     assert len(draws) > 1
+
+
+def test_no_repeat_ngram_blocks_repeated_ngrams():
+    net, (source, mask) = NETS["transformer"], sources()
+    common = dict(bos=BOS, eos=EOS, banned=(PAD, BOS, EOS), limits=torch.tensor([9, 9]))  # 8 tokens, no early eos
+    free = greedy(net, source, mask, **common)
+    assert any(len(set(zip(x, x[1:]))) < len(x) - 1 for x in free), "the tiny net repeats bigrams by itself"
+    for search in (greedy, lambda *a, **kw: beam_search(*a, beam=3, **kw)):
+        for out in search(net, source, mask, no_repeat_ngram=2, **common):
+            assert len(out) == 8 and len(set(zip(out, out[1:]))) == len(out) - 1  # every bigram once

@@ -41,9 +41,22 @@ def _mask_specials(logp: torch.Tensor, limits: torch.Tensor, step: int, banned: 
     return logp
 
 
+def block_repeats(logp: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """Ban every token that would repeat an n-gram a hypothesis already holds (in place; fairseq's and Hugging
+    Face's ``no_repeat_ngram_size``, Paulus et al. 2018's trigram blocking). ``tokens`` (N, t) starts with bos."""
+    if n <= 0 or tokens.size(1) < n:
+        return logp
+    for row, ids in enumerate(tokens[:, 1:].tolist()):
+        prefix = ids[len(ids) - n + 1 :] if n > 1 else []
+        banned = {ids[i + n - 1] for i in range(len(ids) - n + 1) if ids[i : i + n - 1] == prefix}
+        if banned:
+            logp[row, list(banned)] = float("-inf")
+    return logp
+
+
 @torch.no_grad()
 def greedy(net, source, source_mask, *, bos, eos, banned, limits, use_cache=True, temperature=0.0, top_k=None,
-           top_p=None, generator=None) -> list[list[int]]:  # fmt: skip
+           top_p=None, generator=None, no_repeat_ngram=0) -> list[list[int]]:  # fmt: skip
     """Greedy (temperature 0) or sampled decoding: ids of each sentence, without bos/eos."""
     B = source.size(0)
     state = net.start(source, source_mask, use_cache=use_cache)
@@ -52,6 +65,7 @@ def greedy(net, source, source_mask, *, bos, eos, banned, limits, use_cache=True
     for step in range(int(limits.max())):
         logits, state = net.step(tokens, state)
         logp = _mask_specials(logits.float().log_softmax(-1), limits, step, banned, eos)
+        logp = block_repeats(logp, tokens, no_repeat_ngram)
         if temperature == 0:
             nxt = logp.argmax(-1, keepdim=True)
         else:
@@ -76,7 +90,7 @@ def _bound(score: float, length: int, limit: int, length_penalty: float) -> floa
 
 @torch.no_grad()
 def beam_search(net, source, source_mask, *, beam, bos, eos, banned, limits, length_penalty=1.0,
-                use_cache=True) -> list[list[int]]:  # fmt: skip
+                use_cache=True, no_repeat_ngram=0) -> list[list[int]]:  # fmt: skip
     """The best finished hypothesis of each sentence (ids without bos/eos)."""
     B, K, device = source.size(0), beam, source.device
     expand = torch.arange(B, device=device).repeat_interleave(K)
@@ -90,6 +104,7 @@ def beam_search(net, source, source_mask, *, beam, bos, eos, banned, limits, len
     for step in range(int(limits.max())):
         logits, state = net.step(tokens, state)
         logp = _mask_specials(logits.float().log_softmax(-1), limits_k, step, banned, eos)  # (BK, V)
+        logp = block_repeats(logp, tokens, no_repeat_ngram)
         V = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(B, K * V)
         top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K)

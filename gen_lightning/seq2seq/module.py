@@ -23,7 +23,8 @@ from gen_lightning.seq2seq.decoding import beam_search, greedy, length_limits
 from gen_lightning.seq2seq.nets import Seq2SeqConfig, TransformerSeq2SeqNet
 from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqNet
 
-DECODING = ("beam", "length_penalty", "max_len_a", "max_len_b", "temperature", "top_k", "top_p", "use_cache")
+DECODING = ("beam", "length_penalty", "max_len_a", "max_len_b", "temperature", "top_k", "top_p", "use_cache",
+            "no_repeat_ngram")  # fmt: skip
 PREVIEW_ROWS = 8
 
 
@@ -67,7 +68,8 @@ class Seq2Seq(L.LightningModule):
         unknown = sorted(set(options) - set(DECODING))
         if unknown:
             raise ValueError(f"{type(self).__name__}.generate takes the options {list(DECODING)}, not {unknown}")
-        settings = {**{k: self.hparams[k] for k in DECODING if k in self.hparams}, **options}
+        # Checkpoints older than an option decode with its neutral value.
+        settings = {"no_repeat_ngram": 0, **{k: self.hparams[k] for k in DECODING if k in self.hparams}, **options}
         if settings["beam"] < 1:
             raise ValueError(f"beam must be >= 1, got {settings['beam']}")
         if settings["temperature"] > 0 and settings["beam"] > 1:
@@ -90,7 +92,8 @@ class Seq2Seq(L.LightningModule):
         s = self.decoding(**options)
         v = self.target_vocab
         limits = length_limits(source_mask, s["max_len_a"], s["max_len_b"], self.max_target_len - 1)
-        common = dict(bos=v.bos, eos=v.eos, banned=(v.pad, v.bos), limits=limits, use_cache=s["use_cache"])
+        common = dict(bos=v.bos, eos=v.eos, banned=(v.pad, v.bos), limits=limits, use_cache=s["use_cache"],
+                      no_repeat_ngram=s["no_repeat_ngram"])  # fmt: skip
         with evaluating(self):
             if s["beam"] > 1:
                 return beam_search(self.net, source, source_mask, beam=s["beam"], length_penalty=s["length_penalty"],
@@ -165,6 +168,7 @@ class TransformerSeq2Seq(Seq2Seq):
         top_k: int | None = None,
         top_p: float | None = None,
         use_cache: bool = True,
+        no_repeat_ngram: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -216,6 +220,7 @@ class RNNSeq2Seq(Seq2Seq):
         top_k: int | None = None,
         top_p: float | None = None,
         use_cache: bool = True,
+        no_repeat_ngram: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
