@@ -9,6 +9,7 @@ import sys
 
 import lightning as L
 import pytest
+import torch
 from conftest import tiny_overrides
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 from gen_lightning import cli
 from gen_lightning.checkpoint import load_module
 from gen_lightning.data.docstrings import stdlib_summaries
+from gen_lightning.data.tokenizers import from_config
 from gen_lightning.metrics.text import TextGenerationMetrics
 
 PROTOCOL = {"num_items": 24, "batch_size": 8, "metrics": ["bleu", "chrf", "rougeL"]}
@@ -46,6 +48,10 @@ def test_two_processes_give_the_metrics_of_one(ddp_run):
     assert summary["status"] == "completed" and summary["global_step"] == 12
     assert summary["protocol"]["world_size"] == 2 and summary["protocol"]["pairs"] == 24
     assert "nrefs:1|case:mixed|eff:no|tok:13a" in summary["protocol"]["bleu_signature"]
+    # The checkpoint carries the trained subword tokenizer as a plain hyperparameter (weights_only loads it).
+    hparams = torch.load(ddp_run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    tokenizer = from_config(hparams["tokenizer"])
+    assert hparams["tokenizer"]["kind"] == "subword" and tokenizer.decode(tokenizer.encode("return x")) == "return x"
     module = load_module(ddp_run / "checkpoints" / "last.ckpt")
     dm = instantiate(OmegaConf.load(ddp_run / "config.yaml").data)
     dm.setup("fit")
