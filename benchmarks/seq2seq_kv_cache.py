@@ -8,8 +8,16 @@ measure, since the machine is shared; the best of 3 repeats.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/seq2seq_kv_cache.py [ckpt=PATH] [tokens=50] [repeats=3]
 
-RESULTS (the model of experiments/translate_multi30k_cpu.yaml: 3+3 layers, d 256, 8,000 symbols; sources of 20
-tokens; greedy, 50 generated tokens; one thread):
+RESULTS (the model of experiments/translate_multi30k_cpu.yaml: 3+3 layers, d 256, 8,000 symbols, random weights;
+sources of 20 tokens; greedy, 50 generated tokens; one thread; best of 3; shared 2-core AMD EPYC, load average
+16.4 at the start; the whole script 36.5 s user + 1.6 s sys CPU, 8 min 39 s wall). Process CPU-seconds per decode:
+
+    batch   1: cached 0.230, uncached 0.379: 1.65x; identical outputs
+    batch  16: cached 0.463, uncached 1.987: 4.29x; identical outputs
+    batch  64: cached 1.068, uncached 7.456: 6.98x; identical outputs
+
+The 3x target holds from batch 16 on (evaluation decodes 64 or 100 sentences at once). One sentence alone is
+dominated by the per-step cost of ~40 small kernel calls (4.6 ms a step cached), which the cache does not change.
 """
 
 from __future__ import annotations
