@@ -2,7 +2,7 @@
 and score each on test_2016_flickr with SacreBLEU (case-sensitive, 13a, detokenised output), greedy and beam 5.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/translate_multi30k.py fit RUN_DIR [override ...]
-    python benchmarks/translate_multi30k.py bleu RUN_DIR [split=test] [beams=1,5]
+    python benchmarks/translate_multi30k.py bleu RUN_DIR [split=test] [beams=1,5] [only=0000800]
 
 RESULTS: see the bottom of this docstring (filled in from the measured run).
 """
@@ -50,7 +50,7 @@ def fit(run_dir: str, *overrides: str) -> None:
     )
 
 
-def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int = 100) -> list[dict]:
+def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int = 100, only: str = "") -> list[dict]:
     import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -63,7 +63,7 @@ def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int 
     sources, references = dm.pairs(split)
     results = run / f"bleu_{split}.json"
     rows = json.loads(results.read_text()) if results.is_file() else []  # scored before: kept, not redone
-    for ckpt in sorted((run / "checkpoints").glob("step*.ckpt")):
+    for ckpt in sorted((run / "checkpoints").glob(f"step{only or '*'}.ckpt")):
         module = load_module(ckpt)
         for beam in [int(b) for b in str(beams).split(",")]:
             if any(r["checkpoint"] == ckpt.name and r["beam"] == beam for r in rows):
@@ -76,7 +76,8 @@ def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int 
             row = {"checkpoint": ckpt.name, "step": int(ckpt.stem[4:]), "beam": beam, "bleu": round(values["bleu"], 2),
                    "chrf": round(values["chrf"], 2), "signature": signatures["bleu_signature"],
                    "decode_cpu_s": round(time.process_time() - t0, 1)}  # fmt: skip
-            rows.append(row)
+            # Re-read before writing: several scoring processes may share the file (one per checkpoint).
+            rows = [*(json.loads(results.read_text()) if results.is_file() else []), row]
             print(json.dumps(row), flush=True)
             (run / f"hyp.{split}.{ckpt.stem}.beam{beam}.en").write_text("\n".join(hyps) + "\n", encoding="utf-8")
             results.write_text(json.dumps(rows, indent=1))
