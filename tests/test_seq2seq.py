@@ -121,7 +121,7 @@ def test_sampling_follows_the_generator_and_stays_in_the_vocabulary():
     common = dict(bos=BOS, eos=EOS, banned=(PAD, BOS), limits=torch.tensor([10, 10]), temperature=1.0, top_k=3)
     a = greedy(net, source, mask, generator=torch.Generator().manual_seed(5), **common)
     b = greedy(net, source, mask, generator=torch.Generator().manual_seed(5), **common)
-    assert a == b and all(0 < len(x) <= 9 for x in a)
+    assert a == b and all(len(x) <= 9 for x in a)  # eos may come first: an empty text is a valid draw
     assert all(t not in (PAD, BOS, EOS) for x in a for t in x)
     draws = [greedy(net, source, mask, generator=torch.Generator().manual_seed(s), **common)[0] for s in range(8)]
     draws = {tuple(d) for d in draws}

@@ -218,7 +218,11 @@ class TransformerSeq2SeqNet(nn.Module):
         """Keep hypotheses ``index`` (N',): cross keys/values, source mask and the self-attention caches."""
         cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in state.cross_kv]
         caches = state.caches
-        if caches:
-            for cache in caches:
+        for cache in caches or []:
+            if index.numel() == cache.k.size(0):  # beams: reorder in place, only the positions filled so far
+                filled = slice(0, cache.length)
+                cache.k[:, :, filled] = cache.k[:, :, filled].index_select(0, index)
+                cache.v[:, :, filled] = cache.v[:, :, filled].index_select(0, index)
+            else:
                 cache.k, cache.v = cache.k.index_select(0, index), cache.v.index_select(0, index)
         return DecodeState(cross_kv, state.source_mask.index_select(0, index), caches)
