@@ -98,3 +98,15 @@ def from_config(config: dict) -> Tokenizer:
     if kind == "byte":
         return ByteTokenizer()
     raise ValueError(f"unknown tokenizer kind {kind!r} in {config!r}; expected one of {KINDS}")
+
+
+def build_tokenizer(spec: str | dict, text: str | bytes) -> Tokenizer:
+    """The tokenizer a data module uses: a kind built from ``text`` ("char": its characters; "byte"), or a saved
+    description (``to_config()``'s dict, e.g. a pre-trained checkpoint's, carried over by ``init_from``)."""
+    if isinstance(spec, dict):
+        return from_config(spec)
+    if spec == "char":
+        return CharTokenizer.from_text(text)
+    if spec == "byte":
+        return ByteTokenizer()
+    raise ValueError(f"tokenizer must be one of {KINDS} or a tokenizer description (a dict), got {spec!r}")
