@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning import checkpoint as ckpt_io
-from gen_lightning import tracking
+from gen_lightning import init_from, tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.resume import seed_all
@@ -107,12 +107,13 @@ def fit(cfg: DictConfig) -> dict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed_all(cfg.seed)
 
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    pretrained = init_from.for_run(cfg, resume_from)
+    datamodule = init_from.build_datamodule(cfg.data, pretrained)
     model = instantiate(cfg.model, **datamodule.model_kwargs(), _convert_="all")
     if resume_from is not None:
         ckpt_io.check_compatible(resume_from, model)
+    elif pretrained is not None:
+        init_from.load_weights(model, pretrained)
 
     callbacks = build_callbacks(cfg, run_dir, model)
     logger = build_logger(cfg, run_dir, model)
