@@ -26,32 +26,10 @@ commands:
 COMMANDS = ("fit", "sample", "evaluate", "study", "report")
 
 
-# Values that are text by nature, taken verbatim: YAML would read prompt=ROMEO: as a mapping, prompt=42 as a number.
-VERBATIM_KEYS = ("prompt", "ckpt", "out")
-
-
-def parse_kv(args: list[str]) -> dict:
-    """``key=value`` arguments, values parsed as YAML scalars/lists (``n=8``, ``labels=[1,2]``, ``out=a.png``)."""
-    import yaml
-
-    out = {}
-    for arg in args:
-        if "=" not in arg:
-            raise SystemExit(f"gen-lightning: expected key=value, got '{arg}'\n\n{USAGE}")
-        key, value = arg.split("=", 1)
-        if key in VERBATIM_KEYS:
-            out[key] = value
-            continue
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value
-    return out
-
-
 def _fit_task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
     from gen_lightning import train
@@ -64,8 +42,32 @@ def _fit_task(cfg) -> None:
     if cfg.resume:
         cfg = train.resolve_for_resume(cfg, overrides)
     summary = train.fit(cfg)
-    final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
-    print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+    if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
+        final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
+        print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+
+
+def quiet_library_noise() -> None:
+    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger and a
+    deprecation inside Lightning's own code (both reach every run). Warnings a user can act on stay."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip: For seamless cloud logging" not in record.getMessage()
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+
+
+def default_run_dir() -> str:
+    """``runs/<date>/<time>``, the run_dir conf/config.yaml gives a run that names none."""
+    from datetime import datetime
+
+    return datetime.now().strftime("runs/%Y-%m-%d/%H-%M-%S-%f")
 
 
 def fit_command(overrides: list[str]) -> None:
@@ -74,6 +76,12 @@ def fit_command(overrides: list[str]) -> None:
     from gen_lightning.config import config_dir, register_experiments
 
     register_experiments()
+    quiet_library_noise()
+    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
+        # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
+        # command line) write into the same directory instead of resolving the time again.
+        overrides = [*overrides, f"run_dir={default_run_dir()}"]
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv in each child process, where main()
     # recognises it by LOCAL_RANK and routes it back here.
     sys.argv = [sys.argv[0], *overrides]
@@ -97,9 +105,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if command == "sample":
+            from gen_lightning.config import parse_kv
             from gen_lightning.sample import sample_command
 
-            sample_command(**parse_kv(rest))
+            options, _ = parse_kv(rest)
+            if "ckpt" not in options:
+                raise ValueError("usage: gen-lightning sample ckpt=PATH [n=64] [out=FILE] [input=PATH | source=TEXT]")
+            sample_command(**options)
         elif command == "evaluate":
             from gen_lightning.evaluate import evaluate_command
 

@@ -22,7 +22,7 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-RUN_ID_FILE = "wandb_run_id.txt"
+from gen_lightning.run_dir import RunDir
 
 
 class StepWandbLogger(WandbLogger):
@@ -49,7 +49,7 @@ class StepWandbLogger(WandbLogger):
 
 def run_id(run_dir: str | Path) -> str:
     """The W&B run id of ``run_dir``: created on the first run, read back on resume."""
-    path = Path(run_dir) / RUN_ID_FILE
+    path = RunDir(run_dir).wandb_id
     if path.exists():
         return path.read_text().strip()
     rid = uuid.uuid4().hex[:8]
@@ -83,6 +83,8 @@ def make_wandb_logger(
         mode=mode,
         settings=_settings(),
     )
+    # Lightning always passes anonymous=None, which W&B answers with a warning that it has no effect.
+    logger._wandb_init.pop("anonymous", None)
     if rank_zero_only.rank != 0:
         return logger
     try:
@@ -124,6 +126,41 @@ def log_texts(trainer: L.Trainer, key: str, texts: list[str]) -> None:
     step = logging_step(trainer)
     for lg in _wandb_loggers(trainer):
         lg.log_text(key, columns=["step", "sample"], data=[[step, t] for t in texts], step=step)
+
+
+def log_table(trainer: L.Trainer, key: str, columns: list[str], rows: list[list]) -> None:
+    """A table (e.g. source | reference | hypothesis) with a leading step column to every logger that takes tables."""
+    step = logging_step(trainer)
+    for lg in _wandb_loggers(trainer):
+        lg.log_text(key, columns=["step", *columns], data=[[step, *row] for row in rows], step=step)
+
+
+def log_evaluation(run_dir: Path, logger_cfg, values: dict, protocol: dict) -> None:
+    """``gen-lightning evaluate``'s values: into the run's own W&B run (resumed by its id, as ``eval/<name>`` in the
+    summary) or, for a run without one, a new run with ``job_type=eval``. Nothing for runs not tracked in W&B."""
+    if not logger_cfg or not str(logger_cfg.get("_target_", "")).endswith("make_wandb_logger"):
+        return
+    import wandb
+
+    id_file = RunDir(run_dir).wandb_id
+    known = id_file.is_file()
+    run = wandb.init(
+        project=logger_cfg.get("project", "gen-lightning"),
+        entity=logger_cfg.get("entity"),
+        group=logger_cfg.get("group"),
+        id=id_file.read_text().strip() if known else None,
+        resume="allow" if known else None,
+        job_type="train" if known else "eval",
+        dir=str(run_dir),
+        mode=logger_cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline",
+        settings=_settings(),
+    )
+    # val/fid -> eval/fid (the training value stays beside it); another split keeps its name: eval_test/bleu.
+    run.summary.update(
+        {k.replace("val/", "eval/", 1) if k.startswith("val/") else f"eval_{k}": v for k, v in values.items()}
+    )
+    run.config.update({"eval_protocol": protocol}, allow_val_change=True)
+    run.finish()
 
 
 def finish() -> None:

@@ -21,11 +21,9 @@ from gen_lightning import init_from, tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.resume import seed_all
+from gen_lightning.run_dir import RunDir
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-LAST = Path("checkpoints") / "last.ckpt"
 
 
 class RunDirError(RuntimeError):
@@ -35,7 +33,7 @@ class RunDirError(RuntimeError):
 def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
     """Check ``run_dir`` against ``resume`` and return it with the checkpoint to resume from (or None)."""
     run_dir = Path(cfg.run_dir)
-    last = run_dir / LAST
+    last = RunDir(run_dir).last
     if cfg.resume:
         if not last.is_file():
             raise RunDirError(f"resume=true but '{last}' does not exist: nothing to resume in run_dir={run_dir}")
@@ -46,6 +44,37 @@ def prepare_run_dir(cfg: DictConfig) -> tuple[Path, Path | None]:
             "or choose another run_dir (nothing was overwritten)"
         )
     return run_dir, None
+
+
+def check_task(cfg: DictConfig) -> None:
+    """The model, the data and the metric protocol must agree on the task (docs/CONTRACT.md), checked from their
+    classes before anything is loaded or built; the message names the options that would fit."""
+    from hydra.utils import get_class
+
+    from gen_lightning.config import data_for, protocols_for
+    from gen_lightning.tasks import describe, task_of
+
+    model_cls, data_cls = get_class(cfg.model._target_), get_class(cfg.data._target_)
+    task = task_of(model_cls)
+    if task_of(data_cls) != task:
+        fits = data_for(task)
+        raise ValueError(
+            f"the model {model_cls.__name__} does {describe(task)}, but the data ({data_cls.__name__}) provides "
+            f"{describe(task_of(data_cls))}; "
+            + (
+                f"data configs that fit it: {', '.join(f'data={d}' for d in fits)}"
+                if fits
+                else "no data config fits it"
+            )
+        )
+    if cfg.get("metrics") and "_target_" in cfg.metrics:
+        protocol = get_class(cfg.metrics._target_)
+        if task not in getattr(protocol, "tasks", ()):
+            fits = protocols_for(task)
+            raise ValueError(
+                f"the metric protocol {protocol.__name__} does not score {describe(task)} models like "
+                f"{model_cls.__name__}; " + ", ".join([*(f"metrics={p}" for p in fits), "metrics=none"]) + " would"
+            )
 
 
 def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, str]:
@@ -71,18 +100,19 @@ def num_params(model: L.LightningModule) -> int:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:
+    layout = RunDir(run_dir)
     monitor = cfg.checkpoint.monitor or model.monitor[0]
     mode = cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
     callbacks: list[L.Callback] = [
         ExactResume(validation_seed=cfg.seed),
         FiniteLossGuard(),
-        SampleLogger(run_dir / "samples", every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
-        RunSummary(run_dir / "metrics.json", extra={"monitor": monitor, "mode": mode, "num_params": num_params(model)}),
-        LastCheckpoint(run_dir / LAST, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        SampleLogger(layout.samples, every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
+        RunSummary(layout.metrics, extra={"monitor": monitor, "mode": mode, "num_params": num_params(model)}),
+        LastCheckpoint(layout.last, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
         # best.ckpt by the monitored validation metric.
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best",
+            dirpath=layout.checkpoints,
+            filename=layout.best.stem,
             monitor=monitor,
             mode=mode,
             save_top_k=1,
@@ -96,11 +126,12 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) ->
 
 def fit(cfg: DictConfig) -> dict:
     """Train as configured; returns the run summary (also in RUN_DIR/metrics.json)."""
+    check_task(cfg)
     run_dir, resume_from = prepare_run_dir(cfg)
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume_from is None:
-            OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
+            OmegaConf.save(cfg, RunDir(run_dir).config, resolve=True)
     if cfg.trainer.get("deterministic") and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto"):
         # Deterministic cuBLAS needs a fixed workspace; without it PyTorch raises at the first CUDA matmul.
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
@@ -128,11 +159,14 @@ def fit(cfg: DictConfig) -> dict:
     if logger is not None:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        # weights_only: the checkpoint was already read that way by check_compatible (no code runs from a file).
+        trainer.fit(
+            model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True
+        )
         if not trainer.interrupted:
             # ModelCheckpoint skips its end-of-training save when a periodic one already wrote last.ckpt,
             # which can leave last.ckpt some steps behind the final weights.
-            trainer.save_checkpoint(run_dir / LAST)
+            trainer.save_checkpoint(RunDir(run_dir).last, weights_only=False)
     finally:
         tracking.finish()
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
@@ -150,7 +184,7 @@ def fit(cfg: DictConfig) -> dict:
 def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> DictConfig:
     """On ``resume=true`` the run continues with its saved config; plain ``key=value`` overrides given on the
     command line (e.g. ``trainer.max_steps=2000``) still apply, config-group choices may not change."""
-    saved_path = Path(cfg.run_dir) / CONFIG_FILE
+    saved_path = RunDir(cfg.run_dir).config
     if not saved_path.is_file():
         raise RunDirError(f"resume=true but '{saved_path}' does not exist: is run_dir={cfg.run_dir} a run directory?")
     saved = OmegaConf.load(saved_path)

@@ -100,6 +100,8 @@ def decode_images(
 class ImageDataModule(L.LightningDataModule):
     """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``."""
 
+    task, source_modality, modality = "unconditional", None, "image"  # docs/CONTRACT.md
+
     def __init__(
         self,
         source: str = "digits",

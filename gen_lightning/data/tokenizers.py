@@ -5,6 +5,8 @@ set of characters of the whole text, so ids are stable for a given corpus. Byte 
 of 256 symbols (the UTF-8 bytes), accepts any input, and decodes with replacement characters where a sample
 ends inside a multi-byte character.
 
+Subword tokenizers (BPE, unigram) live in ``subword.py`` and are rebuilt by the same ``from_config``.
+
 A tokenizer is described by a plain dict (``to_config()``); the data module hands that dict to the model,
 which saves it as a hyperparameter, so every checkpoint carries its vocabulary and decodes on its own.
 """
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from gen_lightning.data.subword import SubwordTokenizer, train_cached
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -86,7 +90,7 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
-Tokenizer = CharTokenizer | ByteTokenizer
+Tokenizer = CharTokenizer | ByteTokenizer | SubwordTokenizer
 KINDS = ("char", "byte")
 
 
@@ -97,16 +101,28 @@ def from_config(config: dict) -> Tokenizer:
         return CharTokenizer(config["chars"])
     if kind == "byte":
         return ByteTokenizer()
-    raise ValueError(f"unknown tokenizer kind {kind!r} in {config!r}; expected one of {KINDS}")
+    if kind == "subword":
+        return SubwordTokenizer.from_config(config)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword')}")
 
 
-def build_tokenizer(spec: str | dict, text: str | bytes) -> Tokenizer:
-    """The tokenizer a data module uses: a kind built from ``text`` ("char": its characters; "byte"), or a saved
-    description (``to_config()``'s dict, e.g. a pre-trained checkpoint's, carried over by ``init_from``)."""
+SUBWORD = ("bpe", "unigram")
+
+
+def build_tokenizer(
+    spec: str | dict, texts: str | bytes | list[str], vocab_size: int = 8000, pre_tokenizer: str = "byte_level"
+) -> Tokenizer:
+    """The tokenizer a data module uses: a saved description (``to_config()``'s dict, e.g. a pre-trained
+    checkpoint's carried over by ``init_from``), or a kind built from ``texts`` (one text or many): "char" (their
+    characters), "byte", or a subword model trained on them ("bpe", "unigram"; ``vocab_size``, ``pre_tokenizer``;
+    cached, see ``subword.train_cached``)."""
     if isinstance(spec, dict):
         return from_config(spec)
-    if spec == "char":
-        return CharTokenizer.from_text(text)
     if spec == "byte":
         return ByteTokenizer()
-    raise ValueError(f"tokenizer must be one of {KINDS} or a tokenizer description (a dict), got {spec!r}")
+    if spec == "char":
+        return CharTokenizer.from_text("".join(texts) if isinstance(texts, list) else texts)
+    if spec in SUBWORD:
+        texts = texts if isinstance(texts, list) else texts.split("\n")
+        return train_cached(texts, algorithm=spec, vocab_size=vocab_size, pre_tokenizer=pre_tokenizer)
+    raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a tokenizer description, got {spec!r}")
