@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data import labelled_text as lt
-from gen_lightning.data.loaders import eval_loader, train_loader
+from gen_lightning.data.loaders import eval_loader, evaluation_loader, train_loader
 from gen_lightning.data.tokenizers import build_tokenizer
 
 SPLITS = ("train", "val", "test")
@@ -106,6 +107,10 @@ class TextClassificationDataModule(L.LightningDataModule):
             )
         if max_length < 1 or batch_size < 1:
             raise ValueError(f"max_length and batch_size must be positive, got {max_length}, {batch_size}")
+        # Plain values (Hydra passes lists and mappings as ListConfig / DictConfig): checkpoints load weights_only.
+        regions = None if regions is None else [str(r) for r in regions]
+        hub_kwargs = None if hub_kwargs is None else OmegaConf.to_container(OmegaConf.create(dict(hub_kwargs)))
+        tokenizer = tokenizer if isinstance(tokenizer, str) else dict(tokenizer)
         self.save_hyperparameters(logger=False)
         self.tokenizer = None
         self.class_names: list[str] = []
@@ -138,7 +143,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         everything = list(range(len(labels)))
         if h.num_folds:
             fold = lt.stratified_folds(labels, h.num_folds, h.split_seed)
-            test = [i for i in everything if fold[i] == h.fold]
+            test = lt.shuffled([i for i in everything if fold[i] == h.fold], h.split_seed)
             rest = [i for i in everything if fold[i] != h.fold]
         elif has_test:
             rest, test = everything, []
@@ -195,14 +200,12 @@ class TextClassificationDataModule(L.LightningDataModule):
         return eval_loader(data, h.batch_size, num_workers=h.num_workers, collate_fn=Padder(self.pad_id))
 
     def evaluation_loader(self, split: str = "test", num_items: int | None = None, batch_size: int = 64):
-        """Raw texts and int64 labels of a split (its first ``num_items``), in order, this process's shard."""
+        """Raw texts and int64 labels of a split (its first ``num_items``), in order, this process's batches."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if not self.texts.get(split):
             raise ValueError(f"{self.source_name} has no {split} split here (data.test_fraction=0?)")
-        n = len(self.texts[split]) if num_items is None else min(num_items, len(self.texts[split]))
-        data = Examples(self.texts[split][:n], self.labels[split][:n])
-        return eval_loader(data, batch_size, collate_fn=raw_batch)
+        return evaluation_loader(Examples(self.texts[split], self.labels[split]), num_items, batch_size, raw_batch)
 
     def model_kwargs(self) -> dict:
         if self.tokenizer is None:

@@ -170,11 +170,16 @@ def stratified_folds(labels: list[int], num_folds: int, seed: int) -> list[int]:
     return fold
 
 
+def shuffled(indices: list[int], seed: int) -> list[int]:
+    """``indices`` in a random order fixed by ``seed``: a split's first batches then hold every class."""
+    return [indices[j] for j in torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()]
+
+
 def stratified_split(indices: list[int], labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(rest, held out): ``round(fraction * n_c)`` texts of every class c held out."""
+    """(rest, held out), each shuffled: ``round(fraction * n_c)`` texts of every class c held out."""
     rest, held = [], []
     for members in _shuffled_by_class(indices, labels, seed).values():
         n = round(fraction * len(members))
         held += members[:n]
         rest += members[n:]
-    return sorted(rest), sorted(held)
+    return shuffled(sorted(rest), seed), shuffled(sorted(held), seed)

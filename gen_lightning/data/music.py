@@ -76,6 +76,8 @@ class MusicDataModule(L.LightningDataModule):
         for key, value in {"block_size": block_size, "batch_size": batch_size, "train_stride": train_stride}.items():
             if value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
+        keep_headers = [str(k) for k in keep_headers]  # plain values: checkpoints load with weights_only=True
+        tokenizer = tokenizer if isinstance(tokenizer, str) else dict(tokenizer)
         self.save_hyperparameters(logger=False)
         self.tokenizer = None
         self.train_tunes: list[str] = []

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gen_lightning.music.validity import _parse, check_tune, first_tune
+from gen_lightning.outputs import numbered
 
 PNG_META = {"Software": None}  # the same tunes always give the same bytes
 
@@ -43,8 +45,8 @@ def write_midi(abc: str, path: Path) -> Path:
     return path
 
 
-def piano_roll(tunes: list[str | None], path: Path, columns: int = 2) -> np.ndarray:
-    """A grid of piano rolls, one per tune (None: unfinished), saved as PNG; returns it as (H, W, 3) uint8."""
+def piano_roll(tunes: list[str | None], path: Path | None = None, columns: int = 2) -> np.ndarray:
+    """A grid of piano rolls, one per tune (None: unfinished), as (H, W, 3) uint8 (and a PNG at ``path``)."""
     rows = max(1, -(-len(tunes) // columns))
     fig = Figure(figsize=(6 * columns, 2.2 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
@@ -61,11 +63,14 @@ def piano_roll(tunes: list[str | None], path: Path, columns: int = 2) -> np.ndar
         ax.set_xlabel("quarter notes", fontsize=7)
         ax.set_ylabel("MIDI pitch", fontsize=7)
         ax.tick_params(labelsize=6)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(tunes) :]:
         ax.set_axis_off()
     canvas = FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, metadata=PNG_META)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80, metadata=PNG_META)
+    fig.set_dpi(80)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
@@ -74,12 +79,29 @@ def write_tunes(samples: list[str], out_dir: Path, stem: str = "tune") -> list[P
     """Each sample's first tune as ``<stem>_<i>.abc`` and, where music21 reads it, ``<stem>_<i>.mid``."""
     written = []
     for i, sample in enumerate(samples):
-        tune = first_tune(sample)
-        text = tune if tune is not None else sample.strip("\n")
         abc = out_dir / f"{stem}_{i:02d}.abc"
-        abc.parent.mkdir(parents=True, exist_ok=True)
-        abc.write_text(f"X:{i + 1}\n{text}\n", encoding="utf-8")
-        written.append(abc)
+        written += write_abc_files([sample], abc)
         with contextlib.suppress(ValueError):  # an unreadable sample keeps its .abc, which shows why
-            written.append(write_midi(text, out_dir / f"{stem}_{i:02d}.mid"))
+            written += write_midi_files([sample], abc.with_suffix(".mid"))
     return written
+
+
+def _tune_text(sample: str) -> str:
+    tune = first_tune(sample)
+    return tune if tune is not None else sample.strip("\n")  # an unfinished tune: what there is
+
+
+def write_abc_files(samples: list[str], target: Path) -> list[Path]:
+    """``format=abc`` of ``gen-lightning sample``: each sample's first tune as an ABC file (``X:`` numbered)."""
+    written = []
+    for i, sample in enumerate(samples):
+        path = numbered(target, i, len(samples))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"X:{i + 1}\n{_tune_text(sample)}\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def write_midi_files(samples: list[str], target: Path) -> list[Path]:
+    """``format=midi`` of ``gen-lightning sample``: each sample's first tune rendered by music21 as MIDI."""
+    return [write_midi(_tune_text(s), numbered(target, i, len(samples))) for i, s in enumerate(samples)]
