@@ -46,6 +46,8 @@ def shakespeare_path() -> Path:
 
 
 TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8", "data.train_stride=2000"]
+# The embedded Essen regions (music21), texts cut to 48 characters.
+CLASSIFICATION_DATA = ["data=text_classification", "data.max_length=48", "data.batch_size=8"]
 
 # Per model: smaller networks than the presets (and small text windows), so that every test run takes seconds.
 SHRINK = {
@@ -67,6 +69,10 @@ SHRINK = {
     "gru": [*TEXT_DATA, "model.hidden_dim=32"],
     "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
     "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
+    **{
+        f"{body}_classifier": [*CLASSIFICATION_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"]
+        for body in ("bert", "gpt", "lstm", "gru")
+    },
 }
 
 

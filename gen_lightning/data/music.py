@@ -5,6 +5,10 @@ gen_lightning/music/abc.py), or a folder of the user's files (``path``): ``.abc`
 MIDI and MusicXML files are converted to ABC melodies with music21 (gen_lightning/music/convert.py says which
 events are kept). Each tune keeps the header fields in ``keep_headers`` (default meter, unit length and key).
 
+``only_valid`` keeps only the tunes that pass the validity check of gen_lightning/music/validity.py (89% of
+Essen: the rest have bars that do not fit their declared meter), so a model learns regular tunes; the verdicts are
+cached on disk after the first run (about 7 CPU minutes for Essen).
+
 Splits are by tune, never inside one: the distinct tunes are shuffled with ``split_seed`` (fixed, so every run
 of a study validates on the same tunes) and ``val_fraction`` of them form the validation split. Each split is
 one stream of its tunes, each ended by a blank line (ABC's end of tune, which the model learns to write), cut
@@ -24,6 +28,7 @@ from gen_lightning.data.text import Windows
 from gen_lightning.data.tokenizers import build_tokenizer
 from gen_lightning.music import abc
 from gen_lightning.music.convert import SUFFIXES, file_to_abc
+from gen_lightning.music.validity import cached_validity
 
 
 def folder_tunes(path: str | Path, encoding: str = "utf-8") -> list[abc.Tune]:
@@ -59,6 +64,7 @@ class MusicDataModule(L.LightningDataModule):
         encoding: str = "utf-8",
         keep_headers: list[str] | tuple[str, ...] = abc.DEFAULT_HEADERS,
         require_meter: bool = True,
+        only_valid: bool = False,
         tokenizer: str | dict = "char",
         block_size: int = 256,
         batch_size: int = 64,
@@ -93,6 +99,8 @@ class MusicDataModule(L.LightningDataModule):
         h = self.hparams
         raw = folder_tunes(h.path, h.encoding) if h.path else abc.corpus_tunes(h.corpus)
         tunes = abc.select(raw, tuple(h.keep_headers), h.require_meter)
+        if h.only_valid:
+            tunes = [t for t, ok in zip(tunes, cached_validity(tunes)) if ok]
         if len(tunes) < 2:
             meter = " with a meter (M:; or set data.require_meter=false)" if h.require_meter else ""
             raise ValueError(f"{self.source_name} holds {len(tunes)} distinct tunes{meter}; need at least 2 to split")

@@ -12,6 +12,9 @@ A tune is valid when
    bar it completes at the end of a section. music21's own re-barring, which splits overfull bars and invents a
    meter for the rest, is switched off: the bars are checked as written.
 
+Limitation: music21 (10.5) ignores meter changes inside a tune's body (``[M:3/4]`` or an ``M:`` line), so every bar
+is checked against the header's meter; the Essen collection has none.
+
 ``valid_share`` of the held-out real tunes is the metric's ceiling on a corpus (about 95% on Essen: its
 transcriptions hold some genuinely irregular bars, e.g. unmarked meter changes); report it beside the models'.
 """
@@ -19,11 +22,15 @@ transcriptions hold some genuinely irregular bars, e.g. unmarked meter changes);
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
+import os
 import re
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from unittest import mock
 
 SECTION_BARS = ("double", "final", "light-light", "light-heavy", "heavy-light", "heavy-heavy")
@@ -152,3 +159,32 @@ def valid_share(tunes: list[str | None]) -> tuple[float, list[TuneCheck]]:
     """The share of valid tunes, and each tune's check."""
     checks = [check_tune(t) for t in tunes]
     return (sum(c.valid for c in checks) / len(checks) if checks else 0.0), checks
+
+
+CHECK_VERSION = 1  # bump when the check changes: cached verdicts of an older check are not reused
+
+
+def cache_dir() -> Path:
+    """``$GEN_LIGHTNING_CACHE/music`` (default ``~/.cache/gen_lightning/music``)."""
+    root = os.environ.get("GEN_LIGHTNING_CACHE") or Path.home() / ".cache" / "gen_lightning"
+    return Path(root).expanduser() / "music"
+
+
+def cached_validity(tunes: list[str]) -> list[bool]:
+    """``check_tune(t).valid`` for every tune, kept on disk by the tunes' hash (Essen: ~7 CPU minutes once)."""
+    import music21
+
+    h = hashlib.sha256(f"{CHECK_VERSION}|{music21.__version__}".encode())
+    for tune in tunes:
+        h.update(tune.encode("utf-8") + b"\0")
+    path = cache_dir() / f"validity-{h.hexdigest()[:24]}.json"
+    if path.is_file():
+        flags = json.loads(path.read_text())
+        if len(flags) == len(tunes):
+            return flags
+    flags = [check_tune(t).valid for t in tunes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(flags))
+    os.replace(tmp, path)  # concurrent writers write the same verdicts; a reader never sees half a file
+    return flags
