@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.data.tokenizers import VocabularyError
 
 log = logging.getLogger(__name__)
 CARRIED = ("tokenizer",)  # hyperparameters of the checkpoint that the data module takes over
@@ -74,7 +75,7 @@ def build_datamodule(data_cfg: DictConfig, pretrained: Pretrained | None) -> L.L
     try:
         datamodule.prepare_data()
         datamodule.setup("fit")
-    except ValueError as err:
+    except VocabularyError as err:
         if not carried:
             raise
         raise InitFromError(

@@ -86,6 +86,8 @@ class TextClassificationDataModule(L.LightningDataModule):
         hub_kwargs: dict | None = None,
         regions: list[str] | None = None,
         tokenizer: str | dict = "char",
+        vocab_size: int = 8000,
+        pre_tokenizer: str = "byte_level",
         max_length: int = 256,
         batch_size: int = 64,
         num_folds: int = 0,
@@ -174,8 +176,10 @@ class TextClassificationDataModule(L.LightningDataModule):
         for split in ("train", "val"):
             if not self.texts[split]:
                 raise lt.LabelledTextError(f"the {split} split of {self.source_name} is empty: more texts are needed")
-        # The vocabulary of a character tokenizer is every character of every text (no label is read).
-        self.tokenizer = build_tokenizer(h.tokenizer, "".join(texts + test_texts))
+        # A character vocabulary has no unknown symbol: it is every character of every text (no label is read).
+        # A subword model is trained on the training split only.
+        corpus = texts + test_texts if h.tokenizer == "char" else self.texts["train"]
+        self.tokenizer = build_tokenizer(h.tokenizer, corpus, h.vocab_size, h.pre_tokenizer)
         for split, split_texts in self.texts.items():
             self.encoded[split] = [self._encode(t) for t in split_texts]
 

@@ -26,6 +26,10 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
 
+class VocabularyError(ValueError):
+    """A text holds symbols its tokenizer cannot encode."""
+
+
 class CharTokenizer:
     """One id per distinct character of the corpus, ids in code-point order."""
 
@@ -57,7 +61,7 @@ class CharTokenizer:
         unknown = self._codes[ids] != codes
         if unknown.any():
             missing = sorted({chr(c) for c in codes[unknown]})
-            raise ValueError(
+            raise VocabularyError(
                 f"characters not in the vocabulary of {self.vocab_size}: {missing!r} "
                 "(a char tokenizer knows only the characters of its text; tokenizer=byte reads any text)"
             )
