@@ -148,7 +148,6 @@ def test_fine_tuning_resumes_exactly(tmp_path, pretrained, monkeypatch):
 @pytest.mark.slow  # two fresh interpreters importing torch: ~1 min on the shared 2-core machine
 def test_fine_tuning_under_ddp_equals_one_process(tmp_path, pretrained):
     import lightning as L
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from test_cli import gen_lightning
 
@@ -157,12 +156,15 @@ def test_fine_tuning_under_ddp_equals_one_process(tmp_path, pretrained):
     run_dir = tmp_path / "ddp"
     overrides = tiny_overrides(run_dir, *FINE_TUNE, f"init_from={pretrained['bert']}", "trainer=ddp",
                                "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=6",
+                               "trainer.val_check_interval=6", "trainer.check_val_every_n_epoch=null",
                                "trainer.limit_val_batches=null", model="bert_classifier")  # fmt: skip
     proc = gen_lightning("fit", *overrides, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "metrics.json").read_text())
-    module = load_module(run_dir / "checkpoints" / "last.ckpt")
-    dm = instantiate(OmegaConf.load(run_dir / "config.yaml").data)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    module = load_module(last)
+    # The run's data with the run's tokenizer (carried over from init_from, so not in config.yaml's data).
+    dm = init_from.build_datamodule(OmegaConf.load(run_dir / "config.yaml").data, init_from.read(last))
     single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     alone = single.validate(module, datamodule=dm, verbose=False)[0]
     for key in ("val/acc", "val/f1_macro", "val/loss"):

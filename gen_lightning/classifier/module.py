@@ -29,8 +29,9 @@ from gen_lightning.nn.sampling import evaluating
 PREVIEW_ROWS = 8
 # The language models whose checkpoints fit each body, and their hyperparameters that fix the body's shapes.
 SOURCES = {"BERT": "bert", "GPT": "gpt", "CharRNN": None}  # CharRNN: its ``cell`` (lstm or gru)
-SHAPE = {"bert": ("hidden_dim", "num_layers", "num_heads", "block_size", "bias"), "gpt": None, "lstm": None}
-SHAPE |= {"gpt": SHAPE["bert"], "lstm": ("hidden_dim", "num_layers"), "gru": ("hidden_dim", "num_layers")}
+TRANSFORMER_SHAPE = ("hidden_dim", "num_layers", "num_heads", "block_size", "bias")
+RNN_SHAPE = ("hidden_dim", "num_layers")
+SHAPE = {"bert": TRANSFORMER_SHAPE, "gpt": TRANSFORMER_SHAPE, "lstm": RNN_SHAPE, "gru": RNN_SHAPE}
 
 
 class TextClassifier(L.LightningModule):
@@ -72,7 +73,8 @@ class TextClassifier(L.LightningModule):
             raise ValueError(
                 f"need 0 < body_lr_scale <= 1 and freeze_body_epochs >= 0, got {body_lr_scale}, {freeze_body_epochs}"
             )
-        self.save_hyperparameters()
+        # Not sent to loggers: the run logs its config itself, and a subword tokenizer's description is ~1 MB.
+        self.save_hyperparameters(logger=False)
         self.tokenizer = from_config(tokenizer)
         shape = dict(block_size=block_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim)
         self.net = build_body(body, self.tokenizer.vocab_size, dropout=dropout, bias=bias, **shape)

@@ -31,9 +31,9 @@ def decode(data: bytes, file: Path, encoding: str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
-        hint = "data.encoding=latin-1 (e.g. the MR movie reviews)" if encoding.lower().replace("_", "-") in (
-            "utf-8", "utf8") else "data.encoding=<the file's encoding>"  # fmt: skip
-        raise LabelledTextError(f"{file} is not valid {encoding} (byte {err.start}: {err.reason}); set {hint}") from err
+        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        fix = "data.encoding=latin-1 (e.g. the MR movie reviews)" if utf8 else "data.encoding=<the file's encoding>"
+        raise LabelledTextError(f"{file} is not valid {encoding} (byte {err.start}: {err.reason}); set {fix}") from err
 
 
 def _visible(paths) -> list[Path]:
