@@ -233,10 +233,15 @@ class BERTNet(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         init_weights(self, cfg.num_layers)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.ln(F.gelu(self.dense(self.transformer(idx))))  # (B, T, C)
+    def forward(self, idx: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, V) logits, or (M, V) at the M positions where ``select`` (B, T) is True: the MLM loss needs only
+        the masked positions, and with a subword vocabulary the head dominates the cost of the others."""
+        h = self.transformer(idx)  # (B, T, C)
+        if select is not None:
+            h = h[select]  # (M, C)
+        h = self.ln(F.gelu(self.dense(h)))
         # Decoder tied to the input embeddings of the V real symbols (not [MASK]).
-        return F.linear(h, self.transformer.tok_emb.weight[: self.vocab_size], self.out_bias)  # (B, T, V)
+        return F.linear(h, self.transformer.tok_emb.weight[: self.vocab_size], self.out_bias)  # (..., V)
 
     @torch.no_grad()
     def generate(
