@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+from collections.abc import Collection
 from pathlib import Path
 
 import lightning as L
@@ -107,8 +108,16 @@ def global_step(path: str | Path) -> int:
     return int(read(path).get("global_step", 0))
 
 
-def check_compatible(path: str | Path, module: L.LightningModule) -> None:
-    """Raise unless ``path`` holds weights of exactly ``module``'s class and parameter shapes."""
+def _comparable(value):
+    """Hyperparameter values compared as JSON would store them (tuples and lists alike)."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def check_compatible(path: str | Path, module: L.LightningModule, allowed: Collection[str] = ()) -> None:
+    """Raise unless ``path`` holds weights of exactly ``module``'s class, parameter shapes and hyperparameters
+    (the data-derived ones included, e.g. the tokenizer), except the hyperparameters in ``allowed``."""
     ckpt = read(path)
     cls = type(module)
     target = f"{cls.__module__}.{cls.__qualname__}"
@@ -132,3 +141,14 @@ def check_compatible(path: str | Path, module: L.LightningModule) -> None:
             if keys
         )
         raise CheckpointError(f"checkpoint '{path}' does not match the model of this run ({detail})")
+    saved = ckpt.get("hyper_parameters", {})
+    differ = sorted(
+        k for k in set(saved) | set(module.hparams)
+        if k not in allowed and _comparable(saved.get(k)) != _comparable(module.hparams.get(k))
+    )  # fmt: skip
+    if differ:
+        raise CheckpointError(
+            f"checkpoint '{path}' was made with other model settings than this run builds ({', '.join(differ)} "
+            "differ: did the data or its vocabulary change under the run?); resume with the run's own data and "
+            "config, or start a new run_dir"
+        )

@@ -30,6 +30,21 @@ from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
 
+def check_options(method, options: dict, fixed: tuple[str, ...] = ()) -> None:
+    """A ``ValueError`` naming the accepted options when ``method`` (a model's sample/render/generate/predict)
+    does not take one of ``options``; ``fixed`` are the arguments the command passes itself."""
+    import inspect
+
+    params = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the model checks its own options
+    accepted = [p for p in params if p not in ("self", "n", "generator", "sources", "mode", "images", *fixed)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        owner = getattr(method, "__qualname__", "the model")
+        raise ValueError(f"{owner} does not take {', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}")
+
+
 def run_datamodule(ckpt: Path):
     """The data module of the run that wrote ``ckpt``."""
     cfg_path = RunDir.of_checkpoint(ckpt).config
@@ -61,6 +76,9 @@ def sample_command(
     batch_size: int = 64,
     **options,
 ) -> Path:
+    for name, value in (("n", n), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     path = Path(ckpt)
     module = load_module(path, map_location=device)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -77,17 +95,20 @@ def sample_command(
     if modality == "text":
         if mode != "sample" or input is not None:
             raise ValueError("text models take mode=sample and a prompt=..., not input= or another mode")
+        if not isinstance(options.get("length"), int) or options["length"] < 1:
+            raise ValueError("text models need length=N, the number of tokens to generate (e.g. length=300)")
         return write_texts(module, n, out, RunDir.of_checkpoint(path).path, generator, options)
     if mode == "sample":
         if input is not None:
             raise ValueError(f"mode=sample draws from nothing; input= is for {getattr(module, 'sample_modes', ())}")
-        images, nrow = module.sample(n, generator=generator, **options), None
+        images, nrow = sample_images(module, n, generator, batch_size, options), None
     elif mode in getattr(module, "sample_modes", ()):
         if input is not None:
             images, _ = read_images(input, module.hparams.channels, module.hparams.image_size, resize)
             labels = torch.full((len(images),), -1, dtype=torch.long)
         else:
             images, labels = real_batch(path, n, split)
+        check_options(module.render, options, ("labels",))
         images, nrow = module.render(mode, images, labels, **options)
     else:
         modes = ", ".join(("sample", *getattr(module, "sample_modes", ())))
@@ -97,6 +118,20 @@ def sample_command(
     save_image(image_grid(images, nrow), target)
     print(f"wrote {target} ({len(images)} images)")
     return target
+
+
+def sample_images(module, n: int, generator: torch.Generator, batch_size: int, options: dict) -> torch.Tensor:
+    """``n`` samples drawn ``batch_size`` at a time (bounded memory), kept as uint8, with a progress line."""
+    check_options(module.sample, options)
+    chunks = []
+    for start in range(0, n, batch_size):
+        images = module.sample(min(batch_size, n - start), generator=generator, **options)
+        chunks.append(((images.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        if n > batch_size:
+            print(f"\rsampled {min(n, start + batch_size)}/{n}", end="", flush=True)
+    if n > batch_size:
+        print()
+    return torch.cat(chunks).float().div(127.5).sub(1.0)
 
 
 def write_texts(module, n: int, out: str | None, run_dir: Path, generator: torch.Generator, options: dict) -> Path:
@@ -123,6 +158,7 @@ def _default_out(input: str | None, suffix: str) -> Path | None:  # noqa: A002
 
 def write_outputs(module, sources, names, input, out, generator, batch_size: int, options: dict) -> Path | None:  # noqa: A002
     """Outputs of a conditional model: a grid of input | output rows (images) or one output a line (texts)."""
+    check_options(module.generate, options)
     outputs = []
     for chunk in _batches(sources, batch_size):
         result = module.generate(chunk, generator=generator, **options)
@@ -156,6 +192,7 @@ def write_outputs(module, sources, names, input, out, generator, batch_size: int
 def write_predictions(module, sources, names, input, out, batch_size: int, options: dict) -> Path | None:  # noqa: A002
     """The most probable class of each input and its probability, printed and written as TSV."""
     classes = list(module.hparams.class_names)
+    check_options(module.predict, options)
     rows = []
     for chunk in _batches(sources, batch_size):
         probs = module.predict(chunk, **options)

@@ -1,6 +1,6 @@
 """Weights & Biases tracking: offline by default, one run id per run directory, resumable history.
 
-The only place that knows logger APIs. Two facts shape it (see FIELD_NOTES.md):
+The only place that knows logger APIs. Two facts of W&B (0.31) shape it:
 - A resumed offline run writes a second ``offline-run-*`` directory whose internal ``_step`` restarts at 0, and
   W&B drops rows whose step is below the run's current step when both are synced. Every row is therefore logged
   with an explicit ``step`` (Lightning's logging step, which is checkpointed), so the resumed segment continues
@@ -27,7 +27,14 @@ from gen_lightning.run_dir import RunDir
 
 class StepWandbLogger(WandbLogger):
     """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps, and
-    keeps each validation metric's best and last value in the run summary (the W&B comparison of a study)."""
+    keeps each validation metric's best and last value in the run summary (the W&B comparison of a study).
+
+    ``metric_directions`` (``callbacks.summary.metric_directions``): ``"min"`` or ``"max"`` per ranked metric;
+    the others (diagnostics) keep only their last value."""
+
+    def __init__(self, *args, metric_directions: Mapping[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.metric_directions = dict(metric_directions or {})
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -37,12 +44,11 @@ class StepWandbLogger(WandbLogger):
         self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
 
     def _define_summaries(self, metrics: Mapping[str, float]) -> None:
-        from gen_lightning.callbacks.summary import higher_is_better
-
         defined = self.__dict__.setdefault("_summaries_defined", set())
         for name in metrics:
             if name.startswith("val/") and name not in defined:
-                summary = "max,last" if higher_is_better(name) else "min,last"
+                direction = self.metric_directions.get(name)
+                summary = f"{direction},last" if direction else "last"
                 self.experiment.define_metric(name, step_metric="trainer/global_step", summary=summary)
                 defined.add(name)
 
@@ -68,6 +74,7 @@ def make_wandb_logger(
     mode: str | None = None,
     name: str | None = None,
     id: str | None = None,
+    metric_directions: Mapping[str, str] | None = None,
 ) -> WandbLogger | None:
     """A started W&B logger, or ``None`` (with a warning) when W&B cannot start."""
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
@@ -82,6 +89,7 @@ def make_wandb_logger(
         id=id or run_id(save_dir),
         mode=mode,
         settings=_settings(),
+        metric_directions=metric_directions,
     )
     # Lightning always passes anonymous=None, which W&B answers with a warning that it has no effect.
     logger._wandb_init.pop("anonymous", None)
@@ -98,6 +106,48 @@ def make_wandb_logger(
         )
         return None
     return logger
+
+
+def log_report(
+    save_dir: str | Path,
+    logger_cfg: Mapping,
+    tables: Mapping[str, tuple[list[str], list[list]]],
+    images: Mapping[str, str | Path],
+    *,
+    group: str,
+    name: str,
+    tags: list[str],
+    config: dict,
+) -> str | None:
+    """Tables (``key -> (columns, rows)``) and image files to a ``job_type=report`` run of ``group``, in the project
+    of ``logger_cfg`` (a ``conf/logger/wandb.yaml`` config; empty: the defaults), whose id is kept in ``save_dir`` (the
+    same run on the next call). Returns the run id, or ``None`` with a warning when W&B fails."""
+    import wandb
+
+    rid = run_id(save_dir)
+    try:
+        run = wandb.init(
+            project=logger_cfg.get("project", "gen-lightning"),
+            entity=logger_cfg.get("entity"),
+            group=group,
+            job_type="report",
+            name=name,
+            tags=list(tags),
+            id=rid,
+            resume="allow",
+            dir=str(save_dir),
+            mode=logger_cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline",
+            config=config,
+            settings=_settings(),
+        )
+        logged = {key: wandb.Table(columns=columns, data=data) for key, (columns, data) in tables.items()}
+        logged.update({key: wandb.Image(str(path)) for key, path in images.items()})
+        run.log(logged)
+        run.finish()
+    except Exception as err:
+        warnings.warn(f"the W&B report run could not be written ({type(err).__name__}: {err})", stacklevel=2)
+        return None
+    return rid
 
 
 def _settings():

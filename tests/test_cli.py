@@ -49,8 +49,9 @@ def test_fit_writes_a_complete_run_directory(trained_run):
     assert summary["status"] == "completed" and summary["epochs"] == 2
     assert {"val/elbo", "val/recon", "val/kl", "val/nll_iw"} <= set(summary["final"])
     assert summary["best"]["val/elbo"]["value"] == max(r["val/elbo"] for r in summary["history"])
-    # The ELBO is a bound: nll_iw (k samples) is tighter than -ELBO, up to Monte-Carlo noise.
-    assert summary["final"]["val/nll_iw"] <= -summary["final"]["val/elbo"] + 0.5
+    # Ranked by the directions the VAE declares; val/kl is a diagnostic (final value, no best).
+    assert summary["directions"] == {"val/elbo": "max", "val/nll_iw": "min", "val/recon": "min"}
+    assert set(summary["best"]) == {"val/elbo", "val/nll_iw", "val/recon"}
 
 
 @pytest.mark.parametrize("mode", ["sample", "reconstruct", "interpolate"])

@@ -2,7 +2,8 @@
 
 Each model is built from its config with the data module's shape facts, trained a few steps, validated, and must
 then: log its monitored metric, sample with the contract's shapes from a fixed generator reproducibly, give
-preview media, and round-trip through a checkpoint. Sizes are shrunk per model so the suite stays fast.
+preview media, and round-trip through a checkpoint. Sizes are shrunk by each model's tiny preset
+(tests/presets/<model>.yaml) so the suite stays fast.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_overrides
-from hydra.utils import instantiate
+from conftest import PRESETS, tiny_overrides
+from hydra.utils import get_class, instantiate
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks import ExactResume
-from gen_lightning.config import compose, config_dir
+from gen_lightning.callbacks.summary import metric_directions
+from gen_lightning.config import compose, config_dir, protocols_for
+from gen_lightning.nn.image_model import LABEL_RULES, ImageModel
 from gen_lightning.tasks import task_of
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
@@ -119,3 +122,24 @@ def test_family_contract(name, tmp_path):
         assert torch.allclose(again, before, atol=1e-5)
     else:
         assert again == before
+
+
+def test_every_model_config_has_a_tiny_preset():
+    presets, models = {p.stem for p in PRESETS.glob("*.yaml")}, {*MODELS, *TOY}
+    missing, stale = sorted(models - presets), sorted(presets - models)
+    assert not missing, f"add tests/presets/<model>.yaml for {missing}: a YAML list of overrides ([] keeps the sizes)"
+    assert not stale, f"tests/presets/ holds presets of no model config: {stale}"
+
+
+@pytest.mark.parametrize("name", [*MODELS, *TOY])
+def test_metric_directions_rank_the_monitor_and_agree_with_the_protocols(name):
+    cfg = compose([f"model={name}", *TOY.get(name, [])])
+    cls = get_class(cfg.model._target_)
+    monitor, mode = cls.monitor
+    assert cls.metric_directions.get(monitor) == mode, f"{name}: metric_directions must rank its monitor {monitor}"
+    assert all(k.startswith("val/") for k in cls.metric_directions), cls.metric_directions
+    protocols = [instantiate(compose([f"model={name}", *TOY.get(name, []), f"metrics={p}"]).metrics)
+        for p in protocols_for(task_of(cls))]  # fmt: skip
+    metric_directions(cls, protocols)  # raises if a protocol ranks one of the model's metrics the other way
+    if isinstance(cls, type) and issubclass(cls, ImageModel):
+        assert cls.default_labels in LABEL_RULES

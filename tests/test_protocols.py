@@ -245,32 +245,26 @@ def test_batches_are_the_same_on_any_number_of_processes(monkeypatch):
     assert [i for b in seen[1] for i in b] == list(range(23))
 
 
-def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
-    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    results = {
-        "image": PairedImageMetrics(num_items=None, batch_size=4).evaluate(NoisyIdentity(), PairData(image_pairs()))[
-            "metrics"
-        ],
-        "text": TextGenerationMetrics(num_items=None, batch_size=2, metrics=["bleu", "rougeL"]).evaluate(
-            LookupTranslator(), PairData(text_pairs())
-        )["metrics"],
+def protocol_results() -> dict:
+    """The three protocols on their fixed pairs, with batch sizes that split the data unevenly."""
+    image = PairedImageMetrics(num_items=None, batch_size=4)
+    text = TextGenerationMetrics(num_items=None, batch_size=2, metrics=["bleu", "rougeL"])
+    return {
+        "image": image.evaluate(NoisyIdentity(), PairData(image_pairs()))["metrics"],
+        "text": text.evaluate(LookupTranslator(), PairData(text_pairs()))["metrics"],
         "labels": ClassificationMetrics(batch_size=6).evaluate(FixedClassifier(), PairData(label_pairs()))["metrics"],
     }
-    torch.save(results, f"{out}/{rank}.pt")
+
+
+def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.save(protocol_results(), f"{out}/{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow  # two fresh interpreters importing torch: ~50 s on the shared 2-core machine
 def test_two_processes_give_the_one_process_numbers(tmp_path):
-    single = {
-        "image": PairedImageMetrics(num_items=None, batch_size=4).evaluate(NoisyIdentity(), PairData(image_pairs()))[
-            "metrics"
-        ],
-        "text": TextGenerationMetrics(num_items=None, batch_size=2, metrics=["bleu", "rougeL"]).evaluate(
-            LookupTranslator(), PairData(text_pairs())
-        )["metrics"],
-        "labels": ClassificationMetrics(batch_size=6).evaluate(FixedClassifier(), PairData(label_pairs()))["metrics"],
-    }
+    single = protocol_results()
     init = f"file://{tmp_path / 'init'}"
     torch.multiprocessing.spawn(_ddp_worker, args=(2, init, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
