@@ -16,6 +16,7 @@ from gen_lightning import init_from, train
 from gen_lightning.classifier.module import TextClassifier
 from gen_lightning.config import compose
 from gen_lightning.data.classification import TextClassificationDataModule
+from gen_lightning.resume_policy import resolve_for_resume
 
 BLOCK = 32  # positions of the pre-trained language models and of the classifiers fine-tuned from them
 LM = ["data.block_size=32", "trainer.max_steps=6", "trainer.max_epochs=-1", "trainer.limit_val_batches=1"]
@@ -137,7 +138,7 @@ def test_fine_tuning_resumes_exactly(tmp_path, pretrained, monkeypatch):
         train.fit(fine_tune_cfg(tmp_path / "cut", ckpt, *steps, "checkpoint.every_n_train_steps=5"))
     monkeypatch.undo()
     ckpt.unlink()  # a resumed run takes its tokenizer and weights from its own last.ckpt
-    cfg = train.resolve_for_resume(fine_tune_cfg(tmp_path / "cut", ckpt, "resume=true"), [])
+    cfg, _ = resolve_for_resume(fine_tune_cfg(tmp_path / "cut", ckpt, "resume=true"), [])
     resumed = train.fit(cfg)
     assert resumed["global_step"] == full["global_step"] == 14  # across the unfreezing at epoch 1 (step 8)
     a, b = (module_weights(tmp_path / r / "checkpoints" / "last.ckpt") for r in ("full", "cut"))
