@@ -18,6 +18,7 @@ On ``resume=true`` the weights come from the run's own ``last.ckpt`` and only th
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.data.tokenizers import VocabularyError
+from gen_lightning.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 CARRIED = ("tokenizer",)  # hyperparameters of the checkpoint that the data module takes over
@@ -58,7 +60,22 @@ def for_run(cfg: DictConfig, resume_from: Path | None) -> Pretrained | None:
     path = resume_from or Path(cfg.init_from)
     if not path.is_file():
         raise InitFromError(f"init_from={path} does not exist: give the checkpoint of a finished run")
+    if resume_from is None:
+        check_finished(path)
     return read(path)
+
+
+def check_finished(path: Path) -> None:
+    """Refuse the checkpoint of a run that is still training: its weights would change under the next run."""
+    metrics = RunDir.of_checkpoint(path).metrics
+    if not metrics.is_file():
+        return  # a checkpoint outside a run directory: taken as it is
+    status = json.loads(metrics.read_text()).get("status")
+    if status in ("running", "interrupted", "failed"):
+        raise InitFromError(
+            f"init_from={path}: the run that writes it is {status} (its {metrics.name}), not completed. Wait for it "
+            "to finish (or resume it), or copy the checkpoint out of its run directory to start from it as it is."
+        )
 
 
 def build_datamodule(data_cfg: DictConfig, pretrained: Pretrained | None) -> L.LightningDataModule:

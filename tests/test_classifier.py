@@ -106,6 +106,12 @@ def test_wrong_checkpoints_are_refused_with_the_fix(tmp_path, pretrained):
         train.fit(fine_tune_cfg(tmp_path / "b", pretrained["bert"], "model.hidden_dim=64"))
     with pytest.raises(init_from.InitFromError, match="does not exist"):
         train.fit(fine_tune_cfg(tmp_path / "c", tmp_path / "missing.ckpt"))
+    busy = tmp_path / "busy" / "checkpoints" / "last.ckpt"  # a pre-training still running
+    busy.parent.mkdir(parents=True)
+    shutil.copy(pretrained["bert"], busy)
+    (tmp_path / "busy" / "metrics.json").write_text('{"status": "running"}')
+    with pytest.raises(init_from.InitFromError, match="is running .* not completed. Wait for it"):
+        train.fit(fine_tune_cfg(tmp_path / "e", busy))
     # The MR movie reviews hold characters the pre-training text has not (a char tokenizer knows no others).
     (tmp_path / "mr").mkdir()
     (tmp_path / "mr" / "r.pos").write_text("na\u00efve , charming\n" + "fun\n" * 20)
