@@ -20,18 +20,20 @@ from gen_lightning.outputs import numbered
 PNG_META = {"Software": None}  # the same tunes always give the same bytes
 
 
-def tune_notes(abc: str) -> list[tuple[float, float, int]]:
-    """(onset, length, MIDI pitch) of every note of a tune's first part (chords: every note); [] if unreadable."""
+def tune_notes(abc: str) -> tuple[list[tuple[float, float, int]], list[float]]:
+    """(onset, length, MIDI pitch) of every note of a tune's first part (chords: every note), in quarter notes,
+    and the onsets of its bars; ([], []) if music21 cannot read it."""
     try:
         score, _ = _parse(abc)
     except Exception:
-        return []
+        return [], []
     part = score.parts[0] if getattr(score, "parts", None) else score
     notes = []
     for element in part.flatten().notes:
         for pitch in getattr(element, "pitches", ()):
             notes.append((float(element.offset), float(element.quarterLength), int(pitch.midi)))
-    return notes
+    bars = [float(m.offset) for m in part.getElementsByClass("Measure")]
+    return notes, bars
 
 
 def write_midi(abc: str, path: Path) -> Path:
@@ -52,7 +54,9 @@ def piano_roll(tunes: list[str | None], path: Path | None = None, columns: int =
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax, tune in zip(axes, tunes):
         check = check_tune(tune)
-        notes = tune_notes(tune) if tune is not None else []
+        notes, bars = tune_notes(tune) if tune is not None else ([], [])
+        for bar in bars[1:]:  # bar lines as written, so a bar that does not fit its meter shows
+            ax.axvline(bar, color="0.8", linewidth=0.6, zorder=0)
         for onset, length, pitch in notes:
             ax.broken_barh([(onset, max(length, 0.05))], (pitch - 0.4, 0.8), color="C0" if check.valid else "C3")
         if notes:
