@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gen_lightning.music import abc, convert, render, validity
+from gen_lightning.music import abc, convert, lengths, render, validity
 
 GOOD = {
     "plain": "M:3/4\nL:1/8\nK:G\nD2 | G2 B2 d2 | c2 A2 F2 | G4 |]",
@@ -146,7 +146,7 @@ def test_music_data_from_a_folder_of_abc_and_midi(tmp_path):
     dm = MusicDataModule(corpus=None, path=str(tmp_path), block_size=8, batch_size=2, val_fraction=0.34)
     dm.setup("fit")
     assert len(dm.train_tunes) == 2 and len(dm.val_tunes) == 1
-    assert any("(3" in t or "2/3" in t for t in dm.train_tunes + dm.val_tunes)  # the MIDI triplet survived
+    assert any("/3" in t for t in dm.train_tunes + dm.val_tunes)  # the MIDI triplet survived (as 2/3 or 4/3)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .abc, MIDI or MusicXML"):
         MusicDataModule(corpus=None, path=str(tmp_path / "empty")).setup()
@@ -171,3 +171,27 @@ def test_music_protocol_scores_samples_and_is_reproducible(tmp_path):
         from gen_lightning.classifier.module import TextClassifier
 
         protocol.check(TextClassifier({"kind": "byte"}, 2, ["a", "b"], body="lstm", hidden_dim=8, num_layers=1))
+
+
+@pytest.mark.parametrize(
+    "written,unit,meter,expected",
+    [
+        ("A3 B/2 c// d3/2 z2", "1/4", "4/4", "A6 B c/ d3 z4"),
+        ("A B2 [ce]2 (3ABc", "1/8", "2/4", "A2 B4 [c2e2]2 (3A2B2c2"),
+        ('"Am"A !trill!B2 [K:D] z', "1/16", "3/4", '"Am"A/ !trill!B [K:D] z/'),
+    ],
+)  # fmt: skip
+def test_lengths_are_rewritten_to_the_default_unit(written, unit, meter, expected):
+    tune = abc.Tune([("M", meter), ("L", unit), ("K", "G")], [written])
+    assert lengths.with_default_unit(tune).text() == f"M:{meter}\nK:G\n{expected}"
+    assert lengths.with_default_unit(abc.Tune([("M", "none"), ("K", "G")], [written])) is None
+
+
+def test_real_tunes_keep_their_notes_in_the_default_unit():
+    """music21 reads the same pitches and lengths before and after, on real tunes of the three corpora."""
+    tunes = [t for c in abc.CORPORA for t in abc.corpus_tunes(c)[::500] if abc.has_meter(t)][:24]
+    for tune in tunes:
+        rewritten = lengths.with_default_unit(tune)
+        before, after = (validity._parse(t.text())[0].parts[0].flatten().notesAndRests for t in (tune, rewritten))
+        assert [(n.quarterLength, n.pitches) for n in after] == [(n.quarterLength, n.pitches) for n in before]
+        assert "L:" not in rewritten.text()

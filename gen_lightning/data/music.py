@@ -5,9 +5,11 @@ gen_lightning/music/abc.py), or a folder of the user's files (``path``): ``.abc`
 MIDI and MusicXML files are converted to ABC melodies with music21 (gen_lightning/music/convert.py says which
 events are kept). Each tune keeps the header fields in ``keep_headers`` (default meter, unit length and key).
 
-``only_valid`` keeps only the tunes that pass the validity check of gen_lightning/music/validity.py (89% of
-Essen: the rest have bars that do not fit their declared meter), so a model learns regular tunes; the verdicts are
-cached on disk after the first run (about 7 CPU minutes for Essen).
+``normalise_length`` (default) rewrites every tune's note lengths to the ABC standard's default unit for its
+meter and drops ``L:`` (gen_lightning/music/lengths.py): one spelling per rhythm and meter, and tunes that start
+as ``M:6/8`` / ``K:D``. ``only_valid`` keeps only the tunes that pass the validity check of
+gen_lightning/music/validity.py (89% of Essen: the rest have bars that do not fit their declared meter), so a model
+learns regular tunes; the verdicts are cached on disk after the first run (a few CPU minutes for Essen).
 
 Splits are by tune, never inside one: the distinct tunes are shuffled with ``split_seed`` (fixed, so every run
 of a study validates on the same tunes) and ``val_fraction`` of them form the validation split. Each split is
@@ -28,6 +30,7 @@ from gen_lightning.data.text import Windows
 from gen_lightning.data.tokenizers import build_tokenizer
 from gen_lightning.music import abc
 from gen_lightning.music.convert import SUFFIXES, file_to_abc
+from gen_lightning.music.lengths import with_default_unit
 from gen_lightning.music.validity import cached_validity
 
 
@@ -64,6 +67,7 @@ class MusicDataModule(L.LightningDataModule):
         encoding: str = "utf-8",
         keep_headers: list[str] | tuple[str, ...] = abc.DEFAULT_HEADERS,
         require_meter: bool = True,
+        normalise_length: bool = True,
         only_valid: bool = False,
         tokenizer: str | dict = "char",
         block_size: int = 256,
@@ -98,6 +102,8 @@ class MusicDataModule(L.LightningDataModule):
     def _tunes(self) -> list[str]:
         h = self.hparams
         raw = folder_tunes(h.path, h.encoding) if h.path else abc.corpus_tunes(h.corpus)
+        if h.normalise_length:  # every tune in its meter's default unit, without L: (tunes that cannot be: left out)
+            raw = [t for t in map(with_default_unit, raw) if t is not None]
         tunes = abc.select(raw, tuple(h.keep_headers), h.require_meter)
         if h.only_valid:
             tunes = [t for t, ok in zip(tunes, cached_validity(tunes)) if ok]
