@@ -176,9 +176,9 @@ def test_music_protocol_scores_samples_and_is_reproducible(tmp_path):
 @pytest.mark.parametrize(
     "written,unit,meter,expected",
     [
-        ("A3 B/2 c// d3/2 z2", "1/4", "4/4", "A6 B c/ d3 z4"),
+        ("A3 B/2 c// d3/2 z2", "1/4", "4/4", "A6 B c/2 d3 z4"),
         ("A B2 [ce]2 (3ABc", "1/8", "2/4", "A2 B4 [c2e2]2 (3A2B2c2"),
-        ('"Am"A !trill!B2 [K:D] z', "1/16", "3/4", '"Am"A/ !trill!B [K:D] z/'),
+        ('"Am"A !trill!B2 [K:D] z', "1/16", "3/4", '"Am"A/2 !trill!B [K:D] z/2'),
     ],
 )  # fmt: skip
 def test_lengths_are_rewritten_to_the_default_unit(written, unit, meter, expected):
