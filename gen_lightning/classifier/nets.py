@@ -58,7 +58,8 @@ class RNNBody(nn.Module):
     def __init__(self, vocab_size: int, cell: str, hidden_dim: int, num_layers: int, dropout: float) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, hidden_dim)
-        self.rnn = CELLS[cell](hidden_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout)
+        between = dropout if num_layers > 1 else 0.0  # PyTorch's own dropout acts only between layers
+        self.rnn = CELLS[cell](hidden_dim, hidden_dim, num_layers, batch_first=True, dropout=between)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
