@@ -31,16 +31,17 @@ def tiny_data(max_length: int = 31) -> TextClassificationDataModule:
     return dm
 
 
-POOLED = [("bert", "first"), ("bert", "mean"), ("gpt", "last"), ("lstm", "max"), ("gru", "mean")]
+POOLED = [("bert", "first", False), ("bert", "mean", False), ("gpt", "last", False), ("lstm", "max", False),
+          ("gru", "mean", False), ("lstm", "max", True), ("gru", "last", False)]  # fmt: skip
 
 
-@pytest.mark.parametrize("body,pooling", POOLED)
-def test_padding_never_changes_a_prediction(body, pooling):
+@pytest.mark.parametrize("body,pooling,bidirectional", POOLED)
+def test_padding_never_changes_a_prediction(body, pooling, bidirectional):
     texts = ["M:2/4\nL:1/8\nK:G\nGA", "M:3/4\nL:1/8\nK:D\nd2 f2 a2 | g2 e2 c2 | d6 |]"]
     vocab = {"kind": "char", "chars": "".join(sorted(set("".join(texts))))}
     torch.manual_seed(0)
     model = TextClassifier(vocab, 3, ["a", "b", "c"], body=body, pooling=pooling, hidden_dim=16, num_layers=2,
-                           num_heads=2, block_size=64)  # fmt: skip
+                           num_heads=2, block_size=64, bidirectional=bidirectional)  # fmt: skip
     together = model.predict(texts)
     alone = torch.cat([model.predict([t]) for t in texts])
     assert torch.allclose(together, alone, atol=1e-6) and torch.allclose(together.sum(-1), torch.ones(2))

@@ -54,6 +54,7 @@ class TextClassifier(L.LightningModule):
         bias: bool = True,
         head_dropout: float = 0.1,
         label_smoothing: float = 0.0,
+        bidirectional: bool = False,
         freeze_body_epochs: int = 0,
         body_lr_scale: float = 1.0,
         lr: float = 5e-4,
@@ -67,6 +68,8 @@ class TextClassifier(L.LightningModule):
         pooling = pooling or DEFAULT_POOLING.get(body)
         if pooling not in POOLINGS or (pooling == "first" and body != "bert"):
             raise ValueError(f"pooling must be one of {POOLINGS} ('first' only for body=bert), got {pooling!r}")
+        if bidirectional and (body not in ("lstm", "gru") or pooling not in ("mean", "max")):
+            raise ValueError(f"bidirectional needs body=lstm|gru and pooling=mean|max, got {body}, {pooling}")
         if num_classes < 2 or len(class_names) != num_classes:
             raise ValueError(f"need num_classes >= 2 names, got {num_classes} and {class_names}")
         if not 0.0 < body_lr_scale <= 1.0 or freeze_body_epochs < 0:
@@ -77,8 +80,9 @@ class TextClassifier(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.tokenizer = from_config(tokenizer)
         shape = dict(block_size=block_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim)
-        self.net = build_body(body, self.tokenizer.vocab_size, dropout=dropout, bias=bias, **shape)
-        self.head = ClassifierHead(hidden_dim, num_classes, head_dropout)
+        shape |= dict(dropout=dropout, bias=bias, bidirectional=bidirectional)
+        self.net = build_body(body, self.tokenizer.vocab_size, **shape)
+        self.head = ClassifierHead(self.net.width, num_classes, head_dropout)
         self.pooling = pooling
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -92,6 +96,8 @@ class TextClassifier(L.LightningModule):
 
     def check_init_source(self, target: str, hparams: dict) -> None:
         """Refuse a checkpoint of another body or other shapes, naming the overrides that fit it."""
+        if self.hparams.bidirectional:
+            raise ValueError("a bidirectional body has no pre-trained language model (one reads left to right)")
         name = target.rpartition(".")[2]
         body = SOURCES.get(name, "?") or hparams.get("cell")
         if body != self.hparams.body:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from gen_lightning.rnn.nets import CELLS
 from gen_lightning.transformer.nets import Transformer, TransformerConfig, init_weights
@@ -43,27 +44,38 @@ class TransformerBody(nn.Module):
         self.transformer = Transformer(TransformerConfig(**{**cfg.__dict__, "vocab_size": vocab}))
         init_weights(self, cfg.num_layers)
         self.block_size = cfg.block_size
+        self.width = cfg.hidden_dim
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.transformer(ids, key_mask=None if self.causal else mask)  # (B, S, C)
 
 
 class RNNBody(nn.Module):
-    """ids (B, S) -> states (B, S, H) of an LSTM/GRU read left to right (``RNNNet`` without its head)."""
+    """ids (B, S) and mask -> states (B, S, H) of an LSTM/GRU read left to right (``RNNNet`` without its head), or
+    (B, S, 2H) read both ways (``bidirectional``: Schuster & Paliwal 1997; trained from scratch only, as a language
+    model reads one way). Sequences are packed, so padding never enters a state in either direction."""
 
     pretrained = ("embed.", "rnn.")
     causal = True
     block_size = None
 
-    def __init__(self, vocab_size: int, cell: str, hidden_dim: int, num_layers: int, dropout: float) -> None:
+    def __init__(
+        self, vocab_size: int, cell: str, hidden_dim: int, num_layers: int, dropout: float, bidirectional: bool = False
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, hidden_dim)
         between = dropout if num_layers > 1 else 0.0  # PyTorch's own dropout acts only between layers
-        self.rnn = CELLS[cell](hidden_dim, hidden_dim, num_layers, batch_first=True, dropout=between)
+        self.rnn = CELLS[cell](
+            hidden_dim, hidden_dim, num_layers, batch_first=True, dropout=between, bidirectional=bidirectional
+        )
         self.drop = nn.Dropout(dropout)
+        self.width = hidden_dim * (2 if bidirectional else 1)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.rnn(self.drop(self.embed(ids)))[0])  # (B, S, H)
+        lengths = mask.sum(dim=1).cpu()  # (B,) real tokens, right-padded
+        packed = pack_padded_sequence(self.drop(self.embed(ids)), lengths, batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=ids.size(1))
+        return self.drop(states)  # (B, S, H or 2H), zeros at padded positions
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -97,7 +109,8 @@ def build_body(body: str, vocab_size: int, **shape) -> TransformerBody | RNNBody
     if body not in BODIES:
         raise ValueError(f"body must be one of {BODIES}, got {body!r}")
     if body in CELLS:
-        return RNNBody(vocab_size, body, shape["hidden_dim"], shape["num_layers"], shape["dropout"])
+        args = (vocab_size, body, shape["hidden_dim"], shape["num_layers"], shape["dropout"])
+        return RNNBody(*args, bidirectional=shape.get("bidirectional", False))
     cfg = TransformerConfig(
         vocab_size=vocab_size,
         causal=body == "gpt",
