@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import checkpoint as ckpt_io
-from gen_lightning import loggers, tracking
+from gen_lightning import init_from, loggers, tracking
 from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
@@ -180,10 +180,11 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed_all(cfg.seed)
 
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    pretrained = init_from.for_run(cfg, resume_from)
+    datamodule = init_from.build_datamodule(cfg.data, pretrained)
     model = instantiate(cfg.model, **datamodule.model_kwargs(), _convert_="all")
+    if resume_from is None and pretrained is not None:
+        init_from.load_weights(model, pretrained)
     callbacks = build_callbacks(cfg, run_dir, model)
     if resume_from is not None:
         overrides = model_overrides(changes)
