@@ -35,7 +35,7 @@ EXACT = (
     "trainer.limit_val_batches", "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "checkpoint.", "samples.", "metrics.every_n_epochs", "logger.tags", "logger.group", "logger.mode",
-    "logger.job_type", "data.num_workers", "data.eval_batch_size",
+    "logger.job_type", "data.num_workers", "data.eval_batch_size", "validation.",
 )  # fmt: skip
 HARDWARE = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",

@@ -9,6 +9,7 @@
       evaluations/<name>.*   evaluation variants of a study
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
       error.txt              the traceback of a run that failed
+      train.log              what a run of a study printed (Lightning's messages, library warnings)
       resumes.jsonl          what each resume changed (README, "Resume")
       .lock                  held by the process writing the run (one writer at a time)
 
@@ -79,6 +80,10 @@ class RunDir:
     @property
     def error(self) -> Path:
         return self.path / "error.txt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
 
     @property
     def resumes(self) -> Path:
