@@ -62,6 +62,13 @@ class RunDir:
     def samples(self) -> Path:
         return self.path / "samples"
 
+    def latest_samples(self) -> dict[str, Path]:
+        """The newest file of every ``samples/<name>/`` folder (samples, reconstructions, text, ...)."""
+        if not self.samples.is_dir():
+            return {}
+        folders = sorted(p for p in self.samples.iterdir() if p.is_dir())
+        return {f.name: max(f.glob("step*")) for f in folders if any(f.glob("step*"))}
+
     @property
     def figures(self) -> Path:
         return self.path / "figures"

@@ -141,6 +141,14 @@ def test_study_runs_every_run_and_the_report_tabulates_them(reference):
         assert (reference / "plots" / f"{metric}.png").stat().st_size > 5000
         assert f"plots/{metric}.png" in md
     assert (reference / "samples.png").stat().st_size > 5000
+    # Results first: a row per run, best first by the first main metric (val/elbo, higher is better), with its
+    # samples; every metric in the appendix.
+    results = md.split("## Results")[1].split("\n## ")[0]
+    elbo = {run: rows[run]["metrics"]["val/elbo"]["mean"] for run in rows}
+    assert re.findall(r"^\| \d \| `(\w+)`", results, re.M) == sorted(elbo, key=elbo.get, reverse=True)
+    for run in ("mlp", "conv"):
+        assert f"![{run}](samples/{run}.png)" in results and (reference / "samples" / f"{run}.png").is_file()
+    assert md.index("## Results") < md.index("## Learning curves") < md.index("## Appendix: every metric")
 
 
 def test_report_is_idempotent(reference):
