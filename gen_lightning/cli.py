@@ -48,7 +48,7 @@ def _fit_task(cfg) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
-    from gen_lightning import train
+    from gen_lightning import search, train
     from gen_lightning.resume_policy import resolve_for_resume
 
     hc = HydraConfig.get()
@@ -56,13 +56,17 @@ def _fit_task(cfg) -> float | None:
     if hc.mode == RunMode.MULTIRUN and not any(o.startswith("run_dir=") for o in overrides):
         with open_dict(cfg):
             cfg.run_dir = hc.runtime.output_dir  # one directory per job of the sweep
+    trial = None
     try:
         changes = None
         if cfg.resume:
             cfg, changes = resolve_for_resume(cfg, overrides)
+        trial = search.SearchTrial.begin(cfg, hc)  # None unless a job of -m hparams_search=NAME
         summary = train.fit(cfg, resume_changes=changes)
-    except _user_errors() as err:
-        if os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
+    except Exception as err:
+        if trial is not None:
+            trial.end(cfg, None, err)
+        if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
             raise
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             from gen_lightning.run_dir import resumable_state
@@ -76,7 +80,8 @@ def _fit_task(cfg) -> float | None:
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
         for name, path in RunDir(cfg.run_dir).latest_samples().items():
             print(f"  {name}: {path}")
-    return None
+    # The objective, for Hydra's sweepers (Optuna: gen-lightning fit -m hparams_search=NAME).
+    return trial.end(cfg, summary) if trial is not None else search.objective(summary)
 
 
 def preflight(overrides: list[str]) -> list[str]:
@@ -114,8 +119,9 @@ def preflight(overrides: list[str]) -> list[str]:
 
 
 def quiet_library_noise() -> None:
-    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger and a
-    deprecation inside Lightning's own code (both reach every run). Warnings a user can act on stay."""
+    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger, a
+    deprecation inside Lightning's own code (both reach every run), alembic's set-up lines (a search). Warnings a
+    user can act on stay."""
     import logging
     import warnings
 
@@ -127,6 +133,8 @@ def quiet_library_noise() -> None:
             return "Tip: For seamless cloud logging" not in record.getMessage()
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+    # Optuna imports alembic, whose plugin set-up logs at INFO into the search's terminal.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def default_run_dir() -> str:
@@ -137,13 +145,24 @@ def default_run_dir() -> str:
 
 
 def fit_command(overrides: list[str]) -> None:
+    import importlib.util
+
     import hydra
 
     from gen_lightning.config import config_dir, register_experiments
+    from gen_lightning.search import register_resolvers
 
     register_experiments()
+    register_resolvers()
     quiet_library_noise()
     multirun = any(o in ("-m", "--multirun") for o in overrides)
+    if any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
+        if not multirun:
+            raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
+        if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+            raise SystemExit(
+                "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"
+            )
     if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
         # command line) write into the same directory instead of resolving the time again.
@@ -173,9 +192,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"gen-lightning: unknown command '{command}'\n\n{USAGE}")
     if command == "fit":
         return fit_command(rest)
-    from gen_lightning.checkpoint import CheckpointError
-    from gen_lightning.data.sources import DataSourceError
-
     try:
         if command == "sample":
             from gen_lightning.config import parse_kv
@@ -197,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
             from gen_lightning.studies.report.command import report_command
 
             report_command(rest)
-    except (CheckpointError, DataSourceError, ValueError, FileNotFoundError) as err:
+    except _user_errors() as err:
+        if os.environ.get("GEN_LIGHTNING_DEBUG"):
+            raise
         raise SystemExit(f"gen-lightning {command}: {err}") from None
 
 

@@ -4,7 +4,7 @@ A resumed run continues with its saved ``config.yaml``. The command line may rep
 (``model=dcgan``: accepted when it composes to what the run has) and change:
 
 - the budget and the bookkeeping: ``trainer.max_steps/max_epochs/max_time``, validation and logging intervals, the
-  progress bar, ``checkpoint.*``, ``samples.*``, ``metrics.every_n_epochs``, W&B ``logger.tags/group/mode``,
+  progress bar, ``checkpoint.*``, ``samples.*``, ``metrics.every_n_epochs``, W&B ``logger.wandb.tags/group/mode``,
   ``data.num_workers``, ``data.eval_batch_size``: applied, the run stays exact;
 - the hardware: ``trainer.accelerator/devices/num_nodes/strategy/precision/deterministic``: applied, with a
   warning that the continuation is no longer bit-identical to an uninterrupted run;
@@ -34,8 +34,9 @@ EXACT = (
     "trainer.max_steps", "trainer.max_epochs", "trainer.max_time", "trainer.limit_train_batches",
     "trainer.limit_val_batches", "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "checkpoint.", "samples.", "metrics.every_n_epochs", "logger.tags", "logger.group", "logger.mode",
-    "logger.job_type", "data.num_workers", "data.eval_batch_size", "validation.",
+    "checkpoint.", "samples.", "metrics.every_n_epochs", "logger.wandb.tags", "logger.wandb.group",
+    "logger.wandb.mode", "logger.wandb.job_type", "logger.tags", "logger.group", "logger.mode", "logger.job_type",
+    "data.num_workers", "data.eval_batch_size", "validation.",
 )  # fmt: skip
 HARDWARE = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",

@@ -8,6 +8,7 @@
       figures/<name>/        figures of the metric protocols (e.g. a confusion matrix)
       evaluations/<name>.*   evaluation variants of a study
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
+      csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
       error.txt              the traceback of a run that failed
       train.log              what a run of a study printed (Lightning's messages, library warnings)
       resumes.jsonl          what each resume changed (README, "Resume")
@@ -83,6 +84,10 @@ class RunDir:
     @property
     def wandb_id(self) -> Path:
         return self.path / "wandb_run_id.txt"
+
+    @property
+    def mlflow_id(self) -> Path:
+        return self.path / "mlflow_run_id.txt"
 
     @property
     def error(self) -> Path:

@@ -18,8 +18,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import checkpoint as ckpt_io
+from gen_lightning import loggers, tracking
 from gen_lightning import run_dir as run_dirs
-from gen_lightning import tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.overrides import OptimizerOverrides
@@ -60,12 +60,14 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {cfg.seed!r}")
     for key, value in cfg.model.items():
-        if (key == "lr" or key.startswith("lr_")) and isinstance(value, int | float) and value <= 0:
+        is_rate = key == "lr" or (key.startswith("lr_") and not key.endswith("_steps"))  # not lr_decay_steps
+        if is_rate and isinstance(value, int | float) and value <= 0:
             raise ValueError(f"model.{key}={value}: a learning rate must be positive, or the weights never change")
     for key in ("max_steps", "max_epochs"):
         value = cfg.trainer.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
             raise ValueError(f"trainer.{key} must be an integer >= -1 (-1: no limit), got {value!r}")
+    loggers.check_available(cfg.get("logger"))
 
 
 def check_task(cfg: DictConfig) -> None:
@@ -106,16 +108,11 @@ def family_and_dataset(model: L.LightningModule, cfg: DictConfig) -> tuple[str, 
     return family, str(dataset).replace("/", "_")
 
 
-def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, directions: dict[str, str]):
-    if not cfg.get("logger") or "_target_" not in cfg.logger:
-        return None
+def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, directions: dict[str, str]) -> list:
+    """The chosen experiment loggers (``logger=wandb``, ``logger=[wandb,csv]``, ...; gen_lightning/loggers.py)."""
     family, dataset = family_and_dataset(model, cfg)
-    if cfg.logger._target_.endswith("make_wandb_logger"):
-        tags = sorted({*cfg.logger.get("tags", []), family, dataset})
-        return instantiate(
-            cfg.logger, save_dir=str(run_dir), tags=tags, name=run_dir.name, metric_directions=directions
-        )
-    return instantiate(cfg.logger)
+    tags = {"family": family, "dataset": dataset}
+    return loggers.build_loggers(cfg.get("logger"), run_dir, tags, metric_directions=directions)
 
 
 def num_params(model: L.LightningModule) -> int:
@@ -123,10 +120,17 @@ def num_params(model: L.LightningModule) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def monitored(cfg: DictConfig, model) -> tuple[str, str]:
+    """The run's monitored validation metric and its mode (``min``/``max``): ``checkpoint.monitor``/``mode``, else
+    the model's ``monitor`` (a class attribute: ``model`` may be the class). best.ckpt and a search's objective
+    follow it."""
+    monitor = cfg.checkpoint.monitor or model.monitor[0]
+    return monitor, cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:
     layout = RunDir(run_dir)
-    monitor = cfg.checkpoint.monitor or model.monitor[0]
-    mode = cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
+    monitor, mode = monitored(cfg, model)
     callbacks: list[L.Callback] = [
         ExactResume(validation_seed=cfg.seed),
         FiniteLossGuard(),
@@ -146,6 +150,8 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) ->
     ]
     if cfg.get("metrics") and "_target_" in cfg.metrics:
         callbacks.append(instantiate(cfg.metrics))
+    # Extra callbacks by name (debug presets, a search's pruning); an entry set to null is off.
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     return callbacks
 
 
@@ -188,9 +194,9 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
             record_resume(run_dir, cfg, changes)
         if overrides:
             callbacks.append(OptimizerOverrides(sorted(f"model.{k}" for k in overrides)))
-    logger = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
-    trainer = build_trainer(cfg, run_dir, callbacks, logger, num_batches(datamodule))
-    if logger is not None:
+    chosen = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
+    trainer = build_trainer(cfg, run_dir, callbacks, chosen, num_batches(datamodule))
+    for logger in chosen:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     # weights_only: the checkpoint was already read that way by check_compatible (no code runs from a file).
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
@@ -215,8 +221,12 @@ def num_batches(datamodule) -> int | None:
         return None
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger, epoch_batches: int | None) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, callbacks: list, logger: list, epoch_batches: int | None
+) -> L.Trainer:
     options = OmegaConf.to_container(cfg.trainer, resolve=True)  # plain: Lightning type-checks some arguments
+    # Options given as object configs (``trainer.profiler: {_target_: ...SimpleProfiler, dirpath: ...}``) are built.
+    options.update({k: instantiate(v) for k, v in options.items() if isinstance(v, dict) and "_target_" in v})
     # Epochs longer than validation.every_n_steps batches (a text corpus) also validate on that step schedule.
     options.update(step_schedule(options, epoch_batches, cfg.get("validation", {}).get("every_n_steps")))
     try:
@@ -224,7 +234,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger, epoch
             **options,
             default_root_dir=str(run_dir),
             callbacks=callbacks,
-            logger=logger if logger is not None else False,
+            logger=logger or False,
             use_distributed_sampler=False,  # our samplers shard by rank themselves (exact resume, unpadded eval)
         )
     except (TypeError, ValueError, MisconfigurationException) as err:

@@ -306,7 +306,7 @@ def test_every_shipped_study_composes_with_its_budget_and_protocol(path, tmp_pat
         cfg = pr.cfg
         for key in ("max_steps", "max_epochs"):
             assert cfg.trainer[key] == spec.budget.get(key, -1)
-        assert cfg.logger.group == spec.name and spec.name in cfg.logger.tags
+        assert cfg.logger.wandb.group == spec.name and spec.name in cfg.logger.wandb.tags
         assert cfg.run_dir == str(tmp_path / pr.key)
     if len(skipped) == len(planned):
         pytest.skip(f"{path}: its models are not installed yet ({', '.join(skipped)})")

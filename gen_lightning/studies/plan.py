@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.spec import StudyError, StudySpec
 
 
@@ -40,7 +41,7 @@ def base_overrides(spec: StudySpec, run: str, seed: int, run_dir: Path, extra: l
 
 
 def uses_wandb(cfg: DictConfig) -> bool:
-    return bool(cfg.get("logger")) and str(cfg.logger.get("_target_", "")).endswith("make_wandb_logger")
+    return wandb_config(cfg.get("logger")) is not None
 
 
 def wandb_settings(spec: StudySpec, run: str) -> dict:
@@ -49,7 +50,10 @@ def wandb_settings(spec: StudySpec, run: str) -> dict:
 
 
 def wandb_overrides(settings: dict) -> list[str]:
-    return [f"logger.{k}=[{','.join(v)}]" if isinstance(v, list) else f"logger.{k}={v}" for k, v in settings.items()]
+    return [
+        f"logger.wandb.{k}=[{','.join(v)}]" if isinstance(v, list) else f"logger.wandb.{k}={v}"
+        for k, v in settings.items()
+    ]
 
 
 def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]:
@@ -65,7 +69,7 @@ def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]
                 cfg = compose(pr.overrides)
                 if uses_wandb(cfg):  # set here and recorded as overrides (one compose, not two)
                     settings = wandb_settings(spec, run)
-                    cfg.logger.merge_with(settings)
+                    wandb_config(cfg.logger).merge_with(settings)
                     pr.overrides += wandb_overrides(settings)
                 pr.cfg = cfg
             except Exception as err:  # a config that cannot compose fails this run only

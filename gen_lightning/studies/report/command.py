@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gen_lightning.callbacks.summary import write_json
 from gen_lightning.config import parse_kv
+from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.index import default_study_dir, load_index
 from gen_lightning.studies.report.collect import build_report, run_order
 from gen_lightning.studies.report.markdown import render
@@ -39,7 +40,7 @@ def write_report(study_dir: str | Path, wandb: str = "auto") -> Path:
     run_samples = write_run_samples(study_dir, results, run_order(report["spec"]))
     write_json(study_dir / "report.json", report)
     (study_dir / "report.md").write_text(render(report, plot_metrics, metric_file, run_samples), encoding="utf-8")
-    used_wandb = any(str(r.logger.get("_target_", "")).endswith("make_wandb_logger") for r in results)
+    used_wandb = any(wandb_config(r.logger) is not None for r in results)
     if wandb == "true" or (wandb == "auto" and used_wandb):
         log_wandb(study_dir, report, results, plot_metrics)
     return study_dir / "report.md"

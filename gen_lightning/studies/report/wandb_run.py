@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gen_lightning import tracking
 from gen_lightning.callbacks.summary import write_json
+from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.report.collect import SeedResult
 from gen_lightning.studies.report.plots import metric_file
 
@@ -51,7 +52,7 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
     if state.get("digest") == digest:
         print(f"W&B report run {state.get('id')} already holds these results (not logged again)")
         return state.get("id")
-    logger = next((r.logger for r in results if str(r.logger.get("_target_", "")).endswith("make_wandb_logger")), {})
+    logger = next((dict(c) for r in results if (c := wandb_config(r.logger)) is not None), {})
     per_seed = [[s["key"], s["run"], s["seed"], s["status"], s["error"]] for s in report["seed_results"]]
     tables = {"comparison": wandb_table_rows(report), "runs": (["key", "run", "seed", "status", "error"], per_seed)}
     if report["evaluations"]:
