@@ -77,5 +77,11 @@ def build_features(kind: str, datamodule, device: torch.device) -> nn.Module:
             )
         from gen_lightning.metrics.extractors import build_extractor
 
+        if int(datamodule.model_kwargs().get("num_classes", 0)) < 2:
+            raise ValueError(
+                "model.features=classifier trains the digit classifier on the target images' class labels, but "
+                "these data have none: give the data labels (data.label_column), or use model.features=vgg19 "
+                "(torchvision's VGG-19 weights), or model=srresnet (pixel loss only)"
+            )
         return ClassifierFeatures(build_extractor("classifier", datamodule, device=device)).to(device)
     raise ValueError(f"model.features must be one of {FEATURES}, got {kind!r}")
