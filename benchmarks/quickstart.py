@@ -166,6 +166,8 @@ def main() -> None:
     args = parse_args()
     study_dir = args.study_dir.resolve()
     if args.reuse:
+        if not (OUT / "results.json").exists():
+            raise SystemExit("--reuse keeps the timing of docs/quickstart/results.json, which is missing: drop --reuse")
         timing = json.loads((OUT / "results.json").read_text())["timing"]
     else:
         start = time.strftime("%H:%M")

@@ -25,6 +25,8 @@ RESULTS = ROOT / "docs" / "quickstart" / "results.json"
 
 
 def committed() -> dict:
+    if not RESULTS.exists():
+        pytest.fail(f"{RESULTS.relative_to(ROOT)} is missing: run `PYTHONPATH=. python benchmarks/quickstart.py`")
     return json.loads(RESULTS.read_text())
 
 
