@@ -8,7 +8,7 @@ Each phase's time excludes the phases timed inside it (a checkpoint written at a
 not validation). CPU seconds (this process; W&B's service process is apart) are the robust number on a shared
 machine; wall seconds follow the load.
 
-MEASURED
+MEASURED: nothing yet (to be run on a quiet machine and its table written here, with the load average).
 
 Start-up of the process (imports of torch, Lightning, Hydra, W&B: about 5 CPU seconds) and the digit classifier of
 the metric protocol (trained once, then read from its disk cache) are paid once per study, not per run.
