@@ -216,6 +216,19 @@ class TextDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return eval_loader(self.val_set, self.hparams.batch_size, num_workers=self.hparams.num_workers)
 
+    def unigram_bpc(self, num_windows: int | None = None) -> float:
+        """The baseline every model must beat: bits per token of the validation targets (of the first
+        ``num_windows`` validation windows; all by default) under the training split's token frequencies, with
+        add-one smoothing so that a token unseen in training costs finite bits."""
+        if self.train_set is None or self.val_set is None:
+            raise RuntimeError("call setup() before unigram_bpc()")
+        vocab = self.tokenizer.vocab_size
+        counts = torch.bincount(self.train_set.ids.long(), minlength=vocab).double() + 1.0
+        log2_p = (counts / counts.sum()).log2()
+        windows = len(self.val_set) if num_windows is None else min(num_windows, len(self.val_set))
+        targets = torch.cat([self.val_set[i][1] for i in range(windows)])  # (windows * T,)
+        return float(-log2_p[targets].mean())
+
     def model_kwargs(self) -> dict:
         """Constructor arguments the model takes from the data: the tokenizer's description."""
         if self.tokenizer is None:
