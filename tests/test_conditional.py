@@ -133,7 +133,7 @@ def test_a_model_and_data_of_different_tasks_are_refused_before_anything_is_writ
     with pytest.raises(ValueError, match="Unmirror does conditional image -> image, but the data"):
         train.fit(cfg)
     cfg = compose(["model=gpt", "data=digits", f"run_dir={tmp_path / 'run'}", "logger=none"])
-    with pytest.raises(ValueError, match="data configs that fit it: data=text, data=text_embedded"):
+    with pytest.raises(ValueError, match=r"data configs that fit it: .*data=text, data=text_embedded"):
         train.fit(cfg)
     cfg = compose([*TOY, "metrics=classifier", f"run_dir={tmp_path / 'run'}", "logger=none"])
     with pytest.raises(ValueError, match="metrics=paired_image"):
