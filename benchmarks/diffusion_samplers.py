@@ -42,10 +42,16 @@ from pathlib import Path
 import torch
 from cli_runs import ROOT, command, load_average, run, shown
 
+sys.path.insert(0, str(ROOT))
+from gen_lightning.diffusion.solvers import evaluations  # noqa: E402
+
 METRICS = ("fid_clf", "is_clf", "kid_clf", "precision_clf", "recall_clf")
+SOLVER_ROWS = ("dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras")
 
 
 def fit_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
+    seconds = round(60 * args.minutes)
+    budget = f"trainer.max_steps={args.steps}" if args.steps else f"+trainer.max_time={{seconds:{seconds}}}"
     return command(
         "fit",
         "model=ddpm",
@@ -53,8 +59,8 @@ def fit_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
         "metrics=none",  # evaluated afterwards, once per sampler
         "logger=none",
         "trainer.enable_progress_bar=false",
-        "trainer.max_epochs=-1",  # the clock alone stops training
-        f"+trainer.max_time={{seconds:{round(args.minutes * 60)}}}",
+        "trainer.max_epochs=-1",  # the step budget (or the clock) alone stops training
+        budget,
         "trainer.check_val_every_n_epoch=20",  # ~480 steps: the preview grid costs 64 x 50 DDIM steps
         "trainer.gradient_clip_val=1.0",  # Ho et al.
         f"model.hidden_dim={args.hidden_dim}",
@@ -74,7 +80,7 @@ def fit_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
 
 def evaluate(ckpt: Path, sampler: str, steps: int, args: argparse.Namespace) -> dict:
     """Metrics of one sampler through ``gen-lightning evaluate`` (its ``<ckpt>.eval.json``, kept per sampler)."""
-    overrides = [f"model.sampler={sampler}"] + ([f"model.sample_steps={steps}"] if sampler == "ddim" else [])
+    overrides = [f"model.sampler={sampler}"] + ([f"model.sample_steps={steps}"] if sampler != "ddpm" else [])
     cmd = command(
         "evaluate",
         f"ckpt={ckpt}",
@@ -95,6 +101,7 @@ def evaluate(ckpt: Path, sampler: str, steps: int, args: argparse.Namespace) -> 
     return {
         "sampler": sampler,
         "steps": steps,
+        "evaluations": evaluations(sampler, steps) if sampler != "ddpm" else steps,
         **{name: result["metrics"][f"val/{name}"] for name in METRICS},
         "eval_s": round(card["seconds"], 1),
         "load": f"{load_before} -> {load_average()}",
@@ -114,7 +121,7 @@ def time_sampling(ckpt: Path, rows: list[dict], args: argparse.Namespace) -> Non
     module = load_module(ckpt)
     module.sample(2, torch.Generator().manual_seed(0), sampler="ddim", steps=2)  # warm-up
     for row in rows:
-        steps = row["steps"] if row["sampler"] == "ddim" else None
+        steps = row["steps"] if row["sampler"] != "ddpm" else None
         start = time.perf_counter()
         images = module.sample(args.time_batch, torch.Generator().manual_seed(0), sampler=row["sampler"], steps=steps)
         row["s_per_image"] = (time.perf_counter() - start) / args.time_batch
@@ -128,14 +135,14 @@ def print_table(rows: list[dict], fit: dict, args: argparse.Namespace) -> None:
         f"{fit['val_loss']:.4f}); classifier features, {args.num_samples} samples (KID raw, not x1000)\n"
     )
     print(
-        f"{'sampler':<7} {'steps':>5} {'FID_clf':>8} {'IS_clf':>6} {'KID_clf':>8} {'prec':>5} {'recall':>6} "
-        f"{'s/image':>8} {'eval s':>6}  load (1/5/15 min, before -> after)"
+        f"{'sampler':<19} {'steps':>5} {'NFE':>4} {'FID_clf':>8} {'IS_clf':>6} {'KID_clf':>8} {'prec':>5} "
+        f"{'recall':>6} {'s/image':>8} {'eval s':>6}  load (1/5/15 min, before -> after)"
     )
     for r in rows:
         print(
-            f"{r['sampler']:<7} {r['steps']:>5} {r['fid_clf']:>8.2f} {r['is_clf']:>6.3f} {r['kid_clf']:>8.1f} "
-            f"{r['precision_clf']:>5.3f} {r['recall_clf']:>6.3f} {r['s_per_image']:>8.4f} {r['eval_s']:>6.1f}  "
-            f"{r['load']}"
+            f"{r['sampler']:<19} {r['steps']:>5} {r['evaluations']:>4} {r['fid_clf']:>8.2f} {r['is_clf']:>6.3f} "
+            f"{r['kid_clf']:>8.1f} {r['precision_clf']:>5.3f} {r['recall_clf']:>6.3f} {r['s_per_image']:>8.4f} "
+            f"{r['eval_s']:>6.1f}  {r['load']}"
         )
     print(f"\ns/image: one batch of {args.time_batch}, {args.threads} thread(s), EMA weights\nto reproduce:")
     for command_line in (fit["command"], *(r["command"] for r in rows)):
@@ -145,9 +152,16 @@ def print_table(rows: list[dict], fit: dict, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=7.0, help="training time (trainer.max_time)")
+    parser.add_argument("--steps", type=int, default=0, help="training steps instead of --minutes (a shared machine)")
     parser.add_argument("--timesteps", type=int, default=200, help="T of the noise process (DDPM runs all)")
     parser.add_argument("--hidden-dim", type=int, default=32, help="U-Net base width")
     parser.add_argument("--ddim-steps", type=int, nargs="+", default=[50, 25, 10])
+    parser.add_argument(
+        "--solvers",
+        nargs="*",
+        default=[f"{name}:{steps}" for name in SOLVER_ROWS for steps in (25, 10)] + ["heun:13", "heun:5"],
+        help="few-step solvers as NAME:STEPS (heun: 2 STEPS - 1 network evaluations)",
+    )
     parser.add_argument("--num-samples", type=int, default=1000, help="generated samples for the metrics")
     parser.add_argument("--time-batch", type=int, default=100, help="images per timed sampling batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
@@ -174,6 +188,9 @@ def main() -> None:
 
     rows = [evaluate(ckpt, "ddpm", args.timesteps, args)]
     rows += [evaluate(ckpt, "ddim", steps, args) for steps in args.ddim_steps]
+    for solver in args.solvers:
+        name, steps = solver.split(":")
+        rows.append(evaluate(ckpt, name, int(steps), args))
     for row in rows:
         print(json.dumps(row), flush=True)
     time_sampling(ckpt, rows, args)

@@ -31,8 +31,8 @@ OPTIMIZER_ARGS = ("lr", "min_lr", "betas", "weight_decay", "warmup_steps", "lr_d
 
 
 def optimizer_args(hparams) -> dict:
-    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters."""
-    return {key: hparams[key] for key in OPTIMIZER_ARGS}
+    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters (``fused_optimizer`` if it has one)."""
+    return {**{key: hparams[key] for key in OPTIMIZER_ARGS}, "fused": bool(hparams.get("fused_optimizer", False))}
 
 
 def _factor(step: int, **schedule) -> float:
@@ -57,13 +57,19 @@ def adamw_warmup_cosine(
     weight_decay: float,
     warmup_steps: int,
     lr_decay_steps: int,
+    fused: bool = False,
 ) -> dict:
-    """``configure_optimizers``'s answer: AdamW and a schedule stepped after every optimizer step."""
+    """``configure_optimizers``'s answer: AdamW and a schedule stepped after every optimizer step.
+
+    ``fused``: PyTorch's single-kernel AdamW (CPU and CUDA) instead of the default multi-tensor ("foreach") one;
+    the same update in another order of floating-point operations (equal to ~1e-7 relative per step).
+    """
     if not 0.0 <= min_lr <= lr:
         raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
     if warmup_steps < 0 or lr_decay_steps < warmup_steps:
         raise ValueError(f"need 0 <= warmup_steps <= lr_decay_steps, got {warmup_steps}, {lr_decay_steps}")
-    optimizer = torch.optim.AdamW(adamw_groups(named_parameters, weight_decay), lr=lr, betas=tuple(betas))
+    groups = adamw_groups(named_parameters, weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **({"fused": True} if fused else {}))
     schedule = {"lr": lr, "min_lr": min_lr, "warmup_steps": warmup_steps, "lr_decay_steps": lr_decay_steps}
     # A partial of a module-level function: LambdaLR can save its state, and the checkpoint stays picklable.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_factor, **schedule))
