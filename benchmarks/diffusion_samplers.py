@@ -25,7 +25,7 @@ classifier features (its validation accuracy 0.989), reference: the 1,527-image 
 
 Time is linear in the steps (0.62-0.69 ms per image and step, batch 100). ``eval s`` is the whole evaluation
 (generation in batches of 250, features, metrics; ~7 s beyond generation for DDIM 10), not a clean timing. The
-shape matches Song et al.'s CIFAR-10 table (FIELD_NOTES: DDPM 3.17 over 1000 steps; DDIM 4.67 at 50 steps,
+shape matches Song et al.'s CIFAR-10 table (2021, table 1: DDPM 3.17 over 1000 steps; DDIM 4.67 at 50 steps,
 13.36 at 10): all-T ancestral sampling is best, DDIM 50 is 4.2x faster for FID +2.6, DDIM 10 is 22x faster
 and triples DDIM 50's FID (here 18.35 / 5.85 = 3.1x; theirs 13.36 / 4.67 = 2.9x); IS and recall hold up.
 Deterministic DDIM draws the same digit from the same noise at 10, 25 and 50 steps (``samples_*.png``).

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -26,54 +27,149 @@ commands:
 COMMANDS = ("fit", "sample", "evaluate", "study", "report")
 
 
-# Values that are text by nature, taken verbatim: YAML would read prompt=ROMEO: as a mapping, prompt=42 as a number.
-VERBATIM_KEYS = ("prompt", "ckpt", "out")
+# Errors a user can act on: one message, no traceback (GEN_LIGHTNING_DEBUG=1 shows it; a run's error.txt keeps it).
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from gen_lightning.callbacks.finite import NonFiniteLossError
+    from gen_lightning.checkpoint import CheckpointError
+    from gen_lightning.data.sources import DataSourceError
+    from gen_lightning.run_dir import RunDirError, RunDirLocked
+
+    return (
+        CheckpointError, DataSourceError, RunDirError, RunDirLocked, NonFiniteLossError, MisconfigurationException,
+        ValueError, OSError,
+    )  # fmt: skip
 
 
-def parse_kv(args: list[str]) -> dict:
-    """``key=value`` arguments, values parsed as YAML scalars/lists (``n=8``, ``labels=[1,2]``, ``out=a.png``)."""
-    import yaml
-
-    out = {}
-    for arg in args:
-        if "=" not in arg:
-            raise SystemExit(f"gen-lightning: expected key=value, got '{arg}'\n\n{USAGE}")
-        key, value = arg.split("=", 1)
-        if key in VERBATIM_KEYS:
-            out[key] = value
-            continue
-        try:
-            out[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key] = value
-    return out
-
-
-def _fit_task(cfg) -> None:
+def _fit_task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
-    from gen_lightning import train
+    from gen_lightning import search, train
+    from gen_lightning.resume_policy import resolve_for_resume
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     if hc.mode == RunMode.MULTIRUN and not any(o.startswith("run_dir=") for o in overrides):
         with open_dict(cfg):
             cfg.run_dir = hc.runtime.output_dir  # one directory per job of the sweep
-    if cfg.resume:
-        cfg = train.resolve_for_resume(cfg, overrides)
-    summary = train.fit(cfg)
-    final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
-    print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+    trial = None
+    try:
+        changes = None
+        if cfg.resume:
+            cfg, changes = resolve_for_resume(cfg, overrides)
+        trial = search.SearchTrial.begin(cfg, hc)  # None unless a job of -m hparams_search=NAME
+        summary = train.fit(cfg, resume_changes=changes)
+    except Exception as err:
+        if trial is not None:
+            trial.end(cfg, None, err)
+        if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
+            raise
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            from gen_lightning.run_dir import resumable_state
+
+            err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
+        raise SystemExit(f"gen-lightning fit: {err}") from None
+    if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
+        final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
+        print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+    # The objective, for Hydra's sweepers (Optuna: gen-lightning fit -m hparams_search=NAME).
+    return trial.end(cfg, summary) if trial is not None else search.objective(summary)
+
+
+def preflight(overrides: list[str]) -> list[str]:
+    """Everything that can refuse a fit, before Hydra creates the run directory or writes into it (a refused
+    command writes nothing): the config composes, the model fits the data and the protocol, the values are sane,
+    the run directory fits ``resume``, no other process writes it. Then the lock is taken for this process.
+
+    Returns the overrides for Hydra: on resume, ``key=value`` may name keys the default composition lacks (the
+    run's own groups are not composed by default), and Hydra's records go to a subfolder of ``.hydra`` so the
+    run's original ones stay."""
+    from gen_lightning import run_dir as run_dirs
+    from gen_lightning import train
+    from gen_lightning.checkpoint import read as read_checkpoint
+    from gen_lightning.config import compose
+    from gen_lightning.resume_policy import GROUPS, resolve_for_resume
+
+    resume = any(o.lstrip("+") in ("resume=true", "resume=True") for o in overrides)
+    if resume:
+        overrides = [
+            o if o.startswith(("+", "~", "hydra")) or o.split("=", 1)[0] in (*GROUPS, "run_dir", "resume") else f"++{o}"
+            for o in overrides
+        ]
+    cfg = compose(overrides)
+    train.check_task(cfg)
+    if resume:
+        cfg, _ = resolve_for_resume(cfg, overrides)
+    train.check_config(cfg)
+    _, resume_from = train.prepare_run_dir(cfg)
+    if resume_from is not None:
+        read_checkpoint(resume_from)  # corrupt, foreign or untrusted: refused here, before Hydra writes anything
+    run_dirs.lock(cfg.run_dir)
+    if resume:
+        overrides = [*overrides, f"hydra.output_subdir=.hydra/resume-{default_run_dir().rsplit('/', 1)[-1]}"]
+    return overrides
+
+
+def quiet_library_noise() -> None:
+    """Keep out of the terminal what a user cannot act on: Lightning's advertisement for its cloud logger, a
+    deprecation inside Lightning's own code (both reach every run), alembic's set-up lines (a search). Warnings a
+    user can act on stay."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip: For seamless cloud logging" not in record.getMessage()
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+    # Optuna imports alembic, whose plugin set-up logs at INFO into the search's terminal.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def default_run_dir() -> str:
+    """``runs/<date>/<time>``, the run_dir conf/config.yaml gives a run that names none."""
+    from datetime import datetime
+
+    return datetime.now().strftime("runs/%Y-%m-%d/%H-%M-%S-%f")
 
 
 def fit_command(overrides: list[str]) -> None:
+    import importlib.util
+
     import hydra
 
     from gen_lightning.config import config_dir, register_experiments
+    from gen_lightning.search import register_resolvers
 
     register_experiments()
+    register_resolvers()
+    quiet_library_noise()
+    multirun = any(o in ("-m", "--multirun") for o in overrides)
+    if any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
+        if not multirun:
+            raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
+        if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+            raise SystemExit(
+                "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"
+            )
+    if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
+        # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
+        # command line) write into the same directory instead of resolving the time again.
+        overrides = [*overrides, f"run_dir={default_run_dir()}"]
+    if not multirun and not any(o.startswith("-") for o in overrides) and os.environ.get("LOCAL_RANK") in (None, "0"):
+        try:
+            overrides = preflight(overrides)
+        except _user_errors() as err:
+            if os.environ.get("GEN_LIGHTNING_DEBUG"):
+                raise
+            raise SystemExit(f"gen-lightning fit: {err}") from None
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv in each child process, where main()
     # recognises it by LOCAL_RANK and routes it back here.
     sys.argv = [sys.argv[0], *overrides]
@@ -97,19 +193,23 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         if command == "sample":
+            from gen_lightning.config import parse_kv
             from gen_lightning.sample import sample_command
 
-            sample_command(**parse_kv(rest))
+            options, _ = parse_kv(rest)
+            if "ckpt" not in options:
+                raise ValueError("usage: gen-lightning sample ckpt=PATH [n=64] [out=FILE] [input=PATH | source=TEXT]")
+            sample_command(**options)
         elif command == "evaluate":
             from gen_lightning.evaluate import evaluate_command
 
             evaluate_command(rest)
         elif command == "study":
-            from gen_lightning.study import study_command
+            from gen_lightning.studies.command import study_command
 
             study_command(rest)
         else:
-            from gen_lightning.report import report_command
+            from gen_lightning.studies.report.command import report_command
 
             report_command(rest)
     except (CheckpointError, DataSourceError, ValueError, FileNotFoundError) as err:

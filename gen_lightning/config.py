@@ -9,6 +9,7 @@ valid names when one is unknown. Study files (those with a top-level ``study:`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -51,6 +52,35 @@ def register_experiments() -> list[str]:
     return names
 
 
+# Values that are text by nature, taken verbatim: YAML would read prompt=ROMEO: as a mapping, prompt=42 as a number.
+VERBATIM_KEYS = ("prompt", "ckpt", "out", "source", "input", "encoding", "study_dir")
+
+
+def parse_kv(args: list[str], own: Collection[str] | None = None) -> tuple[dict, list[str]]:
+    """The ``key=value`` arguments of every command but ``fit`` (which is Hydra's).
+
+    Returns ``(options, rest)``: the command's ``own`` keys (every key when ``own`` is None), values parsed as
+    YAML scalars or lists (``n=8``, ``labels=[1,2]``, ``resize=true``; ``VERBATIM_KEYS`` as text), and the other
+    arguments as given (Hydra overrides, ``model.K=V`` ...), for the command to route."""
+    import yaml
+
+    options, rest = {}, []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got '{arg}'")
+        if own is not None and key not in own:
+            rest.append(arg)
+        elif key in VERBATIM_KEYS:
+            options[key] = value
+        else:
+            try:
+                options[key] = yaml.safe_load(value) if value else ""
+            except yaml.YAMLError:
+                options[key] = value
+    return options, rest
+
+
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """The composed root config without the ``hydra`` node (no Hydra run), e.g. for tests and studies."""
     from hydra import compose as hydra_compose
@@ -59,3 +89,39 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     register_experiments()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
+
+
+def _targets(group: str) -> dict[str, str]:
+    """``{option: _target_}`` of every option of a config group that builds an object."""
+    out = {}
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if isinstance(node, DictConfig) and "_target_" in node:
+            out[path.stem] = str(node._target_)
+    return out
+
+
+def _task_options(group: str, task: tuple, accepts) -> list[str]:
+    from hydra.utils import get_class
+
+    names = []
+    for name, target in _targets(group).items():
+        try:
+            cls = get_class(target)
+        except Exception:  # an option whose class cannot be imported here (an optional extra) fits nothing
+            continue
+        if accepts(cls, task):
+            names.append(name)
+    return names
+
+
+def protocols_for(task: tuple) -> list[str]:
+    """The ``metrics=`` options that score models of ``task`` (``(task, source_modality, modality)``)."""
+    return _task_options("metrics", task, lambda cls, t: t in getattr(cls, "tasks", ()))
+
+
+def data_for(task: tuple) -> list[str]:
+    """The ``data=`` options whose data module provides ``task``."""
+    from gen_lightning.tasks import task_of
+
+    return _task_options("data", task, lambda cls, t: task_of(cls) == t)

@@ -1,40 +1,45 @@
-"""``gen-lightning evaluate ckpt=PATH [metrics=... metrics.KEY=V model.KEY=V]``: image metrics of a checkpoint.
+"""``gen-lightning evaluate ckpt=PATH [split=val|test] [metrics=... metrics.KEY=V model.KEY=V] [out=PREFIX]``.
 
-Uses the run's own data and metric protocol (RUN_DIR/config.yaml), with overrides: ``metrics=inception`` swaps
-the protocol group, ``metrics.num_samples=10000`` changes one setting, ``model.sample_steps=10`` changes a
-sampling hyperparameter of the loaded model (e.g. DDIM steps). Prints a table, writes
-``<ckpt>.eval.json`` beside the checkpoint, and logs the values to the checkpoint's W&B run (resumed by its id)
-or, for a checkpoint without one, to a new run with ``job_type=eval``.
+Scores a checkpoint with a metric protocol (docs/CONTRACT.md, "Evaluation"): by default the run's own
+(RUN_DIR/config.yaml) on its own data; ``metrics=NAME`` swaps the protocol, ``metrics.KEY=V`` changes one of its
+settings, ``model.KEY=V`` replaces a constructor argument of the model (e.g. ``model.sample_steps=10``; the model
+is rebuilt with it, as study evaluations do), ``split=test`` evaluates another split (for unconditional image
+models: the real reference split). Prints a table and writes, beside the checkpoint (or at ``out=PREFIX``),
+``last.eval.json`` (``last.test.eval.json`` for a split other than the protocol's), the per-example outputs
+``last[.test].outputs.txt`` (hypotheses, predicted classes) and figures ``last[.test].<name>.png``. The values
+go to the checkpoint's W&B run (resumed by its id) or to a new ``job_type=eval`` run.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from gen_lightning import tracking
 from gen_lightning.callbacks.summary import write_json
 from gen_lightning.checkpoint import load_module
-from gen_lightning.config import config_dir
-from gen_lightning.tracking import RUN_ID_FILE
+from gen_lightning.config import config_dir, parse_kv
+from gen_lightning.run_dir import RunDir
+
+USAGE = "usage: gen-lightning evaluate ckpt=PATH [split=...] [metrics=NAME] [metrics.KEY=V] [model.KEY=V] [device=cpu]"
+OWN = ("ckpt", "split", "device", "out")
 
 
-def split_overrides(args: list[str]) -> tuple[dict, list[str], list[str]]:
-    """``key=value`` args -> (plain options, metrics overrides, model overrides)."""
-    options, metrics, model = {}, [], []
-    for arg in args:
-        if "=" not in arg:
-            raise ValueError(f"expected key=value, got '{arg}'")
-        key, value = arg.split("=", 1)
+def route(rest: list[str]) -> tuple[list[str], dict]:
+    """``metrics``/``metrics.*`` overrides (as given) and ``model.*`` overrides (parsed); anything else is an error."""
+    metrics, model = [], {}
+    for arg in rest:
+        key, _, value = arg.partition("=")
         if key == "metrics" or key.startswith("metrics."):
             metrics.append(arg)
         elif key.startswith("model."):
-            model.append(arg[len("model.") :])
+            model[key.removeprefix("model.")] = yaml.safe_load(value) if value else None
         else:
-            options[key] = value
-    return options, metrics, model
+            raise ValueError(f"unknown argument '{key}'; {USAGE}")
+    return metrics, model
 
 
 def metrics_config(saved, overrides: list[str]):
@@ -50,60 +55,55 @@ def metrics_config(saved, overrides: list[str]):
         else:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item[len("metrics.") :]]))
     if "_target_" not in cfg:
-        raise ValueError("the run has no metric protocol (metrics=none): pass metrics=classifier or metrics=inception")
+        raise ValueError("the run has no metric protocol (metrics=none): pass one, e.g. metrics=classifier")
     return cfg
 
 
-def log_to_wandb(run_dir: Path, saved, values: dict, protocol: dict) -> None:
-    logger_cfg = saved.get("logger") or {}
-    if not str(logger_cfg.get("_target_", "")).endswith("make_wandb_logger"):
-        return  # the run was not tracked in W&B (logger=csv or none)
-    import wandb
+def write_outputs(prefix: str, result: dict) -> list[Path]:
+    """Per-example outputs (one a line) and figures: ``PREFIX.outputs.txt``, ``PREFIX.<figure>.png``."""
+    from torchvision.utils import save_image
 
-    id_file = run_dir / RUN_ID_FILE
-    run = wandb.init(
-        project=logger_cfg.get("project", "gen-lightning"),
-        entity=logger_cfg.get("entity"),
-        group=logger_cfg.get("group"),
-        id=id_file.read_text().strip() if id_file.is_file() else None,
-        resume="allow" if id_file.is_file() else None,
-        job_type="train" if id_file.is_file() else "eval",
-        dir=str(run_dir),
-        mode=logger_cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline",
-        settings=wandb.Settings(silent=True, console="off", init_timeout=60),
-    )
-    run.summary.update({k.replace("val/", "eval/"): v for k, v in values.items()})
-    run.config.update({"eval_protocol": protocol}, allow_val_change=True)
-    run.finish()
+    written = []
+    if "outputs" in result:
+        path = Path(prefix + ".outputs.txt")
+        path.write_text("".join(str(o).replace("\n", " ") + "\n" for o in result["outputs"]), encoding="utf-8")
+        written.append(path)
+    for name, image in result.get("figures", {}).items():
+        path = Path(f"{prefix}.{name}.png")
+        save_image(image, path)
+        written.append(path)
+    return written
 
 
 def evaluate_command(args: list[str]) -> dict:
-    from gen_lightning.metrics.evaluate import evaluate_module
+    from gen_lightning.metrics.evaluate import build_protocol, evaluate_module
 
-    options, metric_overrides, model_overrides = split_overrides(args)
+    options, rest = parse_kv(args, own=OWN)
+    metric_overrides, model_overrides = route(rest)
     if "ckpt" not in options:
-        raise ValueError("usage: gen-lightning evaluate ckpt=PATH [metrics=...] [metrics.KEY=V] [model.KEY=V]")
+        raise ValueError(USAGE)
     ckpt = Path(options["ckpt"])
-    module = load_module(ckpt, map_location=options.get("device", "cpu"))
-    run_dir = ckpt.resolve().parent.parent
-    saved = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
-    if saved is None:
-        raise FileNotFoundError(f"the run config '{run_dir / 'config.yaml'}' of this checkpoint is missing")
-    for item in model_overrides:
-        key, value = item.split("=", 1)
-        if key not in module.hparams:
-            raise ValueError(f"model.{key} is not a hyperparameter of {type(module).__name__}")
-        module.hparams[key] = OmegaConf.to_container(OmegaConf.from_dotlist([item]))[key]
+    module = load_module(ckpt, model_overrides, map_location=options.get("device", "cpu"))
+    run = RunDir.of_checkpoint(ckpt)
+    if not run.config.is_file():
+        raise FileNotFoundError(f"the run config '{run.config}' of this checkpoint is missing")
+    saved = OmegaConf.load(run.config)
+    protocol = build_protocol(metrics_config(saved, metric_overrides))
+    split = options.get("split")
     datamodule = instantiate(saved.data)
     datamodule.prepare_data()
-    result = evaluate_module(module, datamodule, metrics_config(saved, metric_overrides))
+    result = evaluate_module(module, datamodule, protocol, split)
     values = result["metrics"]
     width = max(len(k) for k in values)
     print(f"{'metric':<{width}}  value\n{'-' * width}  -----")
     for key, value in values.items():
         print(f"{key:<{width}}  {value:.6g}")
-    out = ckpt.with_suffix(".eval.json")
-    write_json(out, {"checkpoint": str(ckpt), **result})  # atomic: a crash never leaves half a file
-    print(f"wrote {out}")
-    log_to_wandb(run_dir, saved, values, result["protocol"])
+    tag = f".{split}" if split and split != protocol.split else ""
+    prefix = str(options.get("out") or ckpt.with_suffix("")) + tag  # RUN_DIR/checkpoints/last[.test]
+    out = Path(prefix + ".eval.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, {"checkpoint": str(ckpt), "metrics": values, "protocol": result["protocol"]})  # atomic
+    for path in [out, *write_outputs(prefix, result)]:
+        print(f"wrote {path}")
+    tracking.log_evaluation(run.path, saved.get("logger"), values, result["protocol"])
     return result

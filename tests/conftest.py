@@ -1,4 +1,4 @@
-"""Shared fixtures: an offline environment, the real data beside the project, tiny run configs."""
+"""Shared fixtures: an offline environment, the real data beside the project, tiny run configs (tests/presets/)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 # One thread per process: the models are tiny, and several test processes (DDP) share 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -45,39 +46,35 @@ def shakespeare_path() -> Path:
     return path
 
 
-TEXT_DATA = ["data=text_embedded", "data.block_size=16", "data.batch_size=8", "data.train_stride=2000"]
+# Tiny presets: tests/presets/<model>.yaml, a YAML list of overrides that shrink conf/model/<model>.yaml (and pick
+# small data where the default does not fit) so that a run takes seconds. Every model config has one
+# (tests/test_contract.py checks it); a model that is already tiny has an empty list, `[]`.
+PRESETS = Path(__file__).resolve().parent / "presets"
 
-# Per model: smaller networks than the presets (and small text windows), so that every test run takes seconds.
-SHRINK = {
-    "vae": ["model.hidden_dim=32", "model.iw_samples=4"],
-    "conv_vae": ["model.hidden_dim=8", "model.iw_samples=4"],
-    "ddpm": [
-        "model.hidden_dim=16",
-        "model.channel_mult=[1,2]",
-        "model.num_res_blocks=1",
-        "model.attention_resolutions=[4]",
-        "model.num_timesteps=100",
-        "model.sample_steps=4",
-        "model.sample_time_batch=0",
-    ],
-    "dcgan": ["model.hidden_dim=16"],
-    "wgan_gp": ["model.hidden_dim=16"],
-    "sngan": ["model.hidden_dim=16"],
-    "lstm": [*TEXT_DATA, "model.hidden_dim=32"],
-    "gru": [*TEXT_DATA, "model.hidden_dim=32"],
-    "gpt": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
-    "bert": [*TEXT_DATA, "model.hidden_dim=32", "model.num_layers=1", "model.num_heads=2"],
-}
+
+def preset(model: str) -> list[str]:
+    """The overrides of ``tests/presets/<model>.yaml``."""
+    path = PRESETS / f"{model}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no tiny preset for model={model}: add {path.relative_to(PRESETS.parents[1])}, a YAML list of "
+            "overrides that make it train in seconds (an empty list `[]` keeps the model's own sizes)"
+        )
+    overrides = yaml.safe_load(path.read_text())
+    if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+        raise ValueError(f"{path} must be a YAML list of key=value overrides, got {overrides!r}")
+    return overrides
 
 
 def tiny_overrides(run_dir: Path, *extra: str, model: str = "vae") -> list[str]:
-    """A fast run: a shrunken model (the VAE on the embedded digits by default), no metrics, no progress bar."""
+    """A fast run: the model's tiny preset (the VAE on the embedded digits by default), no metrics, no progress
+    bar; ``extra`` overrides come last."""
     return [
         f"run_dir={run_dir}",
         f"model={model}",
         "logger=none",
         "metrics=none",
-        *SHRINK.get(model, []),
+        *preset(model),
         "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=1",
         *extra,

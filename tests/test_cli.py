@@ -21,9 +21,9 @@ from gen_lightning.checkpoint import load_module
 CMD = [sys.executable, "-m", "gen_lightning.cli"]
 
 
-def gen_lightning(*args, timeout=600):
+def gen_lightning(*args, timeout=600, cwd=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def test_fit_writes_a_complete_run_directory(trained_run):
     assert summary["status"] == "completed" and summary["epochs"] == 2
     assert {"val/elbo", "val/recon", "val/kl", "val/nll_iw"} <= set(summary["final"])
     assert summary["best"]["val/elbo"]["value"] == max(r["val/elbo"] for r in summary["history"])
-    # The ELBO is a bound: nll_iw (k samples) is tighter than -ELBO, up to Monte-Carlo noise.
-    assert summary["final"]["val/nll_iw"] <= -summary["final"]["val/elbo"] + 0.5
+    # Ranked by the directions the VAE declares; val/kl is a diagnostic (final value, no best).
+    assert summary["directions"] == {"val/elbo": "max", "val/nll_iw": "min", "val/recon": "min"}
+    assert set(summary["best"]) == {"val/elbo", "val/nll_iw", "val/recon"}
 
 
 @pytest.mark.parametrize("mode", ["sample", "reconstruct", "interpolate"])
@@ -120,9 +121,9 @@ def test_experiment_and_multirun(tmp_path):
 
 
 def test_ddp_on_two_cpu_processes(tmp_path):
-    """2-process DDP (gloo) through the command line: it finishes, the checkpoint loads, and validation
-    metrics and image metrics are reduced over all processes (equal to one process over the same weights)."""
-    run_dir = tmp_path / "ddp"
+    """2-process DDP (gloo) through the command line with the default run_dir and W&B: one run directory, one W&B
+    id, one final message; the checkpoint loads, and validation metrics and image metrics are reduced over all
+    processes (equal to one process over the same weights)."""
     metrics = [
         "metrics=classifier",
         "metrics.num_samples=300",
@@ -131,10 +132,16 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         "metrics.classifier.steps=100",
     ]
     overrides = tiny_overrides(
-        run_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2", *metrics
+        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2", *metrics
     )
-    proc = gen_lightning("fit", *[o for o in overrides if o != "metrics=none"], timeout=900)
+    dropped = ("metrics=none", "logger=none", f"run_dir={tmp_path}")
+    proc = gen_lightning("fit", *[o for o in overrides if o not in dropped], timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs  # the second process once resolved ${now} again and made its own directory
+    run_dir = runs[0]
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    assert proc.stdout.count("run finished") == 1, proc.stdout
     summary = json.loads((run_dir / "metrics.json").read_text())
     assert summary["status"] == "completed"
     # 1527 training images / 2 processes / 64 per batch = 11 steps per epoch on each process.

@@ -397,16 +397,19 @@ def numel(obj) -> int:
     return sum(numel(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
 
 
-def test_text_modules_are_skipped():
+def test_text_modules_are_refused_up_front():
+    """A protocol refuses a model of another task when training starts, naming what fits; its hooks skip it."""
     callback = ImageMetrics(**FAST)
 
     class FakeTrainer:
         sanity_checking, current_epoch, global_step, datamodule, loggers = False, 0, 1, None, []
 
+    with pytest.raises(ValueError, match="scores unconditional image models, but TextModule does unconditional text"):
+        callback.setup(FakeTrainer(), TextModule(), "fit")
     callback.on_validation_epoch_end(FakeTrainer(), TextModule())
     callback.on_train_end(FakeTrainer(), TextModule())
     assert callback.last_result is None
-    with pytest.raises(ValueError, match="image modules"):
+    with pytest.raises(ValueError, match="metrics=none"):
         evaluate_module(TextModule(), digits_datamodule(), FAST)
 
 

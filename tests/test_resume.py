@@ -18,6 +18,7 @@ from helpers import module_weights
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning import train
 from gen_lightning.config import compose
+from gen_lightning.resume_policy import resolve_for_resume
 
 # digits: 1,527 training images / batch 64 = 23 steps per epoch; 30 steps cross an epoch and a validation.
 TOTAL = 30
@@ -37,7 +38,7 @@ class Crash(L.Callback):
 def run(run_dir, *extra, crash_at=None, monkeypatch=None, model="vae"):
     cfg = compose(tiny_overrides(run_dir, f"trainer.max_steps={TOTAL}", "trainer.max_epochs=-1", *extra, model=model))
     if cfg.resume:
-        cfg = train.resolve_for_resume(cfg, [])
+        cfg, _ = resolve_for_resume(cfg, [])
     if crash_at is not None:
         original = train.build_callbacks
         monkeypatch.setattr(train, "build_callbacks", lambda *a: [Crash(crash_at), *original(*a)])

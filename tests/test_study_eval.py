@@ -53,7 +53,7 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
     assert (run_dir / "evaluations" / "ddim_2.png").is_file() and "metrics=none" in ddim["note"]
     assert (
         results["typo"]["status"] == "failed"
-        and "['sample_stepz'] are not parameters of DDPM" in (results["typo"]["error"])
+        and "model.sample_stepz is not a parameter of DDPM" in (results["typo"]["error"])
     )
     index = json.loads((study_dir / "study.json").read_text())
     assert index["evaluations"]["ddpm_seed0/ddim_2"]["status"] == "completed"
@@ -98,7 +98,7 @@ def test_evaluation_scores_with_the_runs_metric_protocol(tmp_path):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.study_eval import rebuild
+    from gen_lightning.studies.evaluations import rebuild
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module, _ = rebuild(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2}, "cpu")

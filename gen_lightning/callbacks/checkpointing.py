@@ -1,4 +1,5 @@
-"""``last.ckpt``: written every N training steps and after every validation, never just before a validation.
+"""``last.ckpt``: written every N training steps, after every validation and when training ends, never just before a
+validation.
 
 Lightning resumes a checkpoint written at the batch that precedes a validation *after* that validation point,
 so the validation would be skipped and the resumed run's metrics history would differ from the uninterrupted
@@ -37,8 +38,13 @@ class LastCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = self.every_n_train_steps
         if n > 0 and trainer.global_step % n == 0 and not validation_follows(trainer, batch_idx):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # a full state, to resume from
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Before the metric protocols' final evaluation (they come later in the callback list): a run killed
+        # during that evaluation resumes from its final weights and only evaluates (train.finish_evaluations).
+        trainer.save_checkpoint(self.path, weights_only=False)

@@ -11,6 +11,8 @@ import math
 import lightning as L
 import torch
 
+from gen_lightning.run_dir import resumable_state
+
 
 class NonFiniteLossError(RuntimeError):
     """A training loss became NaN or infinite."""
@@ -27,9 +29,9 @@ class FiniteLossGuard(L.Callback):
         for name, value in values.items():
             v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(v):
+                state = resumable_state(trainer.default_root_dir)
                 raise NonFiniteLossError(
                     f"{name} = {v} at step {trainer.global_step} (epoch {trainer.current_epoch}, batch "
-                    f"{batch_idx}): training stopped. The last checkpoint before this step was kept; lower the "
-                    "learning rate, clip gradients (trainer.gradient_clip_val or model.gradient_clip_val) or "
-                    "check the data, then resume or restart."
+                    f"{batch_idx}): training stopped. {state} Lower the learning rate (model.lr=... also on resume), "
+                    "clip gradients (trainer.gradient_clip_val or model.gradient_clip_val) or check the data."
                 )

@@ -2,7 +2,8 @@
 
 The module's ``preview(batch, generator)`` returns named images or texts (see docs/CONTRACT.md); this callback
 feeds it a fixed validation batch and a generator seeded identically each time (fixed noise, so the grid of one
-run evolves visibly), saves PNG / text files under ``RUN_DIR/samples/`` and hands them to every logger.
+run evolves visibly), saves PNG grids, text files or TSV tables under ``RUN_DIR/samples/`` and hands them to every
+logger.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torchvision.utils import make_grid, save_image
 
 from gen_lightning import tracking
@@ -42,20 +44,32 @@ class SampleLogger(L.Callback):
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
             return
-        batch = [t.to(pl_module.device) if isinstance(t, torch.Tensor) else t for t in self._fixed_batch(trainer)]
+        batch = move_data_to_device(self._fixed_batch(trainer), pl_module.device)  # a tuple or a dict (contract v2)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         with torch.no_grad():
             media = pl_module.preview(batch, generator)
         step = trainer.global_step
         for name, value in media.items():
-            if isinstance(value, torch.Tensor):
-                grid = image_grid(value)
-                path = self.out_dir / name / f"step{step:07d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                save_image(grid, path)
-                tracking.log_image(trainer, f"samples/{name}", grid)
-            else:
-                path = self.out_dir / name / f"step{step:07d}.txt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text("\n\n---\n\n".join(value), encoding="utf-8")
-                tracking.log_texts(trainer, f"samples/{name}", value)
+            save_media(trainer, self.out_dir / name / f"step{step:07d}", f"samples/{name}", value)
+
+
+def save_media(trainer: L.Trainer, stem: Path, key: str, value) -> Path:
+    """One preview value (docs/CONTRACT.md) to ``stem`` + .png / .txt / .tsv and to every logger under ``key``."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, torch.Tensor) or (isinstance(value, tuple) and isinstance(value[0], torch.Tensor)):
+        images, columns = value if isinstance(value, tuple) else (value, None)
+        grid = image_grid(images, columns)
+        save_image(grid, stem.with_suffix(".png"))
+        tracking.log_image(trainer, key, grid)
+        return stem.with_suffix(".png")
+    if value and isinstance(value[0], dict):  # a table: one dict a row
+        columns = list(value[0])
+        lines = ["\t".join(columns)] + [
+            "\t".join(str(row[c]).replace("\t", " ").replace("\n", " ") for c in columns) for row in value
+        ]
+        stem.with_suffix(".tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tracking.log_table(trainer, key, columns, [[row[c] for c in columns] for row in value])
+        return stem.with_suffix(".tsv")
+    stem.with_suffix(".txt").write_text("\n\n---\n\n".join(value), encoding="utf-8")
+    tracking.log_texts(trainer, key, value)
+    return stem.with_suffix(".txt")

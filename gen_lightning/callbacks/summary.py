@@ -1,7 +1,15 @@
 """The run summary ``metrics.json``: final and best value of every validation metric, and the history.
 
 Its state (history, bests, training time) is saved in checkpoints, so a resumed run's summary covers the
-whole run. Written on every validation end (status "running") and at the end of fit ("completed").
+whole run. Written on every validation end (status "running"); ``train.fit`` writes "completed" once the final
+evaluation and the final checkpoint are written too, so a run killed in between is resumed, not taken as done.
+
+"Best" needs a direction, which the code that logs a metric declares (docs/CONTRACT.md): the module's
+``metric_directions`` class attribute, ``{"val/<name>": "min" | "max"}``, and each metric protocol's (names
+without the split; its ``directions()`` adds it). The same name can mean opposite things (a codebook's perplexity
+is better high, a text model's low), so nothing is guessed from names: a metric without a declared direction is a
+diagnostic, with a final value and no best. The directions are written into ``metrics.json`` (``"directions"``)
+for the study reports (``read_directions``).
 """
 
 from __future__ import annotations
@@ -10,21 +18,58 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 
-# Metrics where larger is better; every other metric is minimised.
-HIGHER_IS_BETTER = ("elbo", "is", "precision", "recall", "acc")
+DIRECTIONS = ("min", "max")
 
 
-def higher_is_better(name: str) -> bool:
-    """``val/elbo``, ``val/is_clf``, ``val/precision_clf``; also ``val/mlm_acc``, ``val/clf_acc`` (suffix)."""
-    leaf = name.rsplit("/", 1)[-1]
-    if "_std" in leaf:  # spreads (val/is_std_clf, val/kid_std_clf) are not scores
-        return False
-    return any(leaf == k or leaf.startswith(k + "_") or leaf.endswith("_" + k) for k in HIGHER_IS_BETTER)
+def merge_directions(sources: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, str]:
+    """One ``{metric: "min" | "max"}`` from ``(owner, directions)`` pairs; a bad or contradicting one is an error
+    naming its owners."""
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for owner, directions in sources:
+        for name, direction in directions.items():
+            if direction not in DIRECTIONS:
+                raise ValueError(f"{owner} declares direction {direction!r} for {name}; use one of {DIRECTIONS}")
+            if merged.get(name, direction) != direction:
+                raise ValueError(
+                    f"{owner} ranks {name} by {direction!r} but {owners[name]} by {merged[name]!r}: one metric "
+                    "name must mean one quantity; rename one of them"
+                )
+            merged[name], owners[name] = direction, owners.get(name, owner)
+    return merged
+
+
+def metric_directions(module, callbacks: Iterable = ()) -> dict[str, str]:
+    """The directions of the metrics a run logs: ``module.metric_directions`` (a module or its class), and those of
+    every callback with ``directions()`` (a metric protocol, metrics/protocol.py) or ``metric_directions``."""
+    sources = [(_name(module), getattr(module, "metric_directions", {}))]
+    for cb in callbacks:
+        if callable(getattr(cb, "directions", None)):
+            sources.append((_name(cb), cb.directions()))
+        elif hasattr(cb, "metric_directions"):
+            sources.append((_name(cb), cb.metric_directions))
+    return merge_directions(sources)
+
+
+def _name(obj) -> str:
+    return obj.__name__ if isinstance(obj, type) else type(obj).__name__
+
+
+def read_directions(summaries: Iterable[Mapping]) -> dict[str, str]:
+    """The directions recorded in run summaries (parsed ``metrics.json`` files, e.g. the runs of a study),
+    merged; a summary written before directions were recorded contributes none."""
+    return merge_directions((f"run summary {i}", s.get("directions", {})) for i, s in enumerate(summaries))
+
+
+def improves(value: float, best: float | None, direction: str) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) for a metric ranked by ``direction``."""
+    return best is None or (value > best if direction == "max" else value < best)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -35,12 +80,18 @@ def write_json(path: Path, data: dict) -> None:
 
 
 class RunSummary(L.Callback):
+    """Writes ``metrics.json``; the directions of its module and callbacks decide which values are "best"."""
+
     def __init__(self, path: str | Path, extra: dict | None = None) -> None:
         self.path = Path(path)
         self.extra = extra or {}
+        self.directions: dict[str, str] = {}
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self._t0: float | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.directions = metric_directions(pl_module, trainer.callbacks)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
@@ -75,13 +126,14 @@ class RunSummary(L.Callback):
                 if not k.startswith("val/") or not math.isfinite(v):
                     continue
                 final[k] = v
-                old = best.get(k, {}).get("value")
-                if old is None or (v > old if higher_is_better(k) else v < old):
+                direction = self.directions.get(k)
+                if direction and improves(v, best.get(k, {}).get("value"), direction):
                     best[k] = {"value": v, "step": row["step"], "epoch": row["epoch"]}
         out = {
             "status": status,
             "final": final,
             "best": best,
+            "directions": self.directions,
             "global_step": trainer.global_step,
             "epochs": trainer.current_epoch,
             "train_time_s": round(self._elapsed(), 3),
@@ -100,8 +152,8 @@ class RunSummary(L.Callback):
         # The clock stops with the training loop: the final image metrics (the metrics callback's on_train_end,
         # which runs after this one) are not training time; their own seconds are in the protocol card.
         self.train_seconds, self._t0 = self._elapsed(), None
-        if trainer.is_global_zero:
-            self.write(trainer, "completed")
+        if trainer.is_global_zero:  # "completed" only once every file is written (train.fit, at its very end)
+            self.write(trainer, "running")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if trainer.is_global_zero:

@@ -79,7 +79,13 @@ def decode_images(
         raise DataSourceError(f"image column '{image_column}' not found; the dataset has columns {ds.column_names}")
     if isinstance(ds.features[image_column], datasets.Image):
         ds = ds.cast_column(image_column, datasets.Image(decode=False))
-    has_labels = label_column is not None and label_column in ds.column_names
+    if label_column not in (None, "auto") and label_column not in ds.column_names:
+        raise DataSourceError(
+            f"label column '{label_column}' not found; the dataset has columns {ds.column_names} (set "
+            "data.label_column to one of them, or data.label_column=null for unlabelled images)"
+        )
+    has_labels = label_column not in (None, "auto") or "label" in ds.column_names
+    label_column = "label" if label_column == "auto" else label_column
     mode = {1: "L", 3: "RGB"}[channels]
     images, labels = [], []
     for i, row in enumerate(ds):
@@ -100,13 +106,15 @@ def decode_images(
 class ImageDataModule(L.LightningDataModule):
     """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``."""
 
+    task, source_modality, modality = "unconditional", None, "image"  # docs/CONTRACT.md
+
     def __init__(
         self,
         source: str = "digits",
         name: str | None = None,
         path: str | None = None,
         image_column: str = "image",
-        label_column: str | None = "label",
+        label_column: str | None = "auto",
         train_split: str = "train",
         val_split: str | None = None,
         val_fraction: float = 0.15,

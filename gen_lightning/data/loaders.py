@@ -98,3 +98,60 @@ def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0) -> D
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
+
+
+class BatchShardSampler(Sampler[list[int]]):
+    """Batches ``[b * B, (b + 1) * B)`` of the first ``num_items`` items; process ``r`` of ``W`` takes batches
+    ``r, r + W, ...``. Which items share a batch does not depend on the number of processes, so per-batch
+    seeds (stochastic decoding) give the same outputs on one process or many; nothing is padded or repeated."""
+
+    def __init__(self, num_items: int, batch_size: int) -> None:
+        self.num_items, self.batch_size = num_items, batch_size
+
+    def _batches(self) -> range:
+        rank, world = _dist_info()
+        return range(rank, math.ceil(self.num_items / self.batch_size), world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self._batches():
+            yield list(range(b * self.batch_size, min((b + 1) * self.batch_size, self.num_items)))
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+class _Indexed(Dataset):
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return i, self.dataset[i]
+
+
+def evaluation_loader(dataset: Dataset, num_items: int | None, batch_size: int, collate_fn) -> DataLoader:
+    """The contract's ``evaluation_loader`` for conditional and prediction data (docs/CONTRACT.md): the first
+    ``num_items`` examples (all when None), batch-sharded across processes (``BatchShardSampler``).
+
+    ``dataset[i]`` is one raw example; ``collate_fn(examples) -> dict`` builds a batch of them (``"source"``,
+    ``"target"``, ...). The loader adds ``"index"`` (int64 positions in the split) and ``"batch"`` (the global
+    batch number, for per-batch seeds)."""
+    count = len(dataset) if num_items is None else min(num_items, len(dataset))
+    if count <= 0:
+        raise ValueError("cannot evaluate on an empty split")
+
+    def collate(items):
+        indices = [i for i, _ in items]
+        out = collate_fn([x for _, x in items])
+        out["index"] = torch.tensor(indices, dtype=torch.long)
+        out["batch"] = indices[0] // batch_size
+        return out
+
+    return DataLoader(
+        _Indexed(dataset),
+        batch_sampler=BatchShardSampler(count, batch_size),
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),  # an iterator must not draw from the global RNG
+    )

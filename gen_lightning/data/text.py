@@ -125,6 +125,8 @@ class Windows(Dataset):
 class TextDataModule(L.LightningDataModule):
     """Next-token windows of a text (file, folder, hub dataset or the embedded default)."""
 
+    task, source_modality, modality = "unconditional", None, "text"  # docs/CONTRACT.md
+
     def __init__(
         self,
         path: str | None = None,

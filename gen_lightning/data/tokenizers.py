@@ -5,6 +5,8 @@ set of characters of the whole text, so ids are stable for a given corpus. Byte 
 of 256 symbols (the UTF-8 bytes), accepts any input, and decodes with replacement characters where a sample
 ends inside a multi-byte character.
 
+Subword tokenizers (BPE, unigram) live in ``subword.py`` and are rebuilt by the same ``from_config``.
+
 A tokenizer is described by a plain dict (``to_config()``); the data module hands that dict to the model,
 which saves it as a hyperparameter, so every checkpoint carries its vocabulary and decodes on its own.
 """
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from gen_lightning.data.subword import SubwordTokenizer
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -86,7 +90,7 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
-Tokenizer = CharTokenizer | ByteTokenizer
+Tokenizer = CharTokenizer | ByteTokenizer | SubwordTokenizer
 KINDS = ("char", "byte")
 
 
@@ -97,4 +101,6 @@ def from_config(config: dict) -> Tokenizer:
         return CharTokenizer(config["chars"])
     if kind == "byte":
         return ByteTokenizer()
-    raise ValueError(f"unknown tokenizer kind {kind!r} in {config!r}; expected one of {KINDS}")
+    if kind == "subword":
+        return SubwordTokenizer.from_config(config)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword')}")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 
-import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
@@ -22,14 +20,18 @@ from gen_lightning.diffusion.nets import UNet
 from gen_lightning.diffusion.process import Denoiser, GaussianDiffusion, inpaint_mask
 from gen_lightning.diffusion.solvers import evaluations
 from gen_lightning.nn.ema import EMA
+from gen_lightning.nn.image_model import ImageModel
+from gen_lightning.nn.sampling import evaluating
 
 
-class DDPM(L.LightningModule):
+class DDPM(ImageModel):
     """Denoising diffusion probabilistic model of ``channels x image_size x image_size`` images in [-1, 1]."""
 
-    modality = "image"
     monitor = ("val/loss", "min")
+    metric_directions = {"val/loss": "min", "val/sample_time": "min"}
     sample_modes = ("inpaint",)
+    sampling_network = "net"
+    default_labels = "in_turn"
 
     def __init__(
         self,
@@ -61,14 +63,9 @@ class DDPM(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if conditional and num_classes <= 0:
-            raise ValueError(
-                "conditional: true needs labelled data, but the data module reports num_classes=0; "
-                "set model.conditional=false or use a labelled data set"
-            )
+        self.condition_on_classes(conditional, num_classes)
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}")
-        self.num_classes = num_classes if conditional else 0
         self.net = UNet(
             channels,
             image_size,
@@ -78,11 +75,11 @@ class DDPM(L.LightningModule):
             attention_resolutions=list(attention_resolutions),
             num_heads=num_heads,
             dropout=dropout,
-            num_classes=self.num_classes,
+            num_classes=self.num_conditional_classes,
         )
         self.process = GaussianDiffusion(num_timesteps, schedule, prediction, variance)
-        # 0 disables the average; EMA itself rejects decays outside [0, 1).
-        self.ema = EMA(self.net, decay=ema_decay) if ema_decay != 0 else None
+        # 0 (or null) disables the average; EMA itself rejects decays outside [0, 1).
+        self.ema = EMA(self.net, decay=ema_decay) if ema_decay else None
         self.val_loss = MeanMetric()
         self._sampling_options(None, None, None, None)  # fail now, not at the first validation, on bad defaults
 
@@ -93,18 +90,17 @@ class DDPM(L.LightningModule):
         t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         kwargs = {}
-        if self.num_classes:
+        if self.num_conditional_classes:
             # Classifier-free guidance training: drop the label to the null class with probability p_uncond.
             drop = torch.rand(x0.shape[0], device=x0.device) < self.hparams.p_uncond
-            kwargs["labels"] = labels.masked_fill(drop, self.num_classes)
+            kwargs["labels"] = labels.masked_fill(drop, self.num_conditional_classes)
         loss = self.process.training_losses(self.net, x0, t, noise, kwargs).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
-        if self.ema is not None:  # once per optimizer step, also under gradient accumulation
-            self.ema.update(self.net)
+        self.update_ema()  # once per optimizer step, also under gradient accumulation
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x0, labels = batch
@@ -112,9 +108,9 @@ class DDPM(L.LightningModule):
         # epochs and validation never draws from the global RNG (exact resume), whatever the callbacks.
         g = torch.Generator().manual_seed(batch_idx)
         t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)
-        noise = torch.randn(x0.shape, generator=g).to(x0.device)
-        kwargs = {"labels": labels} if self.num_classes else {}
-        losses = self.process.training_losses(self._sampling_net(), x0, t, noise, kwargs)  # (B,)
+        noise = self.noise(x0.shape, g)
+        kwargs = {"labels": labels} if self.num_conditional_classes else {}
+        losses = self.process.training_losses(self.sampling_net(), x0, t, noise, kwargs)  # (B,)
         self.val_loss.update(losses)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
 
@@ -142,7 +138,6 @@ class DDPM(L.LightningModule):
 
     # ---- sampling ------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def sample(
         self,
         n: int,
@@ -160,13 +155,12 @@ class DDPM(L.LightningModule):
         if n < 1:
             raise ValueError(f"number of samples must be positive, got {n}")
         opts = self._sampling_options(sampler, steps, eta, guidance)
-        labels = self._labels(n, labels)
+        labels = self.sample_labels(n, labels)
         shape = (n, self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
-        with self._eval_mode():
+        with evaluating(self):
             model = self._denoiser(labels, opts.pop("guidance"))
             return self.process.sample(model, shape, generator, **opts).clamp(-1, 1)
 
-    @torch.no_grad()
     def inpaint(
         self,
         images: torch.Tensor,
@@ -186,8 +180,8 @@ class DDPM(L.LightningModule):
         images = images.to(self.device)
         known = self._mask(mask, images.shape)
         opts = self._sampling_options(sampler, steps, eta, guidance)
-        labels = self._labels(images.shape[0], labels)
-        with self._eval_mode():
+        labels = self.sample_labels(images.shape[0], labels)
+        with evaluating(self):
             model = self._denoiser(labels, opts.pop("guidance"))
             out = self.process.sample(
                 model,
@@ -199,7 +193,7 @@ class DDPM(L.LightningModule):
                 jump=jump,
                 **opts,
             )
-        return torch.where(known, images, out.clamp(-1, 1))
+            return torch.where(known, images, out.clamp(-1, 1))
 
     def render(
         self,
@@ -215,7 +209,7 @@ class DDPM(L.LightningModule):
             raise ValueError(f"unknown sample mode {mode!r}; DDPM offers {list(self.sample_modes)}")
         images = images.to(self.device)
         known = self._mask(mask, images.shape)
-        completed = self.inpaint(images, known, labels=labels if self.num_classes else None, **options)
+        completed = self.inpaint(images, known, labels=labels if self.num_conditional_classes else None, **options)
         masked = torch.where(known, images, torch.zeros_like(images))  # the hidden region shown grey
         grid = torch.stack([images, masked, completed], dim=1).flatten(0, 1)  # (3N, C, H, W)
         return grid, 3 * math.ceil(math.sqrt(images.shape[0]))
@@ -224,7 +218,7 @@ class DDPM(L.LightningModule):
         """Samples from the fixed noise of ``generator`` (conditional: the batch's classes), at most 64."""
         images, labels = batch
         n = min(images.shape[0], 64)
-        labels = labels[:n].to(self.device) if self.num_classes else None
+        labels = labels[:n].to(self.device) if self.num_conditional_classes else None
         return {"samples": self.sample(n, generator, labels=labels)}
 
     def sample_info(self) -> dict:
@@ -236,7 +230,7 @@ class DDPM(L.LightningModule):
             "steps": steps,
             "evaluations": evaluations(opts["sampler"], steps),  # of the network per image (Heun: 2 steps - 1)
             "eta": opts["eta"] if opts["sampler"] == "ddim" else None,
-            "weights": "ema" if self.ema is not None else "raw",
+            **super().sample_info(),
             "guidance": opts["guidance"],
         }
 
@@ -250,23 +244,11 @@ class DDPM(L.LightningModule):
         eta = hp.eta if eta is None else eta
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"DDIM eta must be in [0, 1], got {eta}")
-        if guidance is not None and not self.num_classes:
+        if guidance is not None and not self.num_conditional_classes:
             raise ValueError("guidance needs a class-conditional model (conditional: true)")
-        guidance = (hp.guidance if guidance is None else guidance) if self.num_classes else None
+        guidance = (hp.guidance if guidance is None else guidance) if self.num_conditional_classes else None
         self.process.timesteps(sampler, steps)  # validates sampler and steps
         return {"sampler": sampler, "steps": steps, "eta": eta, "guidance": guidance}
-
-    def _labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if not self.num_classes:
-            if labels is not None:
-                raise ValueError("labels were given to an unconditional model (conditional: false)")
-            return None
-        if labels is None:
-            return torch.arange(n, device=self.device) % self.num_classes
-        labels = torch.as_tensor(labels, device=self.device).long()
-        if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must be {n} class indices in [0, {self.num_classes}), got {labels.tolist()}")
-        return labels
 
     def _mask(self, mask: str | torch.Tensor, shape: torch.Size) -> torch.Tensor:
         if isinstance(mask, str):
@@ -276,16 +258,13 @@ class DDPM(L.LightningModule):
             raise ValueError(f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}")
         return mask.expand(shape)
 
-    def _sampling_net(self) -> torch.nn.Module:
-        return self.ema if self.ema is not None else self.net
-
     def _denoiser(self, labels: torch.Tensor | None, guidance: float | None) -> Denoiser:
-        net = self._sampling_net()
+        net = self.sampling_net()
         if labels is None:
             return net
         if guidance == 1.0:
             return lambda x, t: net(x, t, labels)
-        null = torch.full_like(labels, self.num_classes)
+        null = torch.full_like(labels, self.num_conditional_classes)
 
         def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             # Ho & Salimans eq. 6 written with s = 1 + w: out = uncond + s (cond - uncond); s = 1 is
@@ -294,15 +273,6 @@ class DDPM(L.LightningModule):
             return uncond + guidance * (cond - uncond)
 
         return guided
-
-    @contextmanager
-    def _eval_mode(self):
-        was_training = self.training
-        self.eval()
-        try:
-            yield
-        finally:
-            self.train(was_training)
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":

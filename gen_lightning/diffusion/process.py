@@ -136,10 +136,6 @@ class GaussianDiffusion(nn.Module):
         self.register_buffer("betas", betas.float(), persistent=False)
         self.register_buffer("abar_ext", abar.float(), persistent=False)
 
-    @property
-    def alphas_cumprod(self) -> torch.Tensor:
-        return self.abar_ext[1:]  # (T,)
-
     def abar(self, t: int | torch.Tensor) -> torch.Tensor:
         """abar_t for a timestep index or a (B,) tensor of them; t = -1 gives 1."""
         return self.abar_ext[t + 1]

@@ -28,7 +28,6 @@ enabled) with noise fixed per batch index. ``val/d_loss`` leaves out the gradien
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +36,8 @@ from torchmetrics import MeanMetric
 
 from gen_lightning.gan.nets import NORMS, Discriminator, Generator
 from gen_lightning.nn.ema import EMA
+from gen_lightning.nn.image_model import ImageModel
+from gen_lightning.nn.sampling import evaluating
 
 LOSSES = ("bce", "hinge", "wgan-gp")
 
@@ -81,13 +82,6 @@ def _frozen(net: nn.Module):
     return lambda *args: functional_call(net, params, args)
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    # Draw on the generator's own device so a CPU generator gives the same images on every accelerator.
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
-
-
 def _resolve_norm(d_norm: str | None, loss: str, spectral_norm: bool) -> str:
     if d_norm is None:  # the usual choice: DCGAN batch norm, none under SN (SNGAN), layer norm for WGAN-GP
         return "layer" if loss == "wgan-gp" else "none" if spectral_norm else "batch"
@@ -101,14 +95,15 @@ def _resolve_norm(d_norm: str | None, loss: str, spectral_norm: bool) -> str:
     return d_norm
 
 
-class GAN(L.LightningModule):
+class GAN(ImageModel):
     """Generator and discriminator trained adversarially; see the file docstring for losses and steps."""
 
-    modality = "image"
     # A weak proxy until image metrics run (then set checkpoint.monitor=val/fid_clf, mode min): for WGAN-GP it is
     # minus the critic's Wasserstein estimate on held-out data; for bce/hinge it rises as D separates less well.
     monitor = ("val/d_loss", "max")
+    metric_directions = {"val/d_loss": "max"}  # val/d_real and val/d_fake are diagnostics
     sample_modes = ("interpolate",)
+    sampling_network = "generator"
 
     def __init__(
         self,
@@ -141,13 +136,8 @@ class GAN(L.LightningModule):
             raise ValueError(f"n_critic must be a positive integer, got {n_critic}")
         if len(betas) != 2:
             raise ValueError(f"betas must be two numbers (beta1, beta2), got {betas}")
-        if conditional and num_classes <= 0:
-            raise ValueError(
-                "conditional: true needs a labelled dataset, but the data module reports num_classes="
-                f"{num_classes}; set model.conditional=false or use data with labels"
-            )
-        classes = num_classes if conditional else 0
-        self.num_conditional_classes = classes
+        self.condition_on_classes(conditional, num_classes)
+        classes = self.num_conditional_classes
         self.generator = Generator(latent_dim, channels, image_size, hidden_dim, classes)
         norm = _resolve_norm(d_norm, loss, spectral_norm)
         self.discriminator = Discriminator(channels, image_size, hidden_dim, classes, norm, spectral_norm)
@@ -176,7 +166,7 @@ class GAN(L.LightningModule):
             self._generator_step(real.shape[0], labels, opt_g)
 
     def _critic_step(self, real: torch.Tensor, labels: torch.Tensor | None, opt_d) -> None:
-        z = torch.randn(real.shape[0], self.hparams.latent_dim, device=self.device)
+        z = self.noise((real.shape[0], self.hparams.latent_dim))
         with torch.no_grad():
             fake = self.generator(z, labels)  # fakes share the real batch's labels
         s_real, s_fake = self.discriminator(real, labels), self.discriminator(fake, labels)  # (B,)
@@ -194,15 +184,14 @@ class GAN(L.LightningModule):
         self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=real.shape[0])
 
     def _generator_step(self, n: int, labels: torch.Tensor | None, opt_g) -> None:
-        z = torch.randn(n, self.hparams.latent_dim, device=self.device)
+        z = self.noise((n, self.hparams.latent_dim))
         # The critic with its weights detached: the gradient reaches the fakes, not the critic's weights.
         loss = generator_loss(self.hparams.loss, _frozen(self.discriminator)(self.generator(z, labels), labels))
         opt_g.zero_grad()
         self.manual_backward(loss + self._untouched(self.discriminator))
         self._clip(opt_g)
         opt_g.step()
-        if self.ema is not None:
-            self.ema.update(self.generator)
+        self.update_ema()
         self.log("train/g_loss", loss.detach(), batch_size=n)
 
     def _untouched(self, net: nn.Module) -> torch.Tensor | float:
@@ -223,9 +212,9 @@ class GAN(L.LightningModule):
         real, labels = batch
         labels = labels if self.num_conditional_classes else None
         # Noise fixed by batch index: the same fakes' inputs every epoch, and no draw from the training RNG.
-        z = _randn((real.shape[0], self.hparams.latent_dim), torch.Generator().manual_seed(batch_idx), self.device)
+        z = self.noise((real.shape[0], self.hparams.latent_dim), torch.Generator().manual_seed(batch_idx))
         s_real = self.discriminator(real, labels)
-        s_fake = self.discriminator(self._sampling_net()(z, labels), labels)
+        s_fake = self.discriminator(self.sampling_net()(z, labels), labels)
         values = {
             "d_loss": discriminator_loss(self.hparams.loss, s_real, s_fake),
             "d_real": s_real.mean(),
@@ -236,55 +225,24 @@ class GAN(L.LightningModule):
             self.log(f"val/{name}", self.val_metrics[name], on_epoch=True, batch_size=real.shape[0])
 
     # ----------------------------------------------------------------------------------------------- sampling
-    def _sampling_net(self) -> nn.Module:
-        return self.ema.shadow if self.ema is not None else self.generator
-
-    def _labels(self, n: int, labels, generator: torch.Generator | None) -> torch.Tensor | None:
-        """``labels``: None (uniform classes from ``generator``), one class, or ``n`` classes -> ``(n,)``."""
-        k = self.num_conditional_classes
-        if k == 0:
-            if labels is not None:
-                raise ValueError("labels were given, but this GAN is unconditional (conditional: false)")
-            return None
-        if labels is None:
-            device = generator.device if generator is not None else self.device
-            return torch.randint(k, (n,), generator=generator, device=device).to(self.device)
-        y = torch.as_tensor(labels, dtype=torch.long).to(self.device)
-        y = y.expand(n) if y.dim() == 0 else y
-        if y.shape != (n,):
-            raise ValueError(f"labels must be one class or {n} classes, got shape {tuple(y.shape)}")
-        if int(y.min()) < 0 or int(y.max()) >= k:
-            raise ValueError(f"labels must lie in [0, {k - 1}], got values from {int(y.min())} to {int(y.max())}")
-        return y
-
-    @torch.no_grad()
     def _generate(self, net: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        was_training = net.training
-        net.eval()  # batch norm from running statistics: a sample does not depend on its batch-mates
-        try:
+        # Eval mode: batch norm from running statistics, so a sample does not depend on its batch-mates.
+        with evaluating(self):
             return net(z, y)
-        finally:
-            net.train(was_training)
 
     def sample(self, n: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` in [-1, 1]; ``labels`` (conditional only): one class or ``n``."""
-        z = _randn((n, self.hparams.latent_dim), generator, self.device)
-        return self._generate(self._sampling_net(), z, self._labels(n, labels, generator))
-
-    def sample_info(self) -> dict:
-        info = {"weights": "ema" if self.ema is not None else "raw"}
-        if self.num_conditional_classes:
-            info["labels"] = "uniform"
-        return info
+        z = self.noise((n, self.hparams.latent_dim), generator)
+        return self._generate(self.sampling_net(), z, self.sample_labels(n, labels, generator))
 
     def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Fixed-noise samples, ``preview_columns`` per row; conditional: one row per class (first 16)."""
         cols, k = self.hparams.preview_columns, self.num_conditional_classes
         labels = torch.arange(min(k, 16)).repeat_interleave(cols) if k else None
         n = len(labels) if k else cols * cols
-        z = _randn((n, self.hparams.latent_dim), generator, self.device)
-        y = self._labels(n, labels, generator)
-        out = {"samples": self._generate(self._sampling_net(), z, y)}
+        z = self.noise((n, self.hparams.latent_dim), generator)
+        y = self.sample_labels(n, labels, generator)
+        out = {"samples": self._generate(self.sampling_net(), z, y)}
         if self.ema is not None:  # the live weights on the same noise, to see what the average smooths
             out["samples_raw"] = self._generate(self.generator, z, y)
         return out
@@ -308,9 +266,9 @@ class GAN(L.LightningModule):
         if options:
             raise ValueError(f"unexpected options for mode 'interpolate': {sorted(options)}")
         rows = min(rows, len(labels)) if self.num_conditional_classes else rows
-        ends = _randn((2, rows, self.hparams.latent_dim), generator, self.device)
+        ends = self.noise((2, rows, self.hparams.latent_dim), generator)
         t = torch.linspace(0.0, 1.0, steps, device=self.device)[None, :, None]  # (1, steps, 1)
         z = (ends[0][:, None] * (1 - t) + ends[1][:, None] * t).flatten(0, 1)  # (rows * steps, latent)
         y = labels[:rows].repeat_interleave(steps) if self.num_conditional_classes else None
-        y = self._labels(rows * steps, y, generator)
-        return self._generate(self._sampling_net(), z, y), steps
+        y = self.sample_labels(rows * steps, y, generator)
+        return self._generate(self.sampling_net(), z, y), steps

@@ -1,28 +1,45 @@
-"""Evaluate a loaded image module with the configured metric protocol, without a Trainer.
+"""Evaluate a loaded module with a metric protocol, without a Trainer.
 
-Used by ``gen-lightning evaluate ckpt=PATH``: the numbers the ``ImageMetrics`` callback computes in training
-(same seeds, same reference, same extractor), so a checkpoint re-evaluated gives the value it logged.
+Used by ``gen-lightning evaluate ckpt=PATH`` and by the evaluation variants of studies: the numbers the protocol's
+callback computes in training (same seeds, same subsets, same extractor), so a checkpoint re-evaluated gives the
+value it logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 
-from gen_lightning.metrics.callback import ImageMetrics
+from gen_lightning.metrics.protocol import EvaluationCallback
 
 
-def evaluate_module(module: LightningModule, datamodule, metrics: ImageMetrics | Mapping) -> dict:
-    """``{"metrics": {"val/fid": ...}, "protocol": {...}}`` for ``module`` on ``datamodule``'s reference.
+def build_protocol(metrics: EvaluationCallback | Mapping) -> EvaluationCallback:
+    """The protocol callback itself, or built from its config (``cfg.metrics``; a mapping without ``_target_``
+    holds ``ImageMetrics`` arguments)."""
+    if isinstance(metrics, EvaluationCallback):
+        return metrics
+    if metrics and "_target_" not in metrics:
+        from gen_lightning.metrics.callback import ImageMetrics
 
-    ``metrics`` is the ``ImageMetrics`` callback or its config (``cfg.metrics``; ``_target_`` is ignored).
-    The data module is set up here (``setup("fit")``). Runs on ``module.device``; under an initialised process
-    group every process must call it (each generates its share of the samples).
-    """
-    if not isinstance(metrics, ImageMetrics):
-        if not metrics:
-            raise ValueError("no metric protocol configured (metrics=none): choose metrics=inception or classifier")
-        metrics = ImageMetrics(**{k: v for k, v in dict(metrics).items() if k != "_target_"})
+        return ImageMetrics(**metrics)
+    if not metrics:
+        raise ValueError(
+            "no metric protocol configured (metrics=none): choose one, e.g. metrics=classifier for images, "
+            "metrics=text_generation for translation, metrics=classification for classifiers"
+        )
+    return instantiate(dict(metrics))
+
+
+def evaluate_module(
+    module: LightningModule, datamodule, metrics: EvaluationCallback | Mapping, split: str | None = None
+) -> dict:
+    """``{"metrics": {...}, "protocol": {...}}`` (and ``"outputs"``/``"figures"`` where the protocol has them).
+
+    ``metrics`` is a protocol callback or its config. The data module is set up here (``setup("fit")``). Runs on
+    ``module.device``; under an initialised process group every process must call it."""
+    protocol = build_protocol(metrics)
+    protocol.check(module)
     datamodule.setup("fit")
-    return metrics.evaluate(module, datamodule)
+    return protocol.evaluate(module, datamodule, split)

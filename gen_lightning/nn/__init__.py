@@ -1,1 +1,3 @@
-"""Plain PyTorch building blocks shared by more than one family."""
+"""What more than one family shares: the LightningModule bases ``LanguageModel`` (text: RNN, GPT, BERT) and
+``ImageModel`` (VAE, GAN, DDPM), and the plain PyTorch pieces they build on (``ema``, ``optim``, ``sampling``,
+``token_metrics``)."""

@@ -25,8 +25,12 @@ _SAMPLING = ("temperature", "top_k", "top_p", "generator")  # every family's gen
 
 
 class LanguageModel(L.LightningModule):
+    task = "unconditional"
+    source_modality: str | None = None
     modality = "text"
     monitor = ("val/loss", "min")
+    # Lower is better for each (token_metrics.py): the cross-entropy, in bits per token, and its perplexity.
+    metric_directions: dict[str, str] = {"val/loss": "min", "val/bpc": "min", "val/ppl": "min"}
     sample_modes: tuple[str, ...] = ()
 
     def __init__(self) -> None:

@@ -23,6 +23,8 @@ from gen_lightning.transformer.nets import BERTNet, TransformerConfig, mask_toke
 
 
 class BERT(LanguageModel):
+    metric_directions = {**LanguageModel.metric_directions, "val/mlm_acc": "max"}
+
     def __init__(
         self,
         tokenizer: dict,

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from gen_lightning.nn.image_model import ImageModel
+from gen_lightning.nn.sampling import evaluating
 from gen_lightning.vae.nets import NETWORKS
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class VAE(L.LightningModule):
-    modality = "image"
+class VAE(ImageModel):
     monitor = ("val/elbo", "max")
+    # val/recon is the distortion (lower: closer reconstructions). val/kl, the rate, is a diagnostic: its minimum,
+    # KL = 0, is a posterior that ignores the image.
+    metric_directions = {"val/elbo": "max", "val/nll_iw": "min", "val/recon": "min"}
     sample_modes = ("reconstruct", "interpolate")
+    sampling_network = "decoder"
 
     def __init__(
         self,
@@ -117,27 +121,15 @@ class VAE(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     # ---- sampling ------------------------------------------------------------------------------------------
-    def _noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        z = torch.randn(
-            n,
-            self.hparams.latent_dim,
-            generator=generator,
-            device="cpu" if generator is None else generator.device,
-        )
-        return z.to(self.device)
-
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """``n`` decoder means ``(n, C, H, W)`` in [-1, 1] at latents z ~ N(0, I) drawn from ``generator``."""
         if options:
             raise ValueError(f"the VAE takes no sampling options, got {sorted(options)}")
-        was_training = self.training
-        self.eval()
-        images = self.mean_image(self.decoder(self._noise(n, generator)))
-        self.train(was_training)
-        return images
+        with evaluating(self):
+            return self.mean_image(self.sampling_net()(self.noise((n, self.hparams.latent_dim), generator)))
 
     def sample_info(self) -> dict:
-        return {"sampler": "ancestral", "steps": 1, "weights": "raw"}
+        return {"sampler": "ancestral", "steps": 1, **super().sample_info()}
 
     @torch.no_grad()
     def render(self, mode: str, images: torch.Tensor, labels: torch.Tensor, steps: int = 8, **options):
@@ -162,12 +154,9 @@ class VAE(L.LightningModule):
 
     def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, labels = batch
-        was_training = self.training
-        self.eval()
-        out = {
-            "samples": self.sample(64, generator=generator),
-            "reconstructions": self.render("reconstruct", images[:32], labels[:32])[0],
-            "interpolations": self.render("interpolate", images[:16], labels[:16])[0],
-        }
-        self.train(was_training)
-        return out
+        with evaluating(self):
+            return {
+                "samples": self.sample(64, generator=generator),
+                "reconstructions": self.render("reconstruct", images[:32], labels[:32])[0],
+                "interpolations": self.render("interpolate", images[:16], labels[:16])[0],
+            }

@@ -1,10 +1,8 @@
-"""The Markdown of a study report (``report.md``), from the numbers ``gen_lightning.report`` collected."""
+"""The Markdown of a study report (``report.md``), from the numbers ``collect.py`` gathered."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from gen_lightning.callbacks.summary import higher_is_better
 
 ERROR_LINES = 12
 
@@ -33,8 +31,9 @@ def parameters(n: int | None) -> str:
     return str(n)
 
 
-def arrow(metric: str) -> str:
-    return "↑" if higher_is_better(metric) else "↓"
+def arrow(metric: str, directions: dict[str, str]) -> str:
+    """↑ or ↓ as the runs' own metrics.json record the metric's direction; nothing for a diagnostic."""
+    return {"max": "↑", "min": "↓"}.get(directions.get(metric), "")
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -42,13 +41,14 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
-def best_rows(rows: list[dict], metric: str) -> set[int]:
-    """Indices of the rows with the best mean of ``metric`` (bold in the table), when two or more compete."""
+def best_rows(rows: list[dict], metric: str, directions: dict[str, str]) -> set[int]:
+    """Indices of the rows with the best mean of ``metric`` (bold in the table), when two or more compete and the
+    metric is ranked (has a direction)."""
     means = [(i, r["metrics"].get(metric, {}).get("mean")) for i, r in enumerate(rows)]
     means = [(i, m) for i, m in means if m is not None]
-    if len(means) < 2:
+    if len(means) < 2 or metric not in directions:
         return set()
-    best = (max if higher_is_better(metric) else min)(m for _, m in means)
+    best = (max if directions[metric] == "max" else min)(m for _, m in means)
     return {i for i, m in means if m == best}
 
 
@@ -73,10 +73,10 @@ def overview(report: dict) -> list[str]:
 
 
 def comparison(report: dict) -> list[str]:
-    rows, metrics = report["rows"], report["main_metrics"]
-    header = ["run", "model", "seeds", "parameters", *(f"{m} {arrow(m)}" for m in metrics)]
+    rows, metrics, directions = report["rows"], report["main_metrics"], report.get("directions", {})
+    header = ["run", "model", "seeds", "parameters", *(f"{m} {arrow(m, directions)}".rstrip() for m in metrics)]
     header += ["train time (s)", "sample time (ms/sample)"]
-    bold = {m: best_rows(rows, m) for m in metrics}
+    bold = {m: best_rows(rows, m, directions) for m in metrics}
     body = []
     for i, row in enumerate(rows):
         cells = [f"`{row['run']}`", row["model"] or "-", f"{row['completed']}/{row['seeds']}"]
@@ -95,7 +95,7 @@ def comparison(report: dict) -> list[str]:
     ]
     lines += table(header, body) + [""]
     others = [
-        [f"`{row['run']}`", f"`{m}` {arrow(m)}", mean_std(st), str(st["n"])]
+        [f"`{row['run']}`", f"`{m}` {arrow(m, directions)}".rstrip(), mean_std(st), str(st["n"])]
         for row in rows
         for m, st in row["metrics"].items()
         if m not in metrics
@@ -111,7 +111,15 @@ def evaluations(report: dict) -> list[str]:
         return []
     present = sorted({m for r in rows for m in r["metrics"]})
     metrics = [m for m in report["main_metrics"] if m in present] or present  # the comparison's columns
-    header = ["run", "evaluation", "overrides", "sampler", "seeds", *(f"{m} {arrow(m)}" for m in metrics)]
+    directions = report.get("directions", {})
+    header = [
+        "run",
+        "evaluation",
+        "overrides",
+        "sampler",
+        "seeds",
+        *(f"{m} {arrow(m, directions)}".rstrip() for m in metrics),
+    ]
     header.append("sample time (ms/sample)")
     body = []
     for row in rows:

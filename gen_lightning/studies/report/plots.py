@@ -1,4 +1,5 @@
-"""Figures of a study report: validation curves of every run, and the final samples of every run side by side.
+"""Figures of a study report: ``plots/<metric>.png`` (validation curves of every run) and ``samples.png`` (the
+final samples of every run and evaluation variant side by side).
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend change). PNGs are
 saved without the software tag, so the same data always gives the same bytes (a re-run report is identical).
@@ -6,12 +7,16 @@ saved without the software tag, so the same data always gives the same bytes (a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
+
+from gen_lightning.run_dir import RunDir
+from gen_lightning.studies.report.collect import SeedResult, in_study_order
 
 COLORS = [f"C{i}" for i in range(10)]
 PNG_META = {"Software": None}
@@ -86,3 +91,45 @@ def sample_panel(rows: dict[str, list[tuple[str, Path | str | None]]], path: Pat
                 _text_cell(ax, content)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- the report's figures
+
+
+def metric_file(metric: str) -> str:
+    return metric.replace("/", "_") + ".png"
+
+
+def write_plots(study_dir: Path, results: list[SeedResult], runs: list[str]) -> list[str]:
+    metrics = sorted({k for r in results for row in r.history for k in row if k.startswith("val/")})
+    curves = {run: [(r.seed, r.history) for r in results if r.run == run] for run in runs}
+    for metric in metrics:
+        metric_curves(metric, curves, study_dir / "plots" / metric_file(metric))
+    return metrics
+
+
+def final_samples(run_dir: Path) -> Path | None:
+    """The last sample grid (or text file) the run wrote, preferring the ``samples`` preview."""
+    root = RunDir(run_dir).samples
+    if not root.is_dir():
+        return None
+    names = sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in sorted(names, key=lambda p: p.name != "samples"):
+        files = sorted([*folder.glob("step*.png"), *folder.glob("step*.txt")])
+        if files:
+            return files[-1]
+    return None
+
+
+def write_samples(study_dir: Path, results: list[SeedResult], index: dict, name: str) -> Path:
+    rows: dict[str, list] = {}
+    for r in results:
+        error = (r.error or "").splitlines()[0] if r.error else ""
+        content = final_samples(study_dir / r.dir) if r.status == "completed" else f"{r.status}: {error}"
+        rows.setdefault(r.run, []).append((f"seed {r.seed}", content))
+    for _, entry in in_study_order(index.get("evaluations", {}), index["spec"]):
+        result_file = study_dir / entry["file"]
+        result = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        content = study_dir / entry["dir"] / result["samples"] if result.get("samples") else result.get("error")
+        rows.setdefault(f"{entry['run']}: {entry['evaluation']}", []).append((f"seed {entry['seed']}", content))
+    return sample_panel(rows, study_dir / "samples.png", f"final samples of study {name}")

@@ -17,7 +17,10 @@ import json
 import subprocess
 import sys
 
-from gen_lightning.study import PlannedRun, StudyIndex, StudySpec, progress, run_state
+from gen_lightning.run_dir import RunDir
+from gen_lightning.studies.index import StudyIndex, progress, run_state
+from gen_lightning.studies.plan import PlannedRun
+from gen_lightning.studies.spec import StudySpec
 
 
 def sweeps(planned: list[PlannedRun], study_dir) -> list[tuple[str, list[str], list[PlannedRun]]]:
@@ -43,7 +46,7 @@ def sweeps(planned: list[PlannedRun], study_dir) -> list[tuple[str, list[str], l
 
 def collect(index: StudyIndex, pr: PlannedRun) -> None:
     """The outcome of a job, from its ``metrics.json``."""
-    path = pr.run_dir / "metrics.json"
+    path = RunDir(pr.run_dir).metrics
     if not path.is_file():
         error = f"the job wrote no metrics.json (see the Hydra logs under {pr.run_dir})"
         index.update(pr.key, status="failed", error=error)

@@ -22,8 +22,12 @@ from omegaconf import OmegaConf
 
 from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks.summary import write_json
+from gen_lightning.run_dir import RunDir
+from gen_lightning.studies.index import StudyIndex
+from gen_lightning.studies.plan import PlannedRun
+from gen_lightning.studies.spec import StudySpec
+from gen_lightning.tasks import task_of
 
-EVAL_DIR = "evaluations"
 GRID = 64  # images timed and saved per variant (text: TEXTS samples of TEXT_LENGTH tokens)
 TEXTS, TEXT_LENGTH = 8, 200
 
@@ -35,19 +39,6 @@ def model_parameters(overrides: list[str]) -> dict:
         key, _, value = item.partition("=")
         out[key.removeprefix("model.")] = yaml.safe_load(value) if value else None
     return out
-
-
-def rebuild(path: Path, parameters: dict, device: torch.device):
-    """The checkpoint's module with some constructor arguments replaced, in eval mode on ``device``."""
-    ckpt = ckpt_io.read(path)
-    cls = ckpt_io.module_class(ckpt)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
-    unknown = sorted(set(parameters) - set(hparams))
-    if unknown:
-        raise ValueError(f"{unknown} are not parameters of {cls.__name__}; its parameters: {sorted(hparams)}")
-    module = cls(**{**hparams, **parameters})
-    module.load_state_dict(ckpt["state_dict"])
-    return module.to(device).eval(), int(ckpt.get("global_step", 0))
 
 
 def run_device(cfg) -> torch.device:
@@ -100,23 +91,32 @@ def metric_values(module, cfg) -> dict:
 
 def evaluate_variant(run_dir: Path, name: str, overrides: list[str], checkpoint: str = "last") -> dict:
     """Evaluate one variant of one trained run; the result is also written to ``RUN_DIR/evaluations/``."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    run = RunDir(run_dir)
+    cfg = OmegaConf.load(run.config)
     device = run_device(cfg)
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    ckpt = run.checkpoint(checkpoint)
     result = {
         "evaluation": name,
         "overrides": list(overrides),
-        "checkpoint": f"checkpoints/{checkpoint}.ckpt",
+        "checkpoint": str(ckpt.relative_to(run.path)),
         "checkpoint_mtime_ns": ckpt.stat().st_mtime_ns if ckpt.exists() else None,
         "metrics": {},
     }
     start = time.perf_counter()
     try:
-        module, result["global_step"] = rebuild(ckpt, model_parameters(overrides), device)
+        module = ckpt_io.load_module(ckpt, model_parameters(overrides), map_location=device)
+        result["global_step"] = ckpt_io.global_step(ckpt)
         result["sample_info"] = module.sample_info() if hasattr(module, "sample_info") else {}
-        samples, result["sample_time"] = timed_samples(module, device)
-        result["samples"] = str(save_samples(samples, run_dir / EVAL_DIR / name).relative_to(run_dir))
+        if task_of(module)[0] == "unconditional":
+            samples, result["sample_time"] = timed_samples(module, device)
+            result["samples"] = str(save_samples(samples, run.evaluation(name, "")).relative_to(run.path))
         result.update(metric_values(module, cfg))
+        outputs = result.pop("outputs", None)
+        result.pop("figures", None)
+        if outputs is not None:  # conditional models: their first outputs, and the time per output
+            shown = [str(o) for o in outputs[:TEXTS]]
+            result["samples"] = str(save_samples(shown, run.evaluation(name, "")).relative_to(run.path))
+            result["sample_time"] = result["protocol"]["seconds"] / max(1, len(outputs))
         result["status"] = "completed"
     except Exception as err:
         result.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -126,29 +126,29 @@ def evaluate_variant(run_dir: Path, name: str, overrides: list[str], checkpoint:
 
 
 def _result_path(run_dir: Path, name: str) -> Path:
-    path = run_dir / EVAL_DIR / f"{name}.json"
+    path = RunDir(run_dir).evaluation(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def is_current(run_dir: Path, name: str, overrides: list[str], checkpoint: str) -> dict | None:
     """The stored result, if it was made from the present checkpoint with the same overrides."""
-    path = run_dir / EVAL_DIR / f"{name}.json"
+    path = RunDir(run_dir).evaluation(name)
     if not path.is_file():
         return None
     old = json.loads(path.read_text())
-    ckpt = run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    ckpt = RunDir(run_dir).checkpoint(checkpoint)
     same = (
         old.get("status") == "completed"
         and old.get("overrides") == list(overrides)
-        and old.get("checkpoint") == f"checkpoints/{checkpoint}.ckpt"
+        and old.get("checkpoint") == str(ckpt.relative_to(RunDir(run_dir).path))
         and ckpt.exists()
         and old.get("checkpoint_mtime_ns") == ckpt.stat().st_mtime_ns
     )
     return old if same else None
 
 
-def run_evaluations(spec, index, planned) -> None:
+def run_evaluations(spec: StudySpec, index: StudyIndex, planned: list[PlannedRun]) -> None:
     """Every evaluation variant of every completed run, skipping results already made from the same checkpoint."""
     keys = {pr.key for pr in planned}
     old = index.data["evaluations"]  # drop variants and runs the study no longer has
@@ -176,7 +176,7 @@ def run_evaluations(spec, index, planned) -> None:
                 seed=pr.seed,
                 evaluation=name,
                 dir=pr.key,
-                file=f"{pr.key}/{EVAL_DIR}/{name}.json",
+                file=str(RunDir(pr.key).evaluation(name)),
                 status=result["status"],
                 error=result.get("error"),
             )

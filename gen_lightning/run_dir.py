@@ -1,0 +1,153 @@
+"""The layout of a run directory, in one place (README, "Every run directory").
+
+    RUN_DIR/
+      config.yaml            the resolved config the run was made with
+      metrics.json           final and best value of every validation metric, history, status, protocol card
+      checkpoints/last.ckpt  the newest state (resume); checkpoints/best.ckpt by the monitored metric
+      samples/<name>/        preview grids, texts or tables, one file a validation (stepNNNNNNN.png|txt|tsv)
+      figures/<name>/        figures of the metric protocols (e.g. a confusion matrix)
+      evaluations/<name>.*   evaluation variants of a study
+      wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
+      csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
+      error.txt              the traceback of a run that failed
+      resumes.jsonl          what each resume changed (README, "Resume")
+      .lock                  held by the process writing the run (one writer at a time)
+
+Every module that reads or writes one of these names asks this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @classmethod
+    def of_checkpoint(cls, ckpt: str | Path) -> RunDir:
+        """The run directory of ``RUN_DIR/checkpoints/<name>.ckpt``."""
+        return cls(Path(ckpt).resolve().parent.parent)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, name: str = "last") -> Path:
+        """``checkpoints/<name>.ckpt`` (``last`` or ``best``)."""
+        return self.checkpoints / f"{name}.ckpt"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint("last")
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint("best")
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.path / "evaluations"
+
+    def evaluation(self, name: str, suffix: str = ".json") -> Path:
+        return self.evaluations / f"{name}{suffix}"
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / "wandb_run_id.txt"
+
+    @property
+    def mlflow_id(self) -> Path:
+        return self.path / "mlflow_run_id.txt"
+
+    @property
+    def error(self) -> Path:
+        return self.path / "error.txt"
+
+    @property
+    def resumes(self) -> Path:
+        return self.path / "resumes.jsonl"
+
+
+def resumable_state(run_dir: str | Path) -> str:
+    """What a resume of ``run_dir`` would start from, in words (for messages after a failure)."""
+    import torch
+
+    last = RunDir(run_dir).last
+    if not last.is_file():
+        return "No checkpoint was written, so the run cannot be resumed: restart it."
+    try:
+        step = torch.load(last, map_location="cpu", weights_only=True).get("global_step", "?")
+    except Exception:
+        return f"{last} cannot be read: restart the run."
+    return f"The last good checkpoint, {last} (step {step}), is intact: resume with run_dir={run_dir} resume=true."
+
+
+class RunDirError(RuntimeError):
+    """The run directory does not fit the request (already used, nothing to resume, not writable)."""
+
+
+class RunDirLocked(RuntimeError):
+    """Another live process is writing this run directory."""
+
+
+_held: dict[str, int] = {}  # run directories this process holds, path -> open lock file descriptor
+
+
+def lock(run_dir: str | Path) -> None:
+    """Hold ``RUN_DIR/.lock`` for the life of this process: one writer per run directory.
+
+    An exclusive ``flock`` on an open file: the kernel releases it when the process ends, however it ends (kill -9
+    included), so a lock left by a dead process is simply taken over. The holder's pid is written into the file so
+    that a refused second writer can name it. Creates ``run_dir`` (and nothing else in it)."""
+    import fcntl
+    import os
+
+    path = Path(run_dir).resolve()
+    if str(path) in _held:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirLocked(
+            f"run_dir={run_dir} is in use by another gen-lightning process (pid {holder}); wait for it to finish "
+            "or stop it, or choose another run_dir (nothing was written)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[str(path)] = fd
+
+
+def release(run_dir: str | Path) -> None:
+    import fcntl
+    import os
+
+    fd = _held.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,89 @@
+"""The ``study`` command: ``gen-lightning study experiments/NAME.yaml [study_dir=DIR] [key=value ...]``.
+
+A study (schema in ``spec.py``) trains every run once per seed under one budget and one evaluation protocol
+(``plan.py``) in ``STUDY_DIR/<name>_seed<k>/`` (default ``STUDY_DIR``: ``runs/studies/<study name>/``), indexed
+by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``launch.py`` in this process, or
+``hydra_launcher.py``), then the evaluation variants run (``evaluations.py``) and the report is written
+(``report/``).
+
+Re-running the command skips completed runs, resumes interrupted or failed ones and starts the rest. Runs already
+made must have the configuration the study gives them now, or the study stops before anything trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gen_lightning.config import parse_kv
+from gen_lightning.studies.index import StudyIndex, check_consistent, default_study_dir, run_state
+from gen_lightning.studies.launch import execute
+from gen_lightning.studies.plan import plan
+from gen_lightning.studies.spec import StudyError, StudySpec, find_study_file, load_spec
+
+
+def run_study(
+    spec: StudySpec, study_dir: str | Path | None = None, extra: list[str] | None = None, launcher: str = "inprocess"
+) -> Path:
+    """Run (or continue) every run of ``spec``, then its evaluations; returns the study directory."""
+    from gen_lightning.studies.evaluations import run_evaluations  # torch: not loaded for a dry run
+
+    extra = list(extra or [])
+    launcher_overrides = [o for o in extra if o.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.*=...
+    extra = [o for o in extra if o not in launcher_overrides]
+    study_dir = Path(study_dir or default_study_dir(spec.name)).expanduser().resolve()
+    index = StudyIndex(study_dir, spec, extra)
+    planned = plan(spec, study_dir, extra)
+    check_consistent(spec, planned)
+    index.set_runs(planned)
+    index.write()
+    if launcher == "hydra":
+        from gen_lightning.studies.hydra_launcher import launch
+
+        launch(spec, index, planned, launcher_overrides)
+    elif launcher == "inprocess":
+        execute(spec, index, planned)
+    else:
+        raise StudyError(f"launcher must be inprocess or hydra, got {launcher!r}")
+    run_evaluations(spec, index, planned)
+    runs = index.data["runs"].values()
+    failed = [k for k, r in index.data["runs"].items() if r.get("status") != "completed"]
+    print(
+        f"[study {spec.name}] {len(runs) - len(failed)}/{len(runs)} runs completed"
+        + (f"; not completed: {', '.join(failed)}" if failed else "")
+        + f"\n  results: {study_dir}",
+        flush=True,
+    )
+    return study_dir
+
+
+def study_command(args: list[str]) -> Path | None:
+    """``gen-lightning study FILE [study_dir=DIR] [launcher=inprocess|hydra] [report=true|false] [dry_run=true]
+    [override ...]``: runs the study, then writes its report (``report=false``: only the runs)."""
+    if not args or "=" in args[0]:
+        raise StudyError("usage: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [key=value ...]")
+    spec = load_spec(find_study_file(args[0]))
+    try:
+        options, extra = parse_kv(args[1:], own=("study_dir", "launcher", "dry_run", "report"))
+    except ValueError as err:
+        raise StudyError(str(err)) from None
+    for flag in ("dry_run", "report"):
+        if not isinstance(options.get(flag, False), bool):
+            raise StudyError(f"{flag} must be true or false, got {options[flag]!r}")
+    launcher = options.get("launcher", "inprocess")
+    if launcher == "inprocess" and any(o.startswith("hydra") for o in extra):
+        raise StudyError("hydra/... and hydra.* overrides need launcher=hydra")
+    if options.get("dry_run", False):
+        study_dir = Path(options.get("study_dir") or default_study_dir(spec.name)).resolve()
+        for pr in plan(spec, study_dir, [o for o in extra if not o.startswith("hydra")]):
+            state = "cannot compose: " + pr.error if pr.error else run_state(pr.run_dir)
+            print(f"{pr.key} [{state}]\n  {' '.join(pr.overrides)}")
+        return None
+    try:
+        study_dir = run_study(spec, options.get("study_dir"), extra, launcher)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    if options.get("report", True):
+        from gen_lightning.studies.report.command import write_report
+
+        print(f"[study {spec.name}] report: {write_report(study_dir)}", flush=True)
+    return study_dir

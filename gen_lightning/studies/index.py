@@ -1,0 +1,136 @@
+"""``STUDY_DIR/study.json``: the index of a study, and what the study directory says about each run.
+
+The index holds the study's spec, the command-line overrides and, per run, its state (pending, running, completed,
+failed, interrupted), error, attempts and wall time; per evaluation variant, its result file. A directory holds
+one study only. A run directory is completed (``metrics.json`` status completed), resumable (a
+``checkpoints/last.ckpt``) or fresh; runs already made must have the configuration the study gives them now.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from gen_lightning.run_dir import RunDir
+from gen_lightning.studies.plan import PlannedRun
+from gen_lightning.studies.spec import StudyError, StudySpec
+
+STUDY_FILE = "study.json"
+# Keys whose value may differ between a run's saved config and the study without changing the result.
+IGNORED_DIFFS = ("run_dir", "resume", "trainer.enable_progress_bar")
+
+
+def default_study_dir(name: str) -> Path:
+    return Path("runs") / "studies" / name
+
+
+def run_state(run_dir: Path) -> str:
+    """completed | resume (a checkpoint to continue from) | fresh."""
+    metrics = RunDir(run_dir).metrics
+    if metrics.is_file() and json.loads(metrics.read_text()).get("status") == "completed":
+        return "completed"
+    return "resume" if RunDir(run_dir).last.is_file() else "fresh"
+
+
+def _flat(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def config_differences(saved_path: Path, cfg: DictConfig) -> list[str]:
+    """``key: saved -> now`` for every setting in which a run's saved config differs from the study's."""
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    keys = sorted(k for k in saved.keys() | now.keys() if k not in IGNORED_DIFFS and saved.get(k) != now.get(k))
+    return [f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}" for k in keys]
+
+
+def check_consistent(spec: StudySpec, planned: list[PlannedRun]) -> None:
+    """Runs already made must have the configuration the study gives them now, or they are not comparable."""
+    problems = []
+    for pr in planned:
+        saved = RunDir(pr.run_dir).config
+        if pr.cfg is not None and saved.is_file() and run_state(pr.run_dir) != "fresh":
+            diffs = config_differences(saved, pr.cfg)
+            if diffs:
+                problems.append(f"  {pr.key}: " + "; ".join(diffs[:5]) + (" ..." if len(diffs) > 5 else ""))
+    if problems:
+        raise StudyError(
+            f"runs of study '{spec.name}' were made with another configuration than the study gives now:\n"
+            + "\n".join(problems)
+            + "\nrestore the study file and arguments, or choose a new study_dir=... (nothing was changed)"
+        )
+
+
+class StudyIndex:
+    """``STUDY_DIR/study.json``: the study's spec and the state of every run; one study per directory."""
+
+    def __init__(self, study_dir: Path, spec: StudySpec, extra: list[str]) -> None:
+        self.path = study_dir / STUDY_FILE
+        if self.path.is_file():
+            data = json.loads(self.path.read_text())
+            if data.get("study") != spec.name:
+                raise StudyError(
+                    f"{study_dir} holds the study '{data.get('study')}', not '{spec.name}': studies never share a "
+                    "directory; choose another study_dir=..."
+                )
+            self.data = data
+        elif study_dir.is_dir() and any(study_dir.iterdir()):
+            raise StudyError(f"{study_dir} is not empty and holds no {STUDY_FILE}: choose a new or empty study_dir=...")
+        else:
+            self.data = {"study": spec.name, "runs": {}, "evaluations": {}}
+        self.data.update(spec=spec.to_dict(), extra_overrides=list(extra))
+        self.data.setdefault("evaluations", {})
+
+    def set_runs(self, planned: list[PlannedRun]) -> None:
+        old = self.data["runs"]
+        self.data["runs"] = {
+            pr.key: {
+                **old.get(pr.key, {"status": "pending", "wall_s": 0.0, "attempts": 0}),
+                "run": pr.run,
+                "seed": pr.seed,
+                "dir": pr.key,
+                "overrides": pr.overrides,
+            }
+            for pr in planned
+        }
+
+    def update(self, key: str, section: str = "runs", **values) -> None:
+        self.data[section].setdefault(key, {}).update(values)
+        self.write()
+
+    def write(self) -> None:
+        from gen_lightning.callbacks.summary import write_json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, self.data)
+
+
+def load_index(study_dir: Path) -> dict:
+    path = Path(study_dir) / STUDY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"'{study_dir}' holds no {STUDY_FILE}: run the study first (gen-lightning study ...)")
+    return json.loads(path.read_text())
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def progress(spec: StudySpec, index: StudyIndex, i: int, pr: PlannedRun, what: str) -> None:
+    """One line per run on top of Lightning's bar: position, state of the study, ETA from finished runs."""
+    runs = index.data["runs"].values()
+    done = [r for r in runs if r.get("status") == "completed"]
+    failed = sum(r.get("status") == "failed" for r in runs)
+    timed = [r["wall_s"] for r in done if r.get("wall_s")]
+    left = len(index.data["runs"]) - len(done) - failed
+    eta = f"ETA {duration(left * sum(timed) / len(timed))}" if timed and left else "ETA -"
+    total = len(index.data["runs"])
+    print(
+        f"[study {spec.name}] run {i}/{total} {pr.key}: {what} | {len(done)} completed, {failed} failed | {eta}",
+        flush=True,
+    )
