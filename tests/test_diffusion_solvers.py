@@ -110,7 +110,8 @@ def test_heun_matches_diffusers(schedule, prediction, steps):
 def two_point_denoiser(process: GaussianDiffusion, level: float):
     """The exact denoiser of "constant image +level or -level" at real timesteps (log sigma interpolated between
     the trained ones, as ``solvers.sigma_to_t`` maps the Karras levels)."""
-    log_sigma = ((1 - process.alphas_cumprod) / process.alphas_cumprod).sqrt().log()
+    abar = process.abar_ext[1:]  # (T,)
+    log_sigma = ((1 - abar) / abar).sqrt().log()
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         lo = t.floor().long().clamp(max=len(log_sigma) - 2)

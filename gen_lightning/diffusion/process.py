@@ -232,7 +232,8 @@ class GaussianDiffusion(nn.Module):
 
     def noise_levels(self, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A solver's timesteps (N,) and noise levels sigma = sqrt((1 - abar) / abar) (N + 1,), the last 0."""
-        sigma_all = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()  # (T,) increasing with t
+        abar = self.abar_ext[1:]  # (T,)
+        sigma_all = ((1 - abar) / abar).sqrt()  # (T,) increasing with t
         if SOLVERS[sampler] == "uniform":
             ts = torch.tensor(self.timesteps(sampler, steps)[:-1], device=sigma_all.device)
             sigmas = sigma_all[ts]
