@@ -1,34 +1,51 @@
-"""DDPM against DDIM on one trained diffusion model: sample quality against sampling time (Song et al. 2021, table 1).
+"""Samplers of one trained diffusion model: sample quality against network evaluations and time.
 
-One DDPM (Ho et al. 2020) is trained through ``gen-lightning fit`` for ``--minutes`` of wall-clock time on the
-embedded 8x8 digits with a U-Net of 0.70M parameters (28x28 costs ~12x per step: 1,000 DDPM samples over
-T = 1000 steps would take about 2 hours on this CPU). Its last checkpoint is then evaluated by
+One DDPM (Ho et al. 2020) is trained through ``gen-lightning fit`` for ``--steps`` steps (or ``--minutes`` of
+wall-clock time) on the embedded 8x8 digits with a U-Net of 0.70M parameters (28x28 costs ~12x per step: 1,000
+DDPM samples over T = 1000 steps would take about 2 hours on this CPU). Its last checkpoint is then evaluated by
 ``gen-lightning evaluate`` once per sampler, changing only the loaded model's sampling hyperparameters
-(``model.sampler=ddpm``: ancestral, all T steps; ``model.sampler=ddim model.sample_steps=S``: deterministic
-DDIM, eta = 0), with the classifier-feature metrics on ``--num-samples`` samples (the same seeds for every
-sampler). The time per image is measured apart from the metrics: one batch of ``--time-batch`` images per
-sampler, in this process, one torch thread.
+(``model.sampler=ddpm``: ancestral, all T steps; ``model.sampler=ddim model.sample_steps=S``: deterministic DDIM,
+eta = 0; ``model.sampler=dpmpp_2m|dpmpp_2m_karras|dpmpp_2m_sde|dpmpp_2m_sde_karras|heun model.sample_steps=S``:
+DPM-Solver++(2M) of Lu et al. 2022 on DDIM's timesteps or Karras et al.'s noise levels, its SDE variant, and
+Heun's second-order method of Karras et al. 2022 (EDM, Algorithm 1; 2 S - 1 evaluations)), with the
+classifier-feature metrics on ``--num-samples`` samples (the same seeds for every sampler). The time per image is
+measured apart from the metrics: one batch of ``--time-batch`` images per sampler, in this process, one thread.
 
-    PYTHONPATH=. python benchmarks/diffusion_samplers.py [--minutes 7] [--timesteps 200] [--num-samples 1000]
+    PYTHONPATH=. python benchmarks/diffusion_samplers.py --steps 2500 [--timesteps 200] [--num-samples 1000]
 
-Measured 2026-11-26 on the shared development machine (2 CPU cores shared with other engineers' jobs, no GPU),
-one torch thread, seed 0, defaults: T = 200 (linear betas scaled by 1000 / T), 7 minutes of training = 2,484 steps
-of batch 64 (108 epochs, final val/loss 0.0701, load 2.9/4.1/4.5 -> 3.4/3.5/4.0), EMA weights; 1,000 samples,
-classifier features (its validation accuracy 0.989), reference: the 1,527-image training split (its own IS_clf:
-9.70); KID raw (not x1000), 100 subsets of 1,000 (std 9-23, so DDPM's -16.4 is zero within noise):
+Measured 2026-11-30 on the shared development machine (2 CPU cores shared with up to 7 other agents' jobs, no
+GPU), one torch thread, seed 0: T = 200 (linear betas scaled by 1000 / T), 2,500 training steps of batch 64 (109
+epochs, 57 min at load 13-22, final val/loss 0.0701), EMA weights; 1,000 samples, classifier features (validation
+accuracy 0.989), reference: the 1,527-image training split (its own IS_clf 9.70); KID raw (not x1000), 100 subsets
+of 1,000 (std 9-23: values below ~20 are zero within noise). NFE: network evaluations per image.
 
-    sampler steps  FID_clf IS_clf  KID_clf  prec recall  s/image eval s  load 1/5/15 min, before -> after
-    ddpm      200     3.28  8.970    -16.4 0.813  0.914   0.1372  135.3  3.4/3.5/4.0 -> 2.6/3.2/3.8
-    ddim       50     5.85  8.957     22.6 0.778  0.946   0.0325   27.4  2.6/3.2/3.8 -> 2.4/3.1/3.8
-    ddim       25     7.51  8.924     50.0 0.793  0.931   0.0165   18.4  2.4/3.1/3.8 -> 2.5/3.0/3.7
-    ddim       10    18.35  8.680    219.5 0.797  0.881   0.0062   13.7  2.5/3.0/3.7 -> 2.7/3.0/3.7
+    sampler             steps  NFE  FID_clf IS_clf  KID_clf  prec recall  s/image eval s  load (1 min)
+    ddpm                  200  200     3.31  8.962    -15.9 0.816  0.907   0.4940 1175.3  22.6 -> 19.3
+    ddim                   50   50     5.71  8.942     22.2 0.791  0.940   0.1202  351.0  19.3 -> 17.7
+    ddim                   25   25     7.34  8.918     49.6 0.794  0.927   0.0596  184.7  17.7 -> 19.5
+    ddim                   10   10    18.20  8.691    220.1 0.796  0.878   0.0238   45.4  19.5 -> 15.6
+    dpmpp_2m               25   25     4.37  8.995      3.4 0.798  0.952   0.0605   72.0  15.6 -> 16.1
+    dpmpp_2m               10   10     6.30  8.917     48.3 0.809  0.912   0.0226   43.9  16.1 -> 16.8
+    dpmpp_2m_karras        25   25     4.03  8.924     -6.7 0.766  0.960   0.0626  113.6  16.8 -> 17.9
+    dpmpp_2m_karras        10   10     3.89  8.698     -1.3 0.703  0.972   0.0266   65.0  17.9 -> 16.1
+    dpmpp_2m_sde           25   25     5.73  8.780     -1.1 0.814  0.929   0.0556   91.2  16.1 -> 13.3
+    dpmpp_2m_sde           10   10     8.01  8.819     37.7 0.832  0.924   0.0256   38.2  13.3 -> 12.4
+    dpmpp_2m_sde_karras    25   25     3.62  8.727    -20.2 0.810  0.946   0.0613  103.0  12.4 -> 12.8
+    dpmpp_2m_sde_karras    10   10    10.68  8.447    100.1 0.657  0.951   0.0260   56.3  12.8 -> 14.3
+    heun                   13   25     3.19  8.939    -18.8 0.739  0.971   0.0605   70.2  14.3 -> 13.2
+    heun                    5    9    31.13  8.336    473.4 0.352  0.968   0.0225   32.6  13.2 -> 13.6
 
-Time is linear in the steps (0.62-0.69 ms per image and step, batch 100). ``eval s`` is the whole evaluation
-(generation in batches of 250, features, metrics; ~7 s beyond generation for DDIM 10), not a clean timing. The
-shape matches Song et al.'s CIFAR-10 table (2021, table 1: DDPM 3.17 over 1000 steps; DDIM 4.67 at 50 steps,
-13.36 at 10): all-T ancestral sampling is best, DDIM 50 is 4.2x faster for FID +2.6, DDIM 10 is 22x faster
-and triples DDIM 50's FID (here 18.35 / 5.85 = 3.1x; theirs 13.36 / 4.67 = 2.9x); IS and recall hold up.
-Deterministic DDIM draws the same digit from the same noise at 10, 25 and 50 steps (``samples_*.png``).
+Against all 200 ancestral steps (FID_clf 3.31): within 25 evaluations, Heun on Karras levels reaches 3.19 (0.96x)
+and SDE-DPM-Solver++(2M) on Karras levels 3.62 (1.09x), where DDIM-25 gives 7.34 (2.2x); within 10 evaluations,
+DPM-Solver++(2M) on Karras levels reaches 3.89 (1.18x) and on DDIM's timesteps 6.30 (1.9x), where DDIM-10 gives
+18.20 (5.5x). The Karras levels spend the steps at low noise: more recall, less precision at 10 steps (0.70
+against DDPM's 0.82). Heun with 5 levels (9 evaluations) is too coarse, and the SDE variant needs more steps than
+the ODE one (its injected noise is removed only by later steps). One sample set of 1,000 per row: FID_clf moves by
+a few tenths between seeds, so rows closer than that are ties. Wall times are at load 12-23 (2 cores): compare
+them within a row's load, or by NFE (the network dominates: time per image is linear in NFE).
+Deterministic samplers draw the same digit from the same noise (``samples_*.png``). An earlier run (2026-11-26,
+2,484 steps in 7 minutes at load ~3) gave DDPM 3.28, DDIM 50 / 25 / 10: 5.85 / 7.51 / 18.35, s/image 0.137 (DDPM)
+to 0.006 (DDIM 10).
 """
 
 from __future__ import annotations
@@ -131,7 +148,7 @@ def time_sampling(ckpt: Path, rows: list[dict], args: argparse.Namespace) -> Non
 def print_table(rows: list[dict], fit: dict, args: argparse.Namespace) -> None:
     print(
         f"\nDDPM on the 8x8 digits, T = {args.timesteps}, trained {fit['global_step']} steps "
-        f"({fit['epochs']} epochs, {args.minutes:g} min, load {fit['load']}, final val/loss "
+        f"({fit['epochs']} epochs, {fit['train_time_s'] / 60:.0f} min, load {fit['load']}, final val/loss "
         f"{fit['val_loss']:.4f}); classifier features, {args.num_samples} samples (KID raw, not x1000)\n"
     )
     print(
@@ -183,6 +200,7 @@ def main() -> None:
         global_step=summary["global_step"],
         epochs=summary["epochs"],
         val_loss=summary["final"].get("val/loss", float("nan")),
+        train_time_s=summary["train_time_s"],
     )
     print(json.dumps(fit), flush=True)
 

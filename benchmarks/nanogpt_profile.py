@@ -141,8 +141,9 @@ class Phases:
 
 def fit_worker(args: argparse.Namespace) -> dict:
     import lightning as L
+    from lightning.pytorch.callbacks import TQDMProgressBar
 
-    from gen_lightning import cli, train
+    from gen_lightning import cli, tracking, train
     from gen_lightning.nn.language_model import LanguageModel
 
     phases = Phases()
@@ -185,6 +186,9 @@ def fit_worker(args: argparse.Namespace) -> dict:
 
     phases.wrap(L.Trainer, "save_checkpoint", "checkpoint writes")
     phases.wrap(LanguageModel, "preview", "text previews (4 x 200 tokens)")
+    phases.wrap(TQDMProgressBar, "on_train_batch_end", "progress bar (every iteration)")
+    phases.wrap(tracking.StepWandbLogger, "log_metrics", "W&B logging (every 10 iterations, validations)")
+    phases.wrap(tracking, "log_texts", "W&B text tables of the previews")
     build_callbacks = train.build_callbacks
     train.build_callbacks = lambda *a, **k: [*build_callbacks(*a, **k), Timer()]
     with tempfile.TemporaryDirectory(prefix="nanogpt_profile_") as tmp:

@@ -87,21 +87,30 @@ def interleaved(args: argparse.Namespace, tmp: Path) -> None:
 # ----- 2. whole commands, side by side ------------------------------------------------------------------------------
 
 
-def start(command: list[str], cwd: Path, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, float]:
+def start(command: list[str], cwd: Path, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, float, Path]:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     out = log.open("w")
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT), time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return proc, time.perf_counter(), log
 
 
-def finish(proc: subprocess.Popen, started: float, log: Path) -> dict:
-    """Wait for ``proc``; its wall seconds and CPU seconds (user + system, its reaped children included)."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if proc.returncode:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise SystemExit(f"{' '.join(proc.args)} failed ({proc.returncode}):\n{tail}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime}
+def finish(running: dict[str, tuple[subprocess.Popen, float, Path]]) -> dict[str, dict]:
+    """Wait for every process of ``running`` (name -> (process, start time, log)) in the order they end; each
+    one's wall seconds and CPU seconds (user + system, its reaped children included)."""
+    by_pid = {proc.pid: name for name, (proc, _, _) in running.items()}
+    times = {}
+    while by_pid:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in by_pid:
+            continue
+        name = by_pid.pop(pid)
+        proc, started, log = running[name]
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise SystemExit(f"{' '.join(proc.args)} failed ({proc.returncode}):\n{tail}")
+        times[name] = {"wall": time.perf_counter() - started, "cpu": usage.ru_utime + usage.ru_stime}
+    return times
 
 
 def nanogpt_val(log: Path) -> float:
@@ -124,13 +133,10 @@ def side_by_side(args: argparse.Namespace, tmp: Path) -> None:
             runs.reverse()
         before, times = load(), {}
         if args.schedule == "concurrent":
-            started = {name: (start(cmd, cwd, args, tmp / f"{name}{k}.log"), cmd) for name, cmd, cwd in runs}
-            for name, ((proc, t0), _) in started.items():
-                times[name] = finish(proc, t0, tmp / f"{name}{k}.log")
+            times = finish({name: start(cmd, cwd, args, tmp / f"{name}{k}.log") for name, cmd, cwd in runs})
         else:
             for name, cmd, cwd in runs:
-                proc, t0 = start(cmd, cwd, args, tmp / f"{name}{k}.log")
-                times[name] = finish(proc, t0, tmp / f"{name}{k}.log")
+                times.update(finish({name: start(cmd, cwd, args, tmp / f"{name}{k}.log")}))
         summary = json.loads((tmp / f"fit{k}" / "metrics.json").read_text())
         row = {
             "nano": times["nanoGPT"],
