@@ -188,9 +188,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"gen-lightning: unknown command '{command}'\n\n{USAGE}")
     if command == "fit":
         return fit_command(rest)
-    from gen_lightning.checkpoint import CheckpointError
-    from gen_lightning.data.sources import DataSourceError
-
     try:
         if command == "sample":
             from gen_lightning.config import parse_kv
@@ -212,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
             from gen_lightning.studies.report.command import report_command
 
             report_command(rest)
-    except (CheckpointError, DataSourceError, ValueError, FileNotFoundError) as err:
+    except _user_errors() as err:
+        if os.environ.get("GEN_LIGHTNING_DEBUG"):
+            raise
         raise SystemExit(f"gen-lightning {command}: {err}") from None
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -52,8 +53,10 @@ def metrics_config(saved, overrides: list[str]):
                 choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
                 raise ValueError(f"unknown metrics option '{value}'; choose from {', '.join(choices)}")
             cfg = OmegaConf.load(path) or OmegaConf.create({})
-        else:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item[len("metrics.") :]]))
+        else:  # Hydra's override grammar, as fit reads it: metrics.decoding={beam:5} is a mapping
+            override = OverridesParser.create().parse_override(item)
+            cfg = cfg.copy()  # the run's saved config stays as it is
+            OmegaConf.update(cfg, override.key_or_group.removeprefix("metrics."), override.value(), merge=True)
     if "_target_" not in cfg:
         raise ValueError("the run has no metric protocol (metrics=none): pass one, e.g. metrics=classifier")
     return cfg

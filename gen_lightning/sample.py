@@ -2,7 +2,8 @@
 
 What it writes follows the model's task (docs/CONTRACT.md):
 - unconditional image models: a PNG grid of ``n`` samples; a family's extra modes (VAE ``reconstruct``/
-  ``interpolate``, diffusion ``inpaint``) build their grid from ``n`` real validation images of the run's data, or
+  ``interpolate``/``variations``, diffusion ``inpaint``/``edit``) build their grid from ``n`` real validation images
+  of the run's data (``labels=`` replaces their classes, e.g. the class an edit steers to), or
   from the images of ``input=PATH``;
 - unconditional text models: ``n`` samples printed and saved;
 - conditional models: the outputs of ``input=PATH`` (an image, a folder of images, a text file with one source a
@@ -62,7 +63,7 @@ def real_batch(ckpt: Path, n: int, split: str):
 
 def sample_command(
     ckpt: str,
-    n: int = 64,
+    n: int | None = None,
     out: str | None = None,
     mode: str = "sample",
     seed: int = 0,
@@ -75,6 +76,7 @@ def sample_command(
     batch_size: int = 64,
     **options,
 ) -> Path:
+    explicit_n, n = n, 64 if n is None else n  # with input=: n given = outputs per input image
     for name, value in (("n", n), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -107,8 +109,12 @@ def sample_command(
             labels = torch.full((len(images),), -1, dtype=torch.long)
         else:
             images, labels = real_batch(path, n, split)
+        if "labels" in options:  # the user's classes (e.g. the class an edit steers to) replace the images' own
+            labels = options.pop("labels")
         check_options(module.render, options, ("labels",))
-        images, nrow = module.render(mode, images, labels, **options)
+        if input is not None and explicit_n is not None:
+            options["n"] = n  # outputs per input image (VAE variations, DDPM edits)
+        images, nrow = module.render(mode, images, labels, generator=generator, **options)
     else:
         modes = ", ".join(("sample", *getattr(module, "sample_modes", ())))
         raise ValueError(f"unknown mode '{mode}' for {type(module).__name__}; choose from {modes}")

@@ -59,7 +59,8 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {cfg.seed!r}")
     for key, value in cfg.model.items():
-        if (key == "lr" or key.startswith("lr_")) and isinstance(value, int | float) and value <= 0:
+        is_rate = key == "lr" or (key.startswith("lr_") and not key.endswith("_steps"))  # not lr_decay_steps
+        if is_rate and isinstance(value, int | float) and value <= 0:
             raise ValueError(f"model.{key}={value}: a learning rate must be positive, or the weights never change")
     for key in ("max_steps", "max_epochs"):
         value = cfg.trainer.get(key)

@@ -139,3 +139,17 @@ def test_a_model_and_data_of_different_tasks_are_refused_before_anything_is_writ
     with pytest.raises(ValueError, match="metrics=paired_image"):
         train.fit(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_history_holds_a_protocols_values_only_where_it_evaluated(tmp_path):
+    from gen_lightning import train
+    from gen_lightning.config import compose
+
+    cfg = compose(
+        [*TOY, f"run_dir={tmp_path / 'run'}", "logger=none", "trainer.max_epochs=4", "metrics.every_n_epochs=2"]
+    )
+    cfg.trainer.enable_progress_bar = False
+    history = train.fit(cfg)["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]
+    assert ["val/psnr" in row for row in history] == [False, True, False, True]
+    assert all("val/l1" in row for row in history)  # the model's own metric, every validation

@@ -13,6 +13,7 @@ import torch
 from test_diffusion import reference, same_schedule, toy_model
 
 from gen_lightning.diffusion import GaussianDiffusion
+from gen_lightning.diffusion.edit import sdedit
 from gen_lightning.diffusion.process import SOLVERS, inpaint_mask
 from gen_lightning.diffusion.solvers import evaluations
 
@@ -152,3 +153,33 @@ def test_solvers_inpaint_and_refuse_repaint_jumps(sampler):
     assert (out - known).abs().max() < 1e-3
     with pytest.raises(ValueError, match="resample > 1.*need sampler='ddpm' or 'ddim'"):
         process.sample(model, known.shape, g, sampler, 10, known=known, mask=mask, resample=2)
+
+
+@pytest.mark.parametrize("sampler", sorted(SOLVERS))
+def test_solvers_edit_from_part_way(sampler):
+    """SDEdit with a solver starts at its first level below strength * T and keeps the input's point; strength 1
+    is a sample from pure noise, 0 the input itself."""
+    process = GaussianDiffusion(200, "linear")
+    images = torch.full((64, 1, 8, 8), 0.5)
+    images[32:] = -0.5
+    seen = []
+    exact = two_point_denoiser(process, 0.5)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(round(float(t[0]), 3))
+        return exact(x, t)
+
+    def g() -> torch.Generator:
+        return torch.Generator().manual_seed(6)
+
+    # t0 = 40 of 200: the input's signal (sum over 64 pixels) is ~5 noise std, so each edit keeps its point.
+    out = sdedit(process, model, images, 0.2, g(), sampler, 20)
+    assert (out - images).abs().max() < 1e-3
+    ts, _ = process.noise_levels(sampler, 20)
+    kept = [round(float(t), 3) for t in ts if t < 40]
+    assert 0 < len(kept) < 20 and seen[0] == kept[0] and len(seen) == evaluations(sampler, len(kept))
+    if sampler == "dpmpp_2m":
+        assert kept == [39, 29, 19, 9]  # DDIM's trailing timesteps 199, 189, ..., 9 below 40
+    full = sdedit(process, exact, images, 1.0, g(), sampler, 20)
+    assert torch.equal(full, process.sample(exact, images.shape, g(), sampler, 20))
+    assert torch.equal(sdedit(process, exact, images, 0.0, g(), sampler, 20), images)

@@ -102,7 +102,7 @@ def test_unbuildable_image_size_is_named(size):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"loss": "lsgan"}, "unknown GAN loss 'lsgan'"),
+        ({"loss": "wasserstein"}, "unknown GAN loss 'wasserstein'"),
         ({"loss": "wgan-gp", "d_norm": "batch"}, "cannot be used with loss='wgan-gp'"),
         ({"d_norm": "group"}, "unknown d_norm 'group'"),
         ({"n_critic": 0}, "n_critic must be a positive integer"),

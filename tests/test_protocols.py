@@ -77,6 +77,9 @@ class PairData:
     def setup(self, stage=None) -> None:
         pass
 
+    def model_kwargs(self) -> dict:
+        return {}
+
     def evaluation_loader(self, split: str, num_items, batch_size: int):
         return evaluation_loader(self.data, num_items, batch_size, collate)
 

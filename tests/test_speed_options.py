@@ -59,6 +59,26 @@ def test_attention_runs_in_float32_under_cpu_autocast():
     assert y.dtype == torch.bfloat16 and torch.equal(y, expected)
 
 
+def test_seq2seq_cross_attention_runs_in_float32_under_cpu_autocast():
+    """The translation decoder's cross-attention (padding mask over the source) takes the same float32 path."""
+    from gen_lightning.seq2seq.nets import Attention
+    from gen_lightning.transformer.nets import TransformerConfig
+
+    torch.manual_seed(0)
+    layer = Attention(TransformerConfig(vocab_size=8, block_size=16, num_layers=1, num_heads=2, hidden_dim=16))
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    key_mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])  # (B, S): the second source is padded
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, (k, v) = layer._heads(layer.q(x)), layer.keys_values(memory)
+        y = layer(x, (k, v), key_mask)
+        with torch.autocast("cpu", enabled=False):
+            expected = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=key_mask[:, None, None]
+            )
+        expected = layer.proj(expected.to(q.dtype).transpose(1, 2).reshape(2, 5, 16))
+    assert torch.equal(y, expected)
+
+
 def test_eval_batch_size_changes_only_the_speed():
     from gen_lightning.data.text import TextDataModule
 

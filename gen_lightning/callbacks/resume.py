@@ -44,9 +44,12 @@ def seed_all(seed: int) -> None:
 
 
 def _train_sampler(trainer: L.Trainer):
+    """The sampler that can skip: a batch sampler (e.g. length buckets) or the loader's item sampler."""
     loader = trainer.train_dataloader
-    sampler = getattr(loader, "sampler", None)
-    return sampler if hasattr(sampler, "skip") else None
+    for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        if hasattr(sampler, "skip"):
+            return sampler
+    return None
 
 
 class ExactResume(L.Callback):
@@ -73,9 +76,11 @@ class ExactResume(L.Callback):
         if sampler is None:
             raise RuntimeError(
                 "cannot resume mid-epoch exactly: the training dataloader does not use "
-                "gen_lightning.data.loaders.EpochSampler (build it with gen_lightning.data.loaders.train_loader)"
+                "gen_lightning.data.loaders.EpochSampler (build it with gen_lightning.data.loaders.train_loader) "
+                "or a batch sampler with skip/set_epoch (gen_lightning.data.buckets.BucketBatchSampler)"
             )
-        sampler.skip(done * trainer.train_dataloader.batch_size)
+        batch_size = trainer.train_dataloader.batch_size  # None when the loader has a batch sampler
+        sampler.skip(done * batch_size if batch_size else done)
         self._batches = done
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:

@@ -102,8 +102,13 @@ class RunSummary(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
+        # Lightning keeps a metric in callback_metrics until it is logged again: a metric protocol that did not
+        # evaluate at this validation would otherwise repeat its last values in the history (flat steps in plots).
+        stale = set().union(*(cb.stale_names(trainer) for cb in trainer.callbacks if hasattr(cb, "stale_names")))
         values = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and torch.is_tensor(v)
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and torch.is_tensor(v) and k not in stale
         }
         self.record(trainer, values)
         if trainer.is_global_zero:

@@ -1,7 +1,8 @@
 """DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM,
 DDIM (Song et al. 2021), DPM-Solver++(2M) (Lu et al. 2022) or Heun/EDM (Karras et al. 2022) from its exponential
 moving average, optionally class-conditional with classifier-free guidance (Ho & Salimans 2022), and able to
-inpaint (RePaint, Lugmayr et al. 2022).
+inpaint (RePaint, Lugmayr et al. 2022) and to edit a given image (SDEdit, Meng et al. 2021, ``edit.py``),
+optionally steered to another class.
 
 The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
 ``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import MeanMetric
 
+from gen_lightning.diffusion.edit import sdedit
 from gen_lightning.diffusion.nets import UNet
 from gen_lightning.diffusion.process import Denoiser, GaussianDiffusion, inpaint_mask
 from gen_lightning.diffusion.solvers import evaluations
@@ -29,7 +31,7 @@ class DDPM(ImageModel):
 
     monitor = ("val/loss", "min")
     metric_directions = {"val/loss": "min", "val/sample_time": "min"}
-    sample_modes = ("inpaint",)
+    sample_modes = ("inpaint", "edit")
     sampling_network = "net"
     default_labels = "in_turn"
 
@@ -195,19 +197,59 @@ class DDPM(ImageModel):
             )
             return torch.where(known, images, out.clamp(-1, 1))
 
+    def edit(
+        self,
+        images: torch.Tensor,
+        strength: float = 0.5,
+        generator: torch.Generator | None = None,
+        labels=None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float | None = None,
+    ) -> torch.Tensor:
+        """SDEdit (``edit.py``): ``images`` (N, C, H, W) noised to ``strength`` and denoised. A conditional model
+        is steered to ``labels`` (one class or N; -1 or None: no class, the unconditional prediction) with the
+        configured or given classifier-free ``guidance``."""
+        images = images.to(self.device)
+        opts = self._sampling_options(sampler, steps, eta, guidance)
+        with evaluating(self):
+            model = self._denoiser(self._edit_labels(images.shape[0], labels), opts.pop("guidance"))
+            return sdedit(self.process, model, images, strength, generator, **opts).clamp(-1, 1)
+
+    def _edit_labels(self, n: int, labels) -> torch.Tensor | None:
+        """Classes to steer to; unknown ones (-1, None) take the null class of classifier-free guidance."""
+        k = self.num_conditional_classes
+        if labels is None:
+            return torch.full((n,), k, device=self.device) if k else None
+        y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        y = y.reshape(()) if y.numel() == 1 else y  # labels=[7]: one class for every image
+        y = y.expand(n) if y.dim() == 0 else y
+        unknown = y < 0
+        if bool(unknown.all()):
+            return torch.full((n,), k, device=self.device) if k else None
+        return torch.where(unknown, k, self.sample_labels(n, torch.where(unknown, 0, y)))  # checks shape, range
+
     def render(
         self,
         mode: str,
         images: torch.Tensor,
         labels: torch.Tensor,
         mask: str | torch.Tensor = "center",
+        n: int = 1,
         **options,
     ) -> tuple[torch.Tensor, int]:
-        """``inpaint``: (original, masked input, completion) triplets side by side, about as many rows as
-        triplets per row; returns the (3N, C, H, W) images in [-1, 1] and the number of columns."""
+        """``inpaint``: (original, masked input, completion) triplets side by side; ``edit``: (original, edit)
+        pairs. ``n`` results per image (repeated inputs, different noise). Returns the images in [-1, 1] and the
+        number of columns (about as many rows as groups per row)."""
         if mode not in self.sample_modes:
             raise ValueError(f"unknown sample mode {mode!r}; DDPM offers {list(self.sample_modes)}")
-        images = images.to(self.device)
+        images = images.to(self.device).repeat_interleave(n, dim=0)
+        labels = torch.as_tensor(labels).to(self.device)
+        labels = labels.repeat_interleave(n, dim=0) if labels.dim() and len(labels) > 1 else labels
+        if mode == "edit":
+            edited = self.edit(images, labels=labels, **options)
+            return torch.stack([images, edited], dim=1).flatten(0, 1), 2 * math.ceil(math.sqrt(images.shape[0]))
         known = self._mask(mask, images.shape)
         completed = self.inpaint(images, known, labels=labels if self.num_conditional_classes else None, **options)
         masked = torch.where(known, images, torch.zeros_like(images))  # the hidden region shown grey

@@ -306,9 +306,14 @@ class GaussianDiffusion(nn.Module):
         noise level reached after every step (RePaint's eq. 8 without its jumps)."""
         if resample != 1:
             raise ValueError(f"RePaint's jumps (resample > 1) need sampler='ddpm' or 'ddim', not {sampler!r}")
-        device = self.abar_ext.device
         ts, sigmas = self.noise_levels(sampler, steps)
-        x = randn(shape, generator, device)  # x_T ~ N(0, I), as for DDPM and DDIM
+        x = randn(shape, generator, self.abar_ext.device)  # x_T ~ N(0, I), as for DDPM and DDIM
+        return self.solve(model, x, ts, sigmas, sampler, generator, known, mask)
+
+    def solve(self, model: Denoiser, x, ts, sigmas, sampler: str, generator, known=None, mask=None) -> torch.Tensor:
+        """The solver ``sampler`` from the VP sample ``x`` at ``sigmas[0]`` down the levels ``ts`` (N,), ``sigmas``
+        (N + 1,) of ``noise_levels`` (or a tail of them: SDEdit starts part-way)."""
+        device = x.device
 
         def denoise(x: torch.Tensor, t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             a = (1 + sigma**2).reciprocal().to(x.dtype)  # abar at this noise level

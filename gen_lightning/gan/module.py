@@ -39,17 +39,19 @@ from gen_lightning.nn.ema import EMA
 from gen_lightning.nn.image_model import ImageModel
 from gen_lightning.nn.sampling import evaluating
 
-LOSSES = ("bce", "hinge", "wgan-gp")
+LOSSES = ("bce", "hinge", "wgan-gp", "lsgan")
 
 
 def discriminator_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Critic loss from raw scores ``real = D(x)``, ``fake = D(G(z))``, both ``(B,)``."""
+    """Critic loss from raw scores ``real = D(x)``, ``fake = D(G(z))``, ``(B,)`` or patch maps ``(B, 1, h, w)``."""
     if loss == "bce":  # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), Goodfellow et al. eq. 1
         return F.softplus(-real).mean() + F.softplus(fake).mean()
     if loss == "hinge":
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
     if loss == "wgan-gp":  # Gulrajani et al. Algorithm 1, line 7, without the penalty
         return fake.mean() - real.mean()
+    if loss == "lsgan":  # least squares, a = 0, b = c = 1 (Mao et al. 2017, eq. 9), halved as in CycleGAN
+        return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
     raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
 
 
@@ -59,6 +61,8 @@ def generator_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake).mean()
     if loss in ("hinge", "wgan-gp"):
         return -fake.mean()
+    if loss == "lsgan":
+        return ((fake - 1.0) ** 2).mean()
     raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
 
 

@@ -10,6 +10,13 @@ its target ``y``, both mapped from ``[-1, 1]`` to ``[0, 1]``, per image, then av
   that fits smaller images (8x8 digits: 7), averaged over the positions where the window fits, as the authors'
   code and scikit-image do (torchmetrics' map, cropped).
 - L1 = mean |y^ - y|.
+- ``fid_clf``: FID of the outputs against the target domain's reference split on the features of the target
+  domain's digit classifier, and ``content_acc``: that classifier's accuracy on the outputs against the source
+  image's label (``target_domain.py``). ``features: auto`` computes them where the target data has class labels.
+- ``lpips`` (optional, ``lpips: alex|vgg|squeeze``): LPIPS where its backbone's weights are available.
+
+Unpaired data (``datamodule.paired`` False, CycleGAN's two domains) have no aligned targets: only ``fid_clf`` and
+``content_acc`` are computed there.
 
 Per-image sums are all-reduced in float64, so the numbers do not depend on the number of processes. Batches are
 seeded per batch number (``BatchShardSampler``), so a stochastic generator gives the same outputs on any world size.
@@ -20,10 +27,12 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from gen_lightning.metrics.extractors import dist_info
+from gen_lightning.metrics.extractors import ClassifierSettings, dist_info
 from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator
+from gen_lightning.metrics.target_domain import LPIPS, TargetDomainScores
 
 NAMES = ("psnr", "ssim", "l1")
+FEATURES = ("auto", "classifier", None)
 
 
 def ssim_window(size: int, requested: int) -> int:
@@ -64,7 +73,8 @@ class PairedImageMetrics(EvaluationCallback):
 
     protocol_name = "paired_image"
     tasks = (("conditional", "image", "image"),)
-    metric_directions = {"psnr": "max", "ssim": "max", "l1": "min"}
+    metric_directions = {"psnr": "max", "ssim": "max", "l1": "min", "fid_clf": "min", "content_acc": "max",
+                         "lpips": "min"}  # fmt: skip
 
     def __init__(
         self,
@@ -75,44 +85,97 @@ class PairedImageMetrics(EvaluationCallback):
         seed: int = 0,
         ssim_kernel: int = 11,
         options: dict | None = None,
+        features: str | None = "auto",
+        reference_split: str = "train",
+        lpips: str | None = None,
+        classifier: dict | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__(every_n_epochs, split, num_items, batch_size, seed)
+        if features not in FEATURES:
+            raise ValueError(f"metrics.features must be one of {FEATURES}, got {features!r}")
         self.ssim_kernel = ssim_kernel
         self.options = dict(options or {})
+        self.features, self.reference_split, self.lpips = features, reference_split, lpips
+        self.classifier, self.cache_dir = ClassifierSettings(**(classifier or {})), cache_dir
+        self._target: tuple | None = None  # (key, TargetDomainScores), rebuilt for other data or devices
+        self._lpips: LPIPS | None = None
 
     def settings(self) -> dict:
         return {
             "ssim_kernel": self.ssim_kernel,
             "options": self.options,
             "psnr": "per image on [0, 1], all channels, no border crop, mean over images",
+            "features": self.features,
+            "lpips": self.lpips,
         }
+
+    def target_scores(self, datamodule, device) -> TargetDomainScores | None:
+        """The FID / content scorer of the target domain (cached per data set and device), or None."""
+        if self.features is None:
+            return None
+        if self.features == "auto" and int(datamodule.model_kwargs().get("num_classes", 0)) < 2:
+            return None  # unlabelled targets: no classifier to train
+        key = (datamodule.dataset_key, str(device), self.reference_split)
+        if self._target is None or self._target[0] != key:
+            scores = TargetDomainScores(
+                datamodule, device, self.reference_split, self.batch_size, self.classifier, self.cache_dir
+            )
+            self._target = (key, scores)
+        self._target[1].reset()
+        return self._target[1]
+
+    def lpips_metric(self, device) -> LPIPS | None:
+        if self.lpips is None:
+            return None
+        if self._lpips is None or self._lpips.metric.device != device:
+            self._lpips = LPIPS(self.lpips, device)
+        self._lpips.reset()
+        return self._lpips
 
     def compute(self, module, datamodule, split: str) -> dict:
         device = module.device
+        paired = getattr(datamodule, "paired", True)
+        domain, lpips = self.target_scores(datamodule, device), self.lpips_metric(device) if paired else None
         sums = torch.zeros(len(NAMES) + 2, dtype=torch.float64, device=device)  # metrics, count, non-finite
         kernel = None
         for batch in datamodule.evaluation_loader(split, self.num_items, self.batch_size):
             generator = batch_generator(self.seed, batch["batch"], device)
             output = module.generate(batch["source"].to(device), generator=generator, **self.options)
             target = batch["target"].to(device)
-            if output.shape != target.shape:
+            if paired and output.shape != target.shape:
                 raise ValueError(
                     f"{type(module).__name__}.generate returned {tuple(output.shape)} for targets of "
                     f"{tuple(target.shape)}: outputs and targets must have the same shape"
                 )
             finite = torch.isfinite(output).flatten(1).all(1)
-            kernel = kernel or ssim_window(min(target.shape[-2:]), self.ssim_kernel)
-            values = per_image(
-                torch.where(finite[:, None, None, None], output, torch.zeros_like(output)), target, kernel
-            )
-            for i, name in enumerate(NAMES):
-                sums[i] += values[name][finite].double().sum()
+            output = torch.where(finite[:, None, None, None], output, torch.zeros_like(output))
             sums[-2] += finite.sum()
             sums[-1] += (~finite).sum()
+            if domain is not None:
+                labels = batch.get("source_label")
+                domain.update(output[finite], None if labels is None else labels[finite.to(labels.device)])
+            if not paired:
+                continue
+            if lpips is not None:
+                lpips.update(output[finite], target[finite])
+            kernel = kernel or ssim_window(min(target.shape[-2:]), self.ssim_kernel)
+            values = per_image(output, target, kernel)
+            for i, name in enumerate(NAMES):
+                sums[i] += values[name][finite].double().sum()
+        return self._result(sums, domain, lpips, paired)
+
+    def _result(self, sums: torch.Tensor, domain, lpips, paired: bool) -> dict:
         if dist_info()[1] > 1:
             torch.distributed.all_reduce(sums)
         count, nonfinite = int(sums[-2]), int(sums[-1])
-        metrics = {
-            name: (float(sums[i] / count) if count and not nonfinite else float("nan")) for i, name in enumerate(NAMES)
-        }
-        return {"metrics": metrics, "protocol": {"pairs": count + nonfinite, "nonfinite_samples": nonfinite}}
+        valid = count and not nonfinite
+        metrics = {name: (float(sums[i] / count) if valid else float("nan")) for i, name in enumerate(NAMES)}
+        metrics = metrics if paired else {}
+        card = {"pairs": count + nonfinite, "nonfinite_samples": nonfinite, "paired": paired}
+        if domain is not None:
+            metrics.update({k: (v if valid else float("nan")) for k, v in domain.compute().items()})
+            card.update(domain.card)
+        if lpips is not None:
+            metrics["lpips"] = lpips.compute() if valid else float("nan")
+        return {"metrics": metrics, "protocol": card}

@@ -203,6 +203,14 @@ class EvaluationCallback(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(result["metrics"], step=step)
 
+    def stale_names(self, trainer: Trainer) -> set[str]:
+        """The names of the last evaluation when it was not made at this step (the run summary skips them), but
+        not those the model logs itself at every validation (a model may log a protocol's name, e.g. val/l1)."""
+        if self.last_result is None or self._last_eval_step == trainer.global_step:
+            return set()
+        own = getattr(trainer.lightning_module, "metric_directions", {})
+        return set(self.last_result["metrics"]) - set(own)
+
     def _evaluate_in_fit(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         if trainer.datamodule is None:
             raise RuntimeError(f"metrics={self.protocol_name} needs trainer.fit(datamodule=...)")

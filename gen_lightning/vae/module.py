@@ -4,6 +4,7 @@ Maximises the evidence lower bound  ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) |
 reparameterisation z = mu + sigma * eps (eq. 4) and the closed-form Gaussian KL (appendix B). ``beta`` weights the
 KL term in the training loss (Higgins et al. 2017); validation always reports the true ELBO (beta = 1) in nats per
 image, and the importance-weighted bound of Burda et al. 2015 (eq. 8) with ``iw_samples`` samples.
+Modes of a given image: ``reconstruct``, ``interpolate`` and ``variations`` (decoded draws of q(z|x) around it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class VAE(ImageModel):
     # val/recon is the distortion (lower: closer reconstructions). val/kl, the rate, is a diagnostic: its minimum,
     # KL = 0, is a posterior that ignores the image.
     metric_directions = {"val/elbo": "max", "val/nll_iw": "min", "val/recon": "min"}
-    sample_modes = ("reconstruct", "interpolate")
+    sample_modes = ("reconstruct", "interpolate", "variations")
     sampling_network = "decoder"
 
     def __init__(
@@ -132,9 +133,19 @@ class VAE(ImageModel):
         return {"sampler": "ancestral", "steps": 1, **super().sample_info()}
 
     @torch.no_grad()
-    def render(self, mode: str, images: torch.Tensor, labels: torch.Tensor, steps: int = 8, **options):
+    def render(
+        self,
+        mode: str,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        steps: int = 8,
+        n: int = 7,
+        generator: torch.Generator | None = None,
+        **options,
+    ):
         """``reconstruct``: real images, each beside its reconstruction (decoder mean at the posterior mean).
-        ``interpolate``: latent walks between pairs of real images, ``steps`` images per row."""
+        ``interpolate``: latent walks between pairs of real images, ``steps`` images per row.
+        ``variations``: each image followed by the decoder means of ``n`` draws z ~ q(z|x) from ``generator``."""
         if options:
             raise ValueError(f"unknown options for mode '{mode}': {sorted(options)}")
         x = images.to(self.device)
@@ -150,7 +161,21 @@ class VAE(ImageModel):
             t = torch.linspace(0, 1, steps, device=self.device).view(1, steps, 1)
             z = (a[:, None] * (1 - t) + b[:, None] * t).flatten(0, 1)  # (P * steps, D)
             return self.mean_image(self.decoder(z)), steps
+        if mode == "variations":
+            return self.variations(x, n, generator), n + 1
         raise ValueError(f"unknown mode '{mode}' for the VAE; choose from sample, {', '.join(self.sample_modes)}")
+
+    def variations(self, x: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Rows of [x, n decoded draws of q(z|x)]: ``(B * (n + 1), C, H, W)``; the reparameterisation of eq. 4,
+        z = mu + sigma * eps with eps from ``generator``, decoded to the likelihood's mean."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"variations needs n >= 1 draws per image, got {n!r}")
+        with evaluating(self):
+            mu, logvar = self.encoder(x.to(self.device))  # (B, D) each
+            eps = self.noise((x.shape[0], n, mu.shape[1]), generator)  # (B, n, D)
+            z = mu[:, None] + eps * (0.5 * logvar).exp()[:, None]
+            out = self.mean_image(self.decoder(z.flatten(0, 1))).unflatten(0, (x.shape[0], n))  # (B, n, C, H, W)
+        return torch.cat([x.to(self.device)[:, None], out], dim=1).flatten(0, 1)
 
     def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, labels = batch
