@@ -3,14 +3,15 @@ search for unused parameters.
 
 For each family, ``gen-lightning fit`` runs ``--steps`` optimizer steps three ways: one process (``trainer=cpu``),
 two processes with ``trainer=ddp`` as shipped (``strategy: ddp``: every backward reaches all parameters, so DDP
-never searches the autograd graph for unused ones; the GAN adds zero gradients for the network a step does not
-train, ``gen_lightning/gan/module.py``), and two processes with ``strategy=ddp_find_unused_parameters_true`` (the
-search on every backward, the setting the GANs needed before). No validation, no logger, one torch thread per
-process. A timing callback (added in every process: Lightning's DDP launcher re-runs this script) measures, after
-``--warmup`` batches, the wall and CPU time of rank 0; samples/s = batches x batch size x processes / wall seconds,
-and CPU ms per sample = (CPU seconds of one rank x processes) / samples. The three ways alternate ``--repeats``
-times, so they see the same load. On a machine with 2 cores shared by other jobs a second process also gets a
-second share of the CPU, so wall-clock scaling overstates what 2 idle cores would do; CPU per sample is the cost.
+never searches the autograd graph for unused ones; the GANs add zero gradients for the network a step does not
+train, ``gen_lightning/gan/module.py`` and ``gen_lightning/img2img/base.py``), and two processes with
+``strategy=ddp_find_unused_parameters_true`` (the search on every backward, the setting the GANs needed before). No
+validation, no logger, one torch thread per process. A timing callback (added in every process: Lightning's DDP
+launcher re-runs this script) measures, after ``--warmup`` batches, the wall and CPU time of rank 0; samples/s =
+batches x batch size x processes / wall seconds, and CPU ms per sample = (CPU seconds of one rank x processes) /
+samples. The three ways alternate ``--repeats`` times, so they see the same load. On a machine with 2 cores shared
+by other jobs a second process also gets a second share of the CPU, so wall-clock scaling overstates what 2 idle
+cores would do; CPU per sample is the cost.
 
     PYTHONPATH=. python benchmarks/ddp_scaling.py [--families vae dcgan ...] [--steps 60] [--repeats 2]
 
@@ -48,10 +49,70 @@ FAMILIES = {  # family -> (overrides, batch size per process); sizes that take ~
             "model.sample_time_batch=0",
         ],
         64,
-    ),  # fmt: skip
+    ),
     "lstm": (["model=lstm", *TEXT, "model.hidden_dim=256"], 32),
     "gpt": (["model=gpt", *TEXT, "model.num_layers=4", "model.num_heads=4", "model.hidden_dim=128"], 32),
     "bert": (["model=bert", *TEXT, "model.num_layers=4", "model.num_heads=4", "model.hidden_dim=128"], 32),
+    "seq2seq": (
+        [
+            "model=transformer_seq2seq",
+            "data=summarization",
+            "data.vocab_size=400",
+            "data.max_len=48",
+            "data.batch_size=32",
+            "model.max_len_a=0",
+            "model.max_len_b=12",
+            "model.hidden_dim=128",
+            "model.num_layers=2",
+            "model.num_decoder_layers=2",
+            "model.num_heads=4",
+        ],
+        32,
+    ),
+    # img2img: the adversarial steps (gen_lightning/img2img/base.py adds the zero gradients under DDP)
+    "pix2pix": (
+        [
+            "model=pix2pix",
+            "data=paired",
+            "data.transform=edges",
+            "data.batch_size=32",
+            "model.hidden_dim=32",
+            "model.d_hidden_dim=32",
+            "model.d_layers=1",
+        ],
+        32,
+    ),
+    "srgan": (
+        [
+            "model=srgan",
+            "data=paired",
+            "data.batch_size=32",
+            "model.hidden_dim=32",
+            "model.num_res_blocks=2",
+            "model.pretrain_steps=0",
+            "model.d_hidden_dim=16",
+            "model.d_dense_dim=64",
+        ],
+        32,
+    ),
+    "cyclegan": (
+        [
+            "model=cyclegan",
+            "data=unpaired",
+            "data.domain_a.source=digits",
+            "data.domain_a.name=null",
+            "data.domain_a.image_size=8",
+            "data.domain_a.val_split=null",
+            "data.domain_b.image_size=4",
+            "data.domain_b.pad=2",
+            "data.batch_size=8",
+            "model.hidden_dim=16",
+            "model.num_res_blocks=2",
+            "model.d_hidden_dim=16",
+            "model.d_layers=1",
+        ],
+        8,
+    ),
 }
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 WAYS = {
