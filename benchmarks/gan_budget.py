@@ -9,7 +9,7 @@ precision/recall (k = 3) against the training split. One model at a time, one to
     PYTHONPATH=. python benchmarks/gan_budget.py [--minutes 4] [--models dcgan wgan_gp sngan] [--num-samples 2000]
 
 Lightning's ``global_step`` counts both optimizers' steps; the table splits it into critic (D) steps, one per
-batch, and generator (G) steps, one every ``n_critic`` batches (DCGAN 1, WGAN-GP 5).
+batch, and generator (G) steps, one every ``n_critic`` batches (DCGAN 1; WGAN-GP 5 in the table below).
 
 Measured 2026-11-26 on the development machine, idle apart from this script (2 CPU cores, no GPU, load average
 below 1), one torch thread, seed 0, ``--minutes 4 --models dcgan wgan_gp sngan``, 2,000 samples; classifier
@@ -33,6 +33,10 @@ A high precision with recall near 0 (WGAN-GP; 1.000 / 0.000 in the loaded run) i
 images all land inside the k-NN ball of some outlying real image (Kynkaanniemi et al. 2019's precision trusts
 every real radius); read precision only beside recall and FID. Published comparisons give these GANs 100k+
 generator iterations; 4 CPU minutes rank the methods by speed of early progress, not by final quality.
+
+These numbers were made with the presets of their date: WGAN-GP and SNGAN with the papers' 5 critic steps per
+generator step (lr 1e-4 and 2e-4). Since then both presets take 2 critic steps at lr 5e-4 (measured faster on the
+digits, see conf/model/wgan_gp.yaml), and 8x8 images get two up-sampling stages (gan/nets.py ``feature_plan``).
 """
 
 from __future__ import annotations

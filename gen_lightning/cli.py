@@ -74,8 +74,12 @@ def _fit_task(cfg) -> float | None:
             err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
         raise SystemExit(f"gen-lightning fit: {err}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
+        from gen_lightning.run_dir import RunDir
+
         final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
+        for name, path in RunDir(cfg.run_dir).latest_samples().items():
+            print(f"  {name}: {path}")
     # The objective, for Hydra's sweepers (Optuna: gen-lightning fit -m hparams_search=NAME).
     return trial.end(cfg, summary) if trial is not None else search.objective(summary)
 

@@ -36,7 +36,7 @@ EXACT = (
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "checkpoint.", "samples.", "metrics.every_n_epochs", "logger.wandb.tags", "logger.wandb.group",
     "logger.wandb.mode", "logger.wandb.job_type", "logger.tags", "logger.group", "logger.mode", "logger.job_type",
-    "data.num_workers", "data.eval_batch_size",
+    "data.num_workers", "data.eval_batch_size", "validation.",
 )  # fmt: skip
 HARDWARE = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",

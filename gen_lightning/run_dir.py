@@ -10,6 +10,7 @@
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
       csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
       error.txt              the traceback of a run that failed
+      train.log              what a run of a study printed (Lightning's messages, library warnings)
       resumes.jsonl          what each resume changed (README, "Resume")
       .lock                  held by the process writing the run (one writer at a time)
 
@@ -62,6 +63,13 @@ class RunDir:
     def samples(self) -> Path:
         return self.path / "samples"
 
+    def latest_samples(self) -> dict[str, Path]:
+        """The newest file of every ``samples/<name>/`` folder (samples, reconstructions, text, ...)."""
+        if not self.samples.is_dir():
+            return {}
+        folders = sorted(p for p in self.samples.iterdir() if p.is_dir())
+        return {f.name: max(f.glob("step*")) for f in folders if any(f.glob("step*"))}
+
     @property
     def figures(self) -> Path:
         return self.path / "figures"
@@ -84,6 +92,10 @@ class RunDir:
     @property
     def error(self) -> Path:
         return self.path / "error.txt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
 
     @property
     def resumes(self) -> Path:

@@ -26,6 +26,7 @@ from torchvision.utils import save_image
 from gen_lightning.callbacks.samples import image_grid
 from gen_lightning.checkpoint import load_module
 from gen_lightning.inputs import model_sources, read_images
+from gen_lightning.outputs import text_writer
 from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
@@ -98,7 +99,7 @@ def sample_command(
             raise ValueError("text models take mode=sample and a prompt=..., not input= or another mode")
         if not isinstance(options.get("length"), int) or options["length"] < 1:
             raise ValueError("text models need length=N, the number of tokens to generate (e.g. length=300)")
-        return write_texts(module, n, out or RunDir.of_checkpoint(path).path / "samples.txt", generator, options)
+        return write_texts(module, n, out, RunDir.of_checkpoint(path).path, generator, options)
     if mode == "sample":
         if input is not None:
             raise ValueError(f"mode=sample draws from nothing; input= is for {getattr(module, 'sample_modes', ())}")
@@ -139,15 +140,17 @@ def sample_images(module, n: int, generator: torch.Generator, batch_size: int, o
     return torch.cat(chunks).float().div(127.5).sub(1.0)
 
 
-def write_texts(module, n: int, target: Path, generator: torch.Generator, options: dict) -> Path:
+def write_texts(module, n: int, out: str | None, run_dir: Path, generator: torch.Generator, options: dict) -> Path:
+    """``n`` samples printed and written by the writer of ``format=`` (gen_lightning/outputs.py; default txt)."""
+    writer, suffix = text_writer(options.pop("format", "txt"))
+    if "prompt" in options:  # a shell passes "\n" as two characters: M:6/8\nK:D is meant as two lines
+        options["prompt"] = options["prompt"].replace("\\n", "\n").replace("\\t", "\t")
     texts = module.sample(n, generator=generator, **options)
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n\n---\n\n".join(texts), encoding="utf-8")
     for i, text in enumerate(texts):
         print(f"--- sample {i} ---\n{text}")
-    print(f"wrote {target}")
-    return target
+    written = writer(texts, Path(out) if out else run_dir / f"samples{suffix}")
+    print(f"wrote {', '.join(map(str, written[:4]))}{' ...' if len(written) > 4 else ''}")
+    return written[0]
 
 
 def _batches(sources, batch_size: int):

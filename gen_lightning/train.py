@@ -18,13 +18,14 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import checkpoint as ckpt_io
-from gen_lightning import loggers, tracking
+from gen_lightning import init_from, loggers, tracking
 from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.resume import seed_all
 from gen_lightning.callbacks.summary import metric_directions
+from gen_lightning.callbacks.validation import FinalValidation, step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.resume_policy import model_overrides
 from gen_lightning.resume_policy import record as record_resume
@@ -136,6 +137,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) ->
         SampleLogger(layout.samples, every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
         RunSummary(layout.metrics, extra={"monitor": monitor, "mode": mode, "num_params": num_params(model)}),
         LastCheckpoint(layout.last, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
+        FinalValidation(),  # the final weights are always validated, whatever the budget
         # best.ckpt by the monitored validation metric.
         ModelCheckpoint(
             dirpath=layout.checkpoints,
@@ -180,10 +182,11 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     seed_all(cfg.seed)
 
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    pretrained = init_from.for_run(cfg, resume_from)
+    datamodule = init_from.build_datamodule(cfg.data, pretrained)
     model = instantiate(cfg.model, **datamodule.model_kwargs(), _convert_="all")
+    if resume_from is None and pretrained is not None:
+        init_from.load_weights(model, pretrained)
     callbacks = build_callbacks(cfg, run_dir, model)
     if resume_from is not None:
         overrides = model_overrides(changes)
@@ -193,7 +196,7 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
         if overrides:
             callbacks.append(OptimizerOverrides(sorted(f"model.{k}" for k in overrides)))
     chosen = build_logger(cfg, run_dir, model, metric_directions(model, callbacks))
-    trainer = build_trainer(cfg, run_dir, callbacks, chosen)
+    trainer = build_trainer(cfg, run_dir, callbacks, chosen, num_batches(datamodule))
     for logger in chosen:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     # weights_only: the checkpoint was already read that way by check_compatible (no code runs from a file).
@@ -211,10 +214,22 @@ def _fit(cfg: DictConfig, run_dir: Path, resume_from: Path | None, changes: dict
     return summary.summary(trainer, "completed")
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list, logger: list) -> L.Trainer:
+def num_batches(datamodule) -> int | None:
+    """Batches of one training epoch (None for a loader without a length)."""
+    try:
+        return len(datamodule.train_dataloader())
+    except TypeError:
+        return None
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, callbacks: list, logger: list, epoch_batches: int | None
+) -> L.Trainer:
     options = OmegaConf.to_container(cfg.trainer, resolve=True)  # plain: Lightning type-checks some arguments
     # Options given as object configs (``trainer.profiler: {_target_: ...SimpleProfiler, dirpath: ...}``) are built.
     options.update({k: instantiate(v) for k, v in options.items() if isinstance(v, dict) and "_target_" in v})
+    # Epochs longer than validation.every_n_steps batches (a text corpus) also validate on that step schedule.
+    options.update(step_schedule(options, epoch_batches, cfg.get("validation", {}).get("every_n_steps")))
     try:
         return L.Trainer(
             **options,

@@ -93,6 +93,8 @@ def unpaired(tmp: Path) -> list[str]:
 LOCAL = {"digits": lambda tmp: [], "image_folder": image_folder, "parquet": parquet, "text": text_file}
 LOCAL |= {"text_embedded": embedded_text, "paired": lambda tmp: [], "paired_folders": paired_folders}
 LOCAL |= {"unpaired": unpaired, "translation": parallel_text}
+# Both embedded (music21's corpora): Essen tunes for the language models, Essen regions for the classifiers.
+LOCAL |= {"music": embedded_text, "text_classification": lambda tmp: ["data.max_length=48", "data.batch_size=8"]}
 
 
 # Pairs whose task fits but whose data the model refuses, with the words of its error.

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
@@ -35,7 +36,7 @@ from gen_lightning.metrics.image import (
     precision_recall,
 )
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
+MNIST = SHARED_DATA / "mnist10k"
 CONF = Path(__file__).resolve().parents[1] / "conf" / "metrics"
 FAST = dict(features="classifier", num_samples=230, batch_size=50, kid_subsets=10, kid_subset_size=100)
 FAST["classifier"] = {"steps": 60}
@@ -227,6 +228,18 @@ def test_is_and_kid_follow_torch_fidelity_splits_and_subsets():
     assert (kid, kid_std) == pytest.approx(
         (theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]), rel=1e-4
     )
+
+
+def test_kid_from_whole_kernels_equals_kid_per_subset():
+    # The one-pass KID (kernels of all samples once, subset sums by indicators) and the per-subset kernels of
+    # torch-fidelity's loop are one estimator: equal to float64 rounding, on subsets that overlap and that do not.
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.randn(400, 24, generator=g).relu(), (torch.randn(300, 24, generator=g) + 0.2).relu()
+    for size in (300, 120):
+        whole = kernel_inception_distance(real, fake, subsets=15, subset_size=size)
+        per_subset = kernel_inception_distance(real, fake, subsets=15, subset_size=size, max_kernel_entries=0)
+        assert whole == pytest.approx(per_subset, rel=1e-9, abs=1e-12)
+        assert whole[0] > 1e-3
 
 
 def brute_force_precision_recall(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[float, float]:

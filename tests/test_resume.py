@@ -77,6 +77,33 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch, interrupt_a
     assert resumed["final"] == full["final"]
 
 
+class CrashInValidation(L.Callback):
+    """Dies like a killed process inside the first validation at or after step ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.global_step >= self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_crash_in_the_final_validation_resumes_into_it(tmp_path, monkeypatch):
+    """The final validation (step 30, inside the second epoch) is not skipped by a resume: last.ckpt is never
+    written by the batch just before it, so the run resumes from the epoch-end validation at step 23."""
+    full = run(tmp_path / "full", "checkpoint.every_n_train_steps=1000")
+    assert [r["step"] for r in full["history"]] == [23, TOTAL]
+    original = train.build_callbacks
+    monkeypatch.setattr(train, "build_callbacks", lambda *a: [CrashInValidation(TOTAL), *original(*a)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "cut", "checkpoint.every_n_train_steps=30")  # a periodic save would fall on step 30
+    monkeypatch.undo()
+    resumed = run(tmp_path / "cut", "resume=true")
+    assert [r["step"] for r in resumed["history"]] == [23, TOTAL]
+    assert resumed["final"] == full["final"]
+    assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")
+
+
 # One model of every other family: text runs validate every 10 steps (26 steps per epoch with the shrunk text).
 TEXT_VAL = ["trainer.val_check_interval=10", "trainer.check_val_every_n_epoch=null", "trainer.limit_val_batches=2"]
 # Image-to-image models validate every 5 batches (digits pairs, 2 optimizer steps per batch for the GANs).

@@ -103,9 +103,17 @@ def test_study_runs_every_run_and_the_report_tabulates_them(reference):
     index = json.loads((reference / "study.json").read_text())
     assert index["study"] == "mini"
     printed = (reference.parent / "printed.txt").read_text()
-    started = re.findall(r"\[study mini\] run \d/4 (\w+): starting", printed)
-    assert started == ["mlp_seed0", "conv_seed0", "mlp_seed1", "conv_seed1"]  # seed-major: every model early
-    assert "run 3/4 mlp_seed1: starting | 2 completed, 0 failed | ETA" in printed
+    # One line per run (seed-major: every model early), with the study's bar and an ETA from the finished runs;
+    # what Lightning prints goes to each run's train.log.
+    lines = [line for line in printed.splitlines() if re.match(r"\[study mini\] run \d/4 ", line)]
+    assert [re.search(r"run \d/4 (\w+): completed in", line)[1] for line in lines] == [
+        "mlp_seed0", "conv_seed0", "mlp_seed1", "conv_seed1"
+    ]  # fmt: skip
+    assert re.search(r"run 3/4 mlp_seed1: completed in \dm\d\ds \(step 8\) \| \[#+\.+\] 3 completed, 0 failed \| "
+                     r"ETA \dm\d\ds$", lines[2]), lines[2]  # fmt: skip
+    assert lines[3].endswith("| [############] 4 completed, 0 failed | ETA -")
+    assert "Epoch" not in printed and "GPU available" not in printed
+    assert "GPU available" in (reference / "mlp_seed0" / "train.log").read_text()
     for key, entry in index["runs"].items():
         assert entry["status"] == "completed", entry
         summary = metrics(reference / key)
@@ -133,6 +141,14 @@ def test_study_runs_every_run_and_the_report_tabulates_them(reference):
         assert (reference / "plots" / f"{metric}.png").stat().st_size > 5000
         assert f"plots/{metric}.png" in md
     assert (reference / "samples.png").stat().st_size > 5000
+    # Results first: a row per run, best first by the first main metric (val/elbo, higher is better), with its
+    # samples; every metric in the appendix.
+    results = md.split("## Results")[1].split("\n## ")[0]
+    elbo = {run: rows[run]["metrics"]["val/elbo"]["mean"] for run in rows}
+    assert re.findall(r"^\| \d \| `(\w+)`", results, re.M) == sorted(elbo, key=elbo.get, reverse=True)
+    for run in ("mlp", "conv"):
+        assert f"![{run}](samples/{run}.png)" in results and (reference / "samples" / f"{run}.png").is_file()
+    assert md.index("## Results") < md.index("## Learning curves") < md.index("## Appendix: every metric")
 
 
 def test_report_is_idempotent(reference):
@@ -162,7 +178,7 @@ def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, t
     cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
     out = capsys.readouterr().out
     assert "run 1/4 mlp_seed0: completed before, skipped" in out
-    assert "run 2/4 conv_seed0: resuming from checkpoints/last.ckpt" in out
+    assert "run 2/4 conv_seed0: resumed from checkpoints/last.ckpt, completed in" in out
     for key, files in finished.items():
         assert snapshot(study_dir / key) == files, f"{key} was touched although it had completed"
 

@@ -98,9 +98,9 @@ def test_evaluation_scores_with_the_runs_metric_protocol(tmp_path):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.studies.evaluations import rebuild
+    from gen_lightning.checkpoint import load_module
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    module, _ = rebuild(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2}, "cpu")
+    module = load_module(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2})
     direct = metrics_pkg.evaluate_module(module, instantiate(cfg.data), cfg.metrics)
     assert result["metrics"] == pytest.approx(direct["metrics"])

@@ -162,3 +162,25 @@ def test_shakespeare_matches_nanogpt_preparation():
     # nanoGPT's shakespeare_char/prepare.py: 65 characters, 1,003,854 train and 111,540 val tokens.
     assert dm.tokenizer.vocab_size == 65
     assert (len(dm.train_set.ids), len(dm.val_set.ids)) == (1_003_854, 111_540)
+
+
+def test_unigram_baseline_is_the_cross_entropy_of_training_frequencies(tmp_path):
+    """bits per token of the validation targets under add-one smoothed training counts, computed independently."""
+    import math
+    from collections import Counter
+
+    text = "the cat sat on the mat; " * 30 + "a dog! " * 20 + "zebra? " * 3
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    dm = TextDataModule(path=str(path), block_size=8, batch_size=2, val_fraction=0.25)
+    dm.setup()
+    n_train = int(len(text) * 0.75)
+    train, val = text[:n_train], text[n_train:]
+    counts, vocab = Counter(train), sorted(set(text))
+    total = len(train) + len(vocab)
+    windows = [val[i : i + 9] for i in range(0, len(val) - 8, 8)]  # non-overlapping windows of block_size + 1
+    targets = "".join(w[1:] for w in windows)
+    expected = -sum(math.log2((counts[c] + 1) / total) for c in targets) / len(targets)
+    assert dm.unigram_bpc() == pytest.approx(expected, rel=1e-9)
+    first = "".join(w[1:] for w in windows[:3])
+    assert dm.unigram_bpc(3) == pytest.approx(-sum(math.log2((counts[c] + 1) / total) for c in first) / 24, rel=1e-9)

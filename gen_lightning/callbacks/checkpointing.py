@@ -1,5 +1,5 @@
 """``last.ckpt``: written every N training steps, after every validation and when training ends, never just before a
-validation.
+validation (``validation.validation_follows``, which counts the final validation of ``FinalValidation`` too).
 
 Lightning resumes a checkpoint written at the batch that precedes a validation *after* that validation point,
 so the validation would be skipped and the resumed run's metrics history would differ from the uninterrupted
@@ -13,21 +13,7 @@ from pathlib import Path
 
 import lightning as L
 
-
-def validation_follows(trainer: L.Trainer, batch_idx: int) -> bool:
-    """Whether Lightning validates right after this training batch (batch- or epoch-based checks)."""
-    if not trainer.enable_validation:
-        return False
-    every = trainer.check_val_every_n_epoch
-    if every is not None and (trainer.current_epoch + 1) % every != 0:
-        return False
-    if batch_idx + 1 >= trainer.num_training_batches:
-        return True
-    interval = trainer.val_check_batch
-    if interval is None or interval == float("inf"):
-        return False
-    iteration = trainer.fit_loop.epoch_loop.total_batch_idx if every is None else batch_idx
-    return (iteration + 1) % interval == 0
+from gen_lightning.callbacks.validation import validation_follows
 
 
 class LastCheckpoint(L.Callback):

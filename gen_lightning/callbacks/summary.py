@@ -128,7 +128,8 @@ class RunSummary(L.Callback):
         final, best = {}, {}
         for row in self.history:
             for k, v in row.items():
-                if not k.startswith("val/") or not math.isfinite(v):
+                # Evaluated metrics of any split (val/, and test/ of a protocol evaluating the test split).
+                if "/" not in k or k.startswith("train/") or not math.isfinite(v):
                     continue
                 final[k] = v
                 direction = self.directions.get(k)

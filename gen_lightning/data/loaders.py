@@ -71,7 +71,7 @@ class EpochSampler(Sampler[int]):
         return size - self.start
 
 
-def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: int = 0) -> DataLoader:
+def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: int = 0, collate_fn=None) -> DataLoader:
     """Shuffled batches; the last incomplete batch is dropped so every step sees ``batch_size`` items."""
     sampler = EpochSampler(len(dataset), shuffle=True, seed=seed, pad=True)
     drop_last = len(sampler) >= batch_size
@@ -80,6 +80,7 @@ def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: i
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
+        collate_fn=collate_fn,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         # A private generator: creating an iterator must not draw from the global RNG (exact resume).
@@ -87,13 +88,14 @@ def train_loader(dataset: Dataset, batch_size: int, *, seed: int, num_workers: i
     )
 
 
-def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0) -> DataLoader:
+def eval_loader(dataset: Dataset, batch_size: int, *, num_workers: int = 0, collate_fn=None) -> DataLoader:
     """Ordered batches; under DDP each item is seen by exactly one process (no padding duplicates)."""
     sampler = EpochSampler(len(dataset), shuffle=False, pad=False)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
+        collate_fn=collate_fn,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(0),

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.tokenizers import KINDS, ByteTokenizer, CharTokenizer, Tokenizer
+from gen_lightning.data.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
 
 SEPARATOR = "\n"  # between the files of a folder and between the rows of a hub dataset
 
@@ -63,24 +63,24 @@ def _files(path: Path) -> list[Path]:
     return files
 
 
-def _decode_utf8(data: bytes, file: Path) -> str:
+def _decode(data: bytes, file: Path, encoding: str = "utf-8") -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode(encoding)
     except UnicodeDecodeError as err:
         raise ValueError(
-            f"{file} is not valid UTF-8 (byte {err.start}: {err.reason}); re-encode it as UTF-8 or use "
-            "tokenizer=byte, which reads any bytes"
+            f"{file} is not valid {encoding.upper()} (byte {err.start}: {err.reason}); set data.encoding to the file's "
+            "encoding (e.g. data.encoding=latin-1), re-encode it as UTF-8, or use tokenizer=byte, which reads any bytes"
         ) from err
 
 
-def read_path(path: str | Path, *, decode: bool) -> str | bytes:
+def read_path(path: str | Path, *, decode: bool, encoding: str = "utf-8") -> str | bytes:
     """The file, or the folder's files in sorted order joined by ``SEPARATOR``; str when ``decode``."""
     contents = []
     for file in _files(Path(path)):
         data = file.read_bytes()
         if not data:
             raise ValueError(f"text file {file} is empty")
-        contents.append(_decode_utf8(data, file) if decode else data)
+        contents.append(_decode(data, file, encoding) if decode else data)
     return SEPARATOR.join(contents) if decode else SEPARATOR.encode().join(contents)
 
 
@@ -135,7 +135,10 @@ class TextDataModule(L.LightningDataModule):
         hub_split: str = "train",
         text_column: str = "text",
         hub_kwargs: dict | None = None,
-        tokenizer: str = "char",
+        tokenizer: str | dict = "char",
+        vocab_size: int = 8000,
+        pre_tokenizer: str = "byte_level",
+        encoding: str = "utf-8",
         block_size: int = 256,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
@@ -147,8 +150,8 @@ class TextDataModule(L.LightningDataModule):
         super().__init__()
         if path is not None and hub_name is not None:
             raise ValueError("give either path (local text) or hub_name (Hugging Face dataset), not both")
-        if tokenizer not in KINDS:
-            raise ValueError(f"tokenizer must be one of {KINDS}, got {tokenizer!r}")
+        if tokenizer not in (*KINDS, *SUBWORD) and not isinstance(tokenizer, dict):
+            raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a description, got {tokenizer!r}")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         sizes = {"block_size": block_size, "batch_size": batch_size, "train_stride": train_stride}
@@ -160,6 +163,12 @@ class TextDataModule(L.LightningDataModule):
         self.tokenizer: Tokenizer | None = None
         self.train_set: Windows | None = None
         self.val_set: Windows | None = None
+
+    @property
+    def kind(self) -> str:
+        """The tokenizer's kind (``tokenizer`` is a kind, or a description carried over by ``init_from``)."""
+        tokenizer = self.hparams.tokenizer
+        return tokenizer if isinstance(tokenizer, str) else tokenizer["kind"]
 
     @property
     def source_name(self) -> str:
@@ -182,7 +191,7 @@ class TextDataModule(L.LightningDataModule):
     def _corpus(self) -> str | bytes:
         h = self.hparams
         if h.path is not None:
-            return read_path(h.path, decode=h.tokenizer == "char")
+            return read_path(h.path, decode=self.kind != "byte", encoding=h.encoding)
         return self._hub_text() if h.hub_name is not None else embedded_text()
 
     def setup(self, stage: str | None = None) -> None:
@@ -190,7 +199,7 @@ class TextDataModule(L.LightningDataModule):
             return
         h = self.hparams
         corpus = self._corpus()
-        self.tokenizer = CharTokenizer.from_text(corpus) if h.tokenizer == "char" else ByteTokenizer()
+        self.tokenizer = build_tokenizer(h.tokenizer, corpus, h.vocab_size, h.pre_tokenizer)
         ids = self.tokenizer.encode(corpus)
         ids = ids.to(torch.uint8 if self.tokenizer.vocab_size <= 256 else torch.int32)  # 1-4 bytes per token
         n_train = int(len(ids) * (1.0 - h.val_fraction))
@@ -211,6 +220,19 @@ class TextDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         size = self.hparams.eval_batch_size or self.hparams.batch_size
         return eval_loader(self.val_set, size, num_workers=self.hparams.num_workers)
+
+    def unigram_bpc(self, num_windows: int | None = None) -> float:
+        """The baseline every model must beat: bits per token of the validation targets (of the first
+        ``num_windows`` validation windows; all by default) under the training split's token frequencies, with
+        add-one smoothing so that a token unseen in training costs finite bits."""
+        if self.train_set is None or self.val_set is None:
+            raise RuntimeError("call setup() before unigram_bpc()")
+        vocab = self.tokenizer.vocab_size
+        counts = torch.bincount(self.train_set.ids.long(), minlength=vocab).double() + 1.0
+        log2_p = (counts / counts.sum()).log2()
+        windows = len(self.val_set) if num_windows is None else min(num_windows, len(self.val_set))
+        targets = torch.cat([self.val_set[i][1] for i in range(windows)])  # (windows * T,)
+        return float(-log2_p[targets].mean())
 
     def model_kwargs(self) -> dict:
         """Constructor arguments the model takes from the data: the tokenizer's description."""

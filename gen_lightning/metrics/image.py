@@ -90,21 +90,54 @@ def _unbiased_mmd2(k_xx: Tensor, k_xy: Tensor, k_yy: Tensor) -> Tensor:
     return within - 2 * k_xy.sum() / (m * m)
 
 
+# Largest number of kernel entries (all three matrices) held at once for the one-pass KID: 16M float64, 128 MB.
+KID_FULL_KERNEL_ENTRIES = 1 << 24
+
+
+def _subset_sums(kernel: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``kernel[r][:, c].sum()`` for every subset: ``rows (S, N)`` and ``cols (S, M)`` are 0/1 indicators."""
+    return ((rows @ kernel) * cols).sum(dim=1)  # (S,)
+
+
 def kernel_inception_distance(
-    real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = SUBSET_SEED
+    real: Tensor,
+    fake: Tensor,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = SUBSET_SEED,
+    max_kernel_entries: int = KID_FULL_KERNEL_ENTRIES,
 ) -> tuple[float, float, int]:
-    """KID mean and population std over subsets drawn as torch-fidelity draws them, and the subset size."""
+    """KID mean and population std over subsets drawn as torch-fidelity draws them, and the subset size.
+
+    When the three kernel matrices of all samples fit in ``max_kernel_entries``, they are computed once and each
+    subset's sums are read from them with 0/1 indicator vectors (``s^T K s``): the same estimator, about 10x faster
+    than a kernel per subset (KID was most of an evaluation's time on small images)."""
     rng = np.random.RandomState(seed)
     m = min(subset_size, len(real), len(fake))
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} real, {len(fake)} fake")
-    mmds = []
+    draws = []
+    for _ in range(subsets):  # the order of torch-fidelity's draws: fake subset, then real subset
+        draws.append((rng.choice(len(fake), m, replace=False), rng.choice(len(real), m, replace=False)))
     with full_fp32_matmul():
-        for _ in range(subsets):
-            f = fake[torch.from_numpy(rng.choice(len(fake), m, replace=False)).to(fake.device)]
-            r = real[torch.from_numpy(rng.choice(len(real), m, replace=False)).to(real.device)]
-            mmds.append(_unbiased_mmd2(_cubic_kernel(f, f), _cubic_kernel(f, r), _cubic_kernel(r, r)))
-    mmds = torch.stack(mmds)
+        n_f, n_r = len(fake), len(real)
+        if n_f * n_f + n_f * n_r + n_r * n_r <= max_kernel_entries:
+            s_f = torch.zeros(subsets, n_f, dtype=torch.float64, device=fake.device)
+            s_r = torch.zeros(subsets, n_r, dtype=torch.float64, device=real.device)
+            for i, (f, r) in enumerate(draws):
+                s_f[i, torch.from_numpy(f).to(fake.device)] = 1.0
+                s_r[i, torch.from_numpy(r).to(real.device)] = 1.0
+            k_ff, k_rr = _cubic_kernel(fake, fake), _cubic_kernel(real, real)
+            within = _subset_sums(k_ff, s_f, s_f) - s_f @ k_ff.diagonal()
+            within = within + _subset_sums(k_rr, s_r, s_r) - s_r @ k_rr.diagonal()
+            mmds = within / (m * (m - 1)) - 2 * _subset_sums(_cubic_kernel(fake, real), s_f, s_r) / (m * m)
+        else:
+            mmds = []
+            for f_idx, r_idx in draws:
+                f = fake[torch.from_numpy(f_idx).to(fake.device)]
+                r = real[torch.from_numpy(r_idx).to(real.device)]
+                mmds.append(_unbiased_mmd2(_cubic_kernel(f, f), _cubic_kernel(f, r), _cubic_kernel(r, r)))
+            mmds = torch.stack(mmds)
     return mmds.mean().item(), mmds.std(unbiased=False).item(), m
 
 

@@ -39,13 +39,25 @@ def _factor(step: int, **schedule) -> float:
     return warmup_cosine(step, **schedule) / schedule["lr"]
 
 
-def adamw_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
-    """Two AdamW groups: tensors with dim >= 2 decay, the rest (biases, norm gains) do not."""
-    params = [p for _, p in named_parameters if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+def adamw_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr_scales: dict[str, float] | None = None
+) -> list[dict]:
+    """AdamW groups: tensors with dim >= 2 decay, the rest (biases, norm gains) do not.
+
+    ``lr_scales`` maps a name prefix to a learning-rate factor (e.g. ``{"net.": 0.1}``: a pre-trained body learns
+    10x slower than a new head); such parameters get their own groups, marked with ``lr_scale``."""
+    scales = lr_scales or {}
+    named = [(n, p) for n, p in named_parameters if p.requires_grad]
+    scale_of = {n: next((s for prefix, s in scales.items() if n.startswith(prefix)), 1.0) for n, _ in named}
+    groups = []
+    for scale in dict.fromkeys([1.0, *scales.values()]):
+        params = [p for n, p in named if scale_of[n] == scale]
+        extra = {} if scale == 1.0 else {"lr_scale": scale}
+        groups += [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **extra},
+        ]
+    return [g for g in groups if g["params"]] if scales else groups
 
 
 def adamw_warmup_cosine(
@@ -57,18 +69,22 @@ def adamw_warmup_cosine(
     weight_decay: float,
     warmup_steps: int,
     lr_decay_steps: int,
+    lr_scales: dict[str, float] | None = None,
     fused: bool = False,
 ) -> dict:
     """``configure_optimizers``'s answer: AdamW and a schedule stepped after every optimizer step.
 
-    ``fused``: PyTorch's single-kernel AdamW (CPU and CUDA) instead of the default multi-tensor ("foreach") one;
-    the same update in another order of floating-point operations (equal to ~1e-7 relative per step).
+    Groups with an ``lr_scale`` (see ``adamw_groups``) follow the same schedule, scaled. ``fused``: PyTorch's
+    single-kernel AdamW (CPU and CUDA) instead of the default multi-tensor ("foreach") one; the same update in
+    another order of floating-point operations (equal to ~1e-7 relative per step).
     """
     if not 0.0 <= min_lr <= lr:
         raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
     if warmup_steps < 0 or lr_decay_steps < warmup_steps:
         raise ValueError(f"need 0 <= warmup_steps <= lr_decay_steps, got {warmup_steps}, {lr_decay_steps}")
-    groups = adamw_groups(named_parameters, weight_decay)
+    groups = adamw_groups(named_parameters, weight_decay, lr_scales)
+    for group in groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)  # LambdaLR scales each group's initial lr
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **({"fused": True} if fused else {}))
     schedule = {"lr": lr, "min_lr": min_lr, "warmup_steps": warmup_steps, "lr_decay_steps": lr_decay_steps}
     # A partial of a module-level function: LambdaLR can save its state, and the checkpoint stays picklable.

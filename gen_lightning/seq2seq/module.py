@@ -171,7 +171,7 @@ class TransformerSeq2Seq(Seq2Seq):
         no_repeat_ngram: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs its config; the tokenizer (~0.7 MB) stays out
         self._vocabularies(tokenizer, source_tokenizer)
         cfg = Seq2SeqConfig(
             source_vocab_size=self.source_vocab.size,
@@ -223,7 +223,7 @@ class RNNSeq2Seq(Seq2Seq):
         no_repeat_ngram: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # the run logs its config; the tokenizer (~0.7 MB) stays out
         self._vocabularies(tokenizer, source_tokenizer)
         self.net = RNNSeq2SeqNet(
             self.source_vocab.size,

@@ -9,6 +9,8 @@ one study only. A run directory is completed (``metrics.json`` status completed)
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -121,16 +123,39 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def progress(spec: StudySpec, index: StudyIndex, i: int, pr: PlannedRun, what: str) -> None:
-    """One line per run on top of Lightning's bar: position, state of the study, ETA from finished runs."""
+def eta(index: StudyIndex) -> float | None:
+    """Seconds left: each unfinished run takes what the finished seeds of the same study run took (on average),
+    or the average of all finished runs; None before any run finished."""
     runs = index.data["runs"].values()
-    done = [r for r in runs if r.get("status") == "completed"]
+    walls: dict[str, list[float]] = {}
+    for r in runs:
+        if r.get("status") == "completed" and r.get("wall_s"):
+            walls.setdefault(r["run"], []).append(r["wall_s"])
+    if not walls:
+        return None
+    every = [w for ws in walls.values() for w in ws]
+    left = [r for r in runs if r.get("status") not in ("completed", "failed")]
+    return sum(sum(walls.get(r["run"], every)) / len(walls.get(r["run"], every)) for r in left)
+
+
+def bar(done: int, total: int, width: int = 12) -> str:
+    filled = round(width * done / total) if total else width
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def progress(spec: StudySpec, index: StudyIndex, i: int, pr: PlannedRun, what: str, final: bool = True) -> None:
+    """One line per run: its position and outcome, and the study's bar with the ETA from the finished runs.
+
+    ``final=False`` is the line while the run trains: on a terminal it is overwritten by the run's final line,
+    elsewhere (a log file, a pipe) it is not printed, so every run leaves exactly one line."""
+    runs = index.data["runs"].values()
+    done = sum(r.get("status") == "completed" for r in runs)
     failed = sum(r.get("status") == "failed" for r in runs)
-    timed = [r["wall_s"] for r in done if r.get("wall_s")]
-    left = len(index.data["runs"]) - len(done) - failed
-    eta = f"ETA {duration(left * sum(timed) / len(timed))}" if timed and left else "ETA -"
-    total = len(index.data["runs"])
-    print(
-        f"[study {spec.name}] run {i}/{total} {pr.key}: {what} | {len(done)} completed, {failed} failed | {eta}",
-        flush=True,
-    )
+    left = eta(index)
+    state = f"{bar(done + failed, len(runs))} {done} completed, {failed} failed"
+    line = f"[study {spec.name}] run {i}/{len(runs)} {pr.key}: {what} | {state} | ETA {duration(left) if left else '-'}"
+    if not final:
+        if sys.stdout.isatty():
+            print(line[: shutil.get_terminal_size().columns - 1], end="\r", flush=True)
+        return
+    print("\033[2K" + line if sys.stdout.isatty() else line, flush=True)

@@ -62,7 +62,7 @@ class BERT(LanguageModel):
         corrupted, labels = mask_tokens(
             inputs, self.net.vocab_size, self.net.mask_id, self.hparams.mask_prob, generator=generator
         )
-        logits = self.net(corrupted)[labels >= 0]  # (M, V) at the selected positions only
+        logits = self.net(corrupted, select=labels >= 0)  # (M, V) at the selected positions only
         targets = labels[labels >= 0]  # (M,)
         correct = (logits.argmax(dim=-1) == targets).float().mean()
         return F.cross_entropy(logits, targets), correct, targets.numel()

@@ -92,7 +92,10 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.causal = cfg.causal
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``key_mask`` (B, T) bool, True at real tokens: padded positions are never attended to."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))
@@ -101,9 +104,13 @@ class SelfAttention(nn.Module):
             past = cache.length
             k, v = cache.append(k, v)  # (B, H, past + T, D)
         mask, is_causal = None, self.causal and T > 1
-        if is_causal and past > 0:  # queries at positions past..past+T-1 see keys up to their own position
+        if is_causal and (past > 0 or key_mask is not None):
+            # queries at positions past..past+T-1 see keys up to their own position
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             is_causal = False
+        if key_mask is not None:
+            keep = key_mask[:, None, None, :]  # (B, 1, 1, T)
+            mask = keep if mask is None else mask & keep
         y = attention(q, k, v, mask, self.dropout if self.training else 0.0, is_causal)  # (B, H, T, D)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
@@ -129,8 +136,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.hidden_dim, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, key_mask: torch.Tensor | None = None):
+        x = x + self.attn(self.ln1(x), cache, key_mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -146,7 +153,9 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden_dim, bias=cfg.bias)
 
-    def forward(self, idx: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, caches: list[KVCache] | None = None, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         T = idx.size(1)
         start = caches[0].length if caches else 0
         if start + T > self.cfg.block_size:
@@ -154,7 +163,7 @@ class Transformer(nn.Module):
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
         for i, block in enumerate(self.blocks):
-            x = block(x, caches[i] if caches else None)
+            x = block(x, caches[i] if caches else None, key_mask)
         return self.ln_f(x)
 
     def new_caches(self, batch: int) -> list[KVCache]:
@@ -239,10 +248,15 @@ class BERTNet(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         init_weights(self, cfg.num_layers)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.ln(F.gelu(self.dense(self.transformer(idx))))  # (B, T, C)
+    def forward(self, idx: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, V) logits, or (M, V) at the M positions where ``select`` (B, T) is True: the MLM loss needs only
+        the masked positions, and with a subword vocabulary the head dominates the cost of the others."""
+        h = self.transformer(idx)  # (B, T, C)
+        if select is not None:
+            h = h[select]  # (M, C)
+        h = self.ln(F.gelu(self.dense(h)))
         # Decoder tied to the input embeddings of the V real symbols (not [MASK]).
-        return F.linear(h, self.transformer.tok_emb.weight[: self.vocab_size], self.out_bias)  # (B, T, V)
+        return F.linear(h, self.transformer.tok_emb.weight[: self.vocab_size], self.out_bias)  # (..., V)
 
     @torch.no_grad()
     def generate(

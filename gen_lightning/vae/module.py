@@ -5,6 +5,14 @@ reparameterisation z = mu + sigma * eps (eq. 4) and the closed-form Gaussian KL 
 KL term in the training loss (Higgins et al. 2017); validation always reports the true ELBO (beta = 1) in nats per
 image, and the importance-weighted bound of Burda et al. 2015 (eq. 8) with ``iw_samples`` samples.
 Modes of a given image: ``reconstruct``, ``interpolate`` and ``variations`` (decoded draws of q(z|x) around it).
+
+Two guards against posterior collapse (q(z|x) = p(z), a decoder that ignores z), only in the training loss:
+- KL warm-up (Bowman et al. 2016, section 3.1; Sonderby et al. 2016, "How to train deep VAEs", section 2.3): the
+  KL weight grows linearly from 0 to ``beta`` over the first ``kl_warmup_steps`` steps, so the encoder learns to
+  carry information before the KL term pulls it back to the prior;
+- free bits (Kingma et al. 2016, "Improved variational inference with inverse autoregressive flow", eq. 15): each
+  latent dimension's KL, averaged over the batch, counts as at least ``free_bits`` nats, so a dimension gains
+  nothing from collapsing below that.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class VAE(ImageModel):
         num_layers: int = 2,
         likelihood: str = "bernoulli",
         beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        free_bits: float = 0.0,
         iw_samples: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -52,6 +62,8 @@ class VAE(ImageModel):
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got '{likelihood}'")
         if beta < 0 or latent_dim <= 0 or iw_samples < 0:
             raise ValueError("model.beta and model.iw_samples must be >= 0 and model.latent_dim > 0")
+        if kl_warmup_steps < 0 or free_bits < 0:
+            raise ValueError("model.kl_warmup_steps and model.free_bits must be >= 0 (0: off)")
         self.save_hyperparameters()
         enc, dec = NETWORKS[network]
         self.encoder = enc(channels, image_size, hidden_dim, latent_dim, num_layers)
@@ -75,13 +87,29 @@ class VAE(ImageModel):
             return torch.sigmoid(out) * 2 - 1
         return out.clamp(-1, 1)
 
-    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-image reconstruction NLL and KL, each (B,), with one reparameterised sample (eq. 4)."""
+    def elbo_terms(self, x: torch.Tensor, per_dimension: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image reconstruction NLL (B,) and KL (B,), or (B, D) per latent dimension, with one reparameterised
+        sample (eq. 4)."""
         mu, logvar = self.encoder(x)  # (B, D)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         recon = -self.log_likelihood(self.decoder(z), x)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-        return recon, kl
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (B, D), closed form (appendix B)
+        return recon, kl if per_dimension else kl.sum(1)
+
+    def kl_weight(self) -> float:
+        """``beta``, reached linearly from 0 over the first ``kl_warmup_steps`` optimizer steps."""
+        warmup = self.hparams.kl_warmup_steps
+        ramp = min(1.0, (self.global_step + 1) / warmup) if warmup else 1.0
+        return self.hparams.beta * ramp
+
+    def training_kl(self, kl: torch.Tensor) -> torch.Tensor:
+        """The KL term of the training loss (a scalar) from the per-dimension KL ``(B, D)``: its batch mean, where
+        with free bits a dimension whose batch-mean KL is below ``free_bits`` nats counts as ``free_bits`` (and
+        gets no gradient), Kingma et al. 2016, eq. 15."""
+        per_dim = kl.mean(0)  # (D,)
+        if self.hparams.free_bits:
+            per_dim = per_dim.clamp(min=self.hparams.free_bits)
+        return per_dim.sum()
 
     def iw_bound(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """log p(x) >= log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. eq. 8), (B,)."""
@@ -98,11 +126,11 @@ class VAE(ImageModel):
     # ---- training ------------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, _ = batch
-        recon, kl = self.elbo_terms(x)
-        loss = (recon + self.hparams.beta * kl).mean()
+        recon, kl = self.elbo_terms(x, per_dimension=True)
+        loss = recon.mean() + self.kl_weight() * self.training_kl(kl)
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/recon", recon.mean())
-        self.log("train/kl", kl.mean())
+        self.log("train/kl", kl.sum(1).mean())
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -166,6 +166,27 @@ def main_metrics(rows: list[dict], requested: list[str] | None) -> list[str]:
     return sorted(shared or set.union(*with_results))
 
 
+def text_baseline(study_dir: Path, results: list[SeedResult]) -> dict | None:
+    """The unigram baseline of a text study (``TextDataModule.unigram_bpc``) on the validation windows the runs
+    were scored on; None when the runs are not text models, or when they differ in data or validation windows."""
+    from hydra.utils import instantiate
+
+    configs = [
+        OmegaConf.load(RunDir(study_dir / r.dir).config) for r in results if RunDir(study_dir / r.dir).config.is_file()
+    ]
+    if not configs or not str(configs[0].data.get("_target_", "")).endswith("TextDataModule"):
+        return None
+    data = {json.dumps(OmegaConf.to_container(c.data, resolve=True), sort_keys=True) for c in configs}
+    limits = {c.trainer.get("limit_val_batches") for c in configs}
+    if len(data) > 1 or len(limits) > 1:
+        return None
+    cfg, limit = configs[0], limits.pop()
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    windows = limit * cfg.data.batch_size if isinstance(limit, int) else None
+    return {"unigram_bpc": datamodule.unigram_bpc(windows), "validation_windows": windows or len(datamodule.val_set)}
+
+
 def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
     index = load_index(study_dir)
     spec = index["spec"]
@@ -179,6 +200,7 @@ def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
         "main_metrics": main_metrics(rows, (spec.get("report") or {}).get("metrics")),
         "directions": read_directions({"directions": r.directions} for r in results),
         "evaluations": evaluation_rows(study_dir, index, spec),
+        "baseline": text_baseline(study_dir, results),
         "seed_results": [
             {k: v for k, v in asdict(r).items() if k not in ("history", "logger", "directions")} for r in results
         ],

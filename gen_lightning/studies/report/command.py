@@ -25,7 +25,7 @@ from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.index import default_study_dir, load_index
 from gen_lightning.studies.report.collect import build_report, run_order
 from gen_lightning.studies.report.markdown import render
-from gen_lightning.studies.report.plots import metric_file, write_plots, write_samples
+from gen_lightning.studies.report.plots import metric_file, write_plots, write_run_samples, write_samples
 from gen_lightning.studies.report.wandb_run import log_wandb
 from gen_lightning.studies.spec import StudyError, find_study_file, load_spec
 
@@ -37,8 +37,9 @@ def write_report(study_dir: str | Path, wandb: str = "auto") -> Path:
     index = load_index(study_dir)
     plot_metrics = write_plots(study_dir, results, run_order(report["spec"]))
     write_samples(study_dir, results, index, report["study"])
+    run_samples = write_run_samples(study_dir, results, run_order(report["spec"]))
     write_json(study_dir / "report.json", report)
-    (study_dir / "report.md").write_text(render(report, plot_metrics, metric_file), encoding="utf-8")
+    (study_dir / "report.md").write_text(render(report, plot_metrics, metric_file, run_samples), encoding="utf-8")
     used_wandb = any(wandb_config(r.logger) is not None for r in results)
     if wandb == "true" or (wandb == "auto" and used_wandb):
         log_wandb(study_dir, report, results, plot_metrics)

@@ -72,6 +72,94 @@ def overview(report: dict) -> list[str]:
     return lines + table(["", ""], info) + [""]
 
 
+def ranked(rows: list[dict], metric: str | None, directions: dict[str, str]) -> list[dict]:
+    """Rows by the mean of ``metric``, best first (its declared direction; lower first without one), runs
+    without a value last, ties in study order."""
+    if metric is None:
+        return list(rows)
+    sign = -1.0 if directions.get(metric) == "max" else 1.0
+
+    def key(row):
+        mean = row["metrics"].get(metric, {}).get("mean")
+        return (mean is None, sign * mean if mean is not None else 0.0)
+
+    return sorted(rows, key=key)
+
+
+def cell_text(text: str, width: int = 60) -> str:
+    """The start of a text sample inside a table cell: one line, ``⏎`` for line breaks, no Markdown syntax."""
+    flat = text.strip().replace("\n", "⏎").replace("|", "\\|").replace("`", "'")
+    return f"`{flat[:width]}`" + ("…" if len(flat) > width else "")
+
+
+def results(report: dict, samples: dict[str, tuple[str, str]]) -> list[str]:
+    """The comparison at a glance: a row per study run, best first by the primary metric (the first of the main
+    table's), with its final samples, the main metrics and the training time."""
+    directions, metrics = report.get("directions", {}), report["main_metrics"]
+    rows = ranked(report["rows"], metrics[0] if metrics else None, directions)
+    header = ["", "run", "samples (final, first seed)", *(f"{m} {arrow(m, directions)}".rstrip() for m in metrics)]
+    header += ["train time (s)", "parameters"]
+    bold = {m: best_rows(rows, m, directions) for m in metrics}
+    body = []
+    for i, row in enumerate(rows):
+        kind, content = samples.get(row["run"], ("", ""))
+        shown = f"![{row['run']}]({content})" if kind == "image" else cell_text(content) if kind == "text" else "-"
+        cells = [str(i + 1), f"`{row['run']}` ({row['model'] or '-'})", shown]
+        for m in metrics:
+            cell = mean_std(row["metrics"].get(m))
+            cells.append(f"**{cell}**" if i in bold[m] else cell)
+        body.append(cells + [mean_std(row["train_time_s"]), parameters(row["num_params"])])
+    seeds = ", ".join(str(s) for s in report["spec"]["seeds"])
+    order = f"Best first by `{metrics[0]}`. " if metrics else ""
+    lines = ["## Results", ""]
+    lines += [
+        f"{order}Final values, mean ± sample standard deviation over seeds {seeds}; ↑ higher is better, ↓ lower is "
+        "better, the best mean in bold. Training time excludes start-up and the final evaluation. Every metric of "
+        "every run: the appendix.",
+        "",
+    ]
+    lines += table(header, body) + [""]
+    baseline = report.get("baseline")
+    if baseline:
+        lines += [
+            "Baseline: a unigram model of the training text (each token's frequency, add-one smoothed) scores "
+            f"**{baseline['unigram_bpc']:.3f} bits per token** on the same {baseline['validation_windows']} "
+            "validation windows; a model below it has learned more than the letter frequencies.",
+            "",
+        ]
+    return lines
+
+
+def text_samples(samples: dict[str, tuple[str, str]], limit: int = 600) -> list[str]:
+    texts = [(run, content) for run, (kind, content) in samples.items() if kind == "text"]
+    if not texts:
+        return []
+    fence = "~~~~"  # not backticks: code in the samples may hold them
+    lines = ["## Text samples", "", "The final preview of each run's first seed (from an empty prompt).", ""]
+    for run, content in texts:
+        shown = content[:limit] + ("\n…" if len(content) > limit else "")
+        lines += [f"`{run}`:", "", fence + "text", *shown.replace(fence, "~~~").splitlines(), fence, ""]
+    return lines
+
+
+def curves(report: dict, plot_metrics: list[str], metric_file: Callable[[str], str]) -> list[str]:
+    """The main metrics' curves first (in the main table's order), then the others."""
+    if not plot_metrics:
+        return []
+    main = [m for m in report["main_metrics"] if m in plot_metrics]
+    lines = ["## Learning curves", ""]
+    lines += [
+        "Every seed of every run, against `trainer.global_step` (GANs count the steps of both optimizers) and "
+        "training time.",
+        "",
+    ]
+    lines += [f"![{m}](plots/{metric_file(m)})" for m in main] + [""]
+    others = [m for m in plot_metrics if m not in main]
+    if others:
+        lines += ["Other validation metrics:", ""] + [f"![{m}](plots/{metric_file(m)})" for m in others] + [""]
+    return lines
+
+
 def comparison(report: dict) -> list[str]:
     rows, metrics, directions = report["rows"], report["main_metrics"], report.get("directions", {})
     header = ["run", "model", "seeds", "parameters", *(f"{m} {arrow(m, directions)}".rstrip() for m in metrics)]
@@ -86,11 +174,11 @@ def comparison(report: dict) -> list[str]:
             cells.append(f"**{cell}**" if i in bold[m] else cell)
         cells += [mean_std(row["train_time_s"]), mean_std(row["sample_time_s"], 1000.0)]
         body.append(cells)
-    lines = ["## Comparison", ""]
+    lines = ["## Appendix: every metric", ""]
     lines += [
         "Final validation metrics, mean ± sample standard deviation over the completed seeds (seeds: completed/"
-        "planned); ↑ higher is better, ↓ lower is better, the best mean in bold. Training time excludes start-up; "
-        "sample time is the model's own `val/sample_time` where it logs one.",
+        "planned), in the study's order; ↑ higher is better, ↓ lower is better, the best mean in bold. Training "
+        "time excludes start-up; sample time is the model's own `val/sample_time` where it logs one.",
         "",
     ]
     lines += table(header, body) + [""]
@@ -169,15 +257,10 @@ def failures(report: dict) -> list[str]:
     return lines + [""]
 
 
-def render(report: dict, plot_metrics: list[str], metric_file: Callable[[str], str]) -> str:
-    lines = overview(report) + comparison(report) + evaluations(report) + references(report) + failures(report)
-    if plot_metrics:
-        lines += ["## Validation curves", ""]
-        lines += [
-            "Every seed of every run; x: `trainer.global_step` (GANs count the steps of both optimizers) and "
-            "training time.",
-            "",
-        ]
-        lines += [f"![{m}](plots/{metric_file(m)})" for m in plot_metrics] + [""]
-    lines += ["## Samples", "", "![final samples of every run](samples.png)", ""]
-    return "\n".join(lines)
+def render(
+    report: dict, plot_metrics: list[str], metric_file: Callable[[str], str], samples: dict[str, tuple[str, str]]
+) -> str:
+    lines = overview(report) + results(report, samples) + curves(report, plot_metrics, metric_file)
+    lines += text_samples(samples) + evaluations(report) + references(report) + failures(report)
+    lines += ["## Samples of every seed", "", "![final samples of every run](samples.png)", ""]
+    return "\n".join(lines + comparison(report))

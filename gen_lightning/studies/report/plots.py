@@ -46,10 +46,15 @@ def metric_curves(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], 
             values = [r[metric] for r in rows]
             by_step.plot([r["step"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
             by_time.plot([r["time_s"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
+    values = [v for line in by_step.get_lines() for v in line.get_ydata()]
+    # A metric spanning decades (FID falls from ~1,000 to ~10): a log axis shows the end of the curves too.
+    log = bool(values) and min(values) > 0 and max(values) / min(values) > 20
     for ax, xlabel in ((by_step, "training step (trainer.global_step)"), (by_time, "training time (s)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric + (" (log scale)" if log else ""))
         ax.grid(alpha=0.3)
+        if log:
+            ax.set_yscale("log")
     by_step.legend(fontsize=8)
     fig.suptitle(metric + (f"  ({note})" if note else ""), fontsize=10)
     return _save(fig, path)
@@ -119,6 +124,30 @@ def final_samples(run_dir: Path) -> Path | None:
         if files:
             return files[-1]
     return None
+
+
+RUN_SAMPLE_SIDE = 220  # pixels a run's sample grid is scaled up to (nearest neighbour) in the results table
+
+
+def write_run_samples(study_dir: Path, results: list[SeedResult], runs: list[str]) -> dict[str, tuple[str, str]]:
+    """Each run's final samples of its first completed seed, for the results table: ``("image", "samples/<run>.png")``
+    (the grid scaled up, so that 8x8 digits can be read) or ``("text", <the first text sample>)``."""
+    out = {}
+    for run in runs:
+        done = [r for r in results if r.run == run and r.status == "completed"]
+        path = next((p for p in (final_samples(study_dir / r.dir) for r in done) if p is not None), None)
+        if path is None:
+            continue
+        if path.suffix == ".txt":
+            out[run] = ("text", path.read_text(encoding="utf-8").split("\n\n---\n\n")[0])
+            continue
+        image = Image.open(path).convert("RGB")
+        scale = max(1, RUN_SAMPLE_SIDE // max(image.size))
+        target = study_dir / "samples" / f"{run}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(target)
+        out[run] = ("image", f"samples/{run}.png")
+    return out
 
 
 def write_samples(study_dir: Path, results: list[SeedResult], index: dict, name: str) -> Path:

@@ -1,0 +1,125 @@
+"""Where a study's time goes, per run: start-up, set-up, W&B, training steps, validation, metric evaluations, sample
+grids, checkpoints, finishing. The runs of ``experiments/image_families_quick.yaml`` (or another study) are trained
+in this process as ``gen-lightning study`` trains them (the in-process launcher), with a timer around each phase.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/study_overhead.py [--study FILE] [--seeds 0] [--out DIR]
+
+Each phase's time excludes the phases timed inside it (a checkpoint written at a validation counts as checkpoint,
+not validation). CPU seconds (this process; W&B's service process is apart) are the robust number on a shared
+machine; wall seconds follow the load.
+
+MEASURED: nothing yet (to be run on a quiet machine and its table written here, with the load average).
+
+Start-up of the process (imports of torch, Lightning, Hydra, W&B: about 5 CPU seconds) and the digit classifier of
+the metric protocol (trained once, then read from its disk cache) are paid once per study, not per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from cli_runs import ROOT, load_average
+
+PHASES = ("launcher", "set-up", "data", "W&B start", "training steps", "validation", "metric evaluations",
+          "sample grids", "checkpoints", "finish")  # fmt: skip
+
+
+class PhaseTimer:
+    """Exclusive wall and CPU seconds per phase: time in a phase minus the time in phases entered inside it."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        self.stack: list[list] = []  # [phase, wall start, cpu start, wall in children, cpu in children]
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.stack.append([name, time.perf_counter(), time.process_time(), 0.0, 0.0])
+        try:
+            yield
+        finally:
+            phase, wall0, cpu0, wall_in, cpu_in = self.stack.pop()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            self.totals[phase][0] += wall - wall_in
+            self.totals[phase][1] += cpu - cpu_in
+            if self.stack:
+                self.stack[-1][3] += wall
+                self.stack[-1][4] += cpu
+
+    def wrap(self, owner, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            with self.phase(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attribute, timed)
+
+
+def instrument(timer: PhaseTimer) -> None:
+    """Timers around the phases of ``train.fit`` (patched in this process only)."""
+    import lightning as L
+    from lightning.pytorch.loops.evaluation_loop import _EvaluationLoop
+
+    from gen_lightning import tracking, train
+    from gen_lightning.callbacks.samples import SampleLogger
+    from gen_lightning.callbacks.summary import RunSummary
+    from gen_lightning.data.images import ImageDataModule
+    from gen_lightning.data.text import TextDataModule
+    from gen_lightning.metrics.callback import ImageMetrics
+    from gen_lightning.metrics.protocol import EvaluationCallback
+
+    timer.wrap(train, "_fit", "set-up")  # what no inner phase claims: checks, model, callbacks, trainer
+    timer.wrap(L.Trainer, "fit", "training steps")  # the loop, less validation and what runs inside it
+    for datamodule in (ImageDataModule, TextDataModule):
+        timer.wrap(datamodule, "setup", "data")
+    timer.wrap(train, "build_logger", "W&B start")
+    timer.wrap(_EvaluationLoop, "run", "validation")
+    timer.wrap(EvaluationCallback, "evaluate", "metric evaluations")
+    timer.wrap(ImageMetrics, "evaluate", "metric evaluations")  # its own, not the base class's
+    timer.wrap(SampleLogger, "on_validation_epoch_end", "sample grids")
+    timer.wrap(L.Trainer, "save_checkpoint", "checkpoints")
+    timer.wrap(train, "finish_evaluations", "finish")
+    timer.wrap(RunSummary, "write", "finish")
+    timer.wrap(tracking, "finish", "finish")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default=str(ROOT / "experiments" / "image_families_quick.yaml"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "study_overhead")
+    args = parser.parse_args()
+
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    from gen_lightning.studies.launch import train_one
+    from gen_lightning.studies.plan import plan
+    from gen_lightning.studies.spec import load_spec
+
+    spec = load_spec(args.study)
+    import_wall, import_cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    timer = PhaseTimer()
+    instrument(timer)
+    planned = [pr for pr in plan(spec, args.out.resolve(), []) if pr.seed in args.seeds]
+    print(f"start-up (imports): {import_cpu:.1f} CPU s ({import_wall:.1f} s wall); load {load_average()}")
+    columns = {}
+    for pr in planned:
+        timer.totals.clear()
+        wall, cpu = time.perf_counter(), time.process_time()
+        with timer.phase("launcher"):  # around train.fit: config checks, run lock, output to train.log
+            train_one(pr, resume=False)
+        totals = dict(timer.totals)
+        totals["total"] = [time.perf_counter() - wall, time.process_time() - cpu]
+        columns[pr.key] = totals
+        print(f"{pr.key}: {totals['total'][1]:.1f} CPU s ({totals['total'][0]:.1f} s wall), load {load_average()}")
+    print(f"\n{'phase':20s}" + "".join(f"{k:>18s}" for k in columns))
+    for phase in (*PHASES, "total"):
+        cells = [columns[k].get(phase, [0.0, 0.0]) for k in columns]
+        print(f"{phase:20s}" + "".join(f"{cpu:9.1f} ({wall:5.1f})" for wall, cpu in cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Text classifiers whose bodies are the sequence families' networks (BERT, GPT, LSTM, GRU), one shared head."""

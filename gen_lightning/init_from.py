@@ -1,0 +1,144 @@
+"""``init_from=CKPT``: start a run from the weights of another run's checkpoint (pre-train, then fine-tune).
+
+Knows no family. The checkpoint is read by gen_lightning/checkpoint.py. Its tokenizer (the ``tokenizer``
+hyperparameter every text model saves) goes to the new run's data module in place of the one it would build, so
+the ids mean what they meant in pre-training; then its weights are loaded into the new model by name:
+
+- the model's ``init_prefixes`` (default: every parameter) name the parameters the checkpoint must provide,
+  e.g. a classifier's body ``("net.transformer.",)``; parameters outside them (a new classification head) keep
+  their fresh initialisation, and checkpoint tensors outside them (a language-model head) are not used;
+- under those prefixes the two must match one to one with equal shapes; otherwise the run stops with the names
+  that differ, before training. A model may check more with ``check_init_source(target, hparams)`` (e.g. that
+  a BERT checkpoint goes into a BERT body, with the same number of heads, which no tensor shape shows).
+
+On ``resume=true`` the weights come from the run's own ``last.ckpt`` and only the tokenizer is carried over
+(from that checkpoint, which holds the same one), so a resumed run no longer needs the pre-trained file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig
+
+from gen_lightning import checkpoint as ckpt_io
+from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.data.tokenizers import VocabularyError
+from gen_lightning.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+CARRIED = ("tokenizer",)  # hyperparameters of the checkpoint that the data module takes over
+
+
+class InitFromError(ValueError):
+    """The checkpoint of ``init_from`` does not fit this run; the message names what differs."""
+
+
+@dataclass
+class Pretrained:
+    path: Path
+    target: str  # the checkpoint's model class
+    hparams: dict
+    state_dict: dict
+
+
+def read(path: str | Path) -> Pretrained:
+    ckpt = ckpt_io.read(path)
+    return Pretrained(Path(path), ckpt[STATE_KEY]["target"], dict(ckpt.get("hyper_parameters", {})), ckpt["state_dict"])
+
+
+def for_run(cfg: DictConfig, resume_from: Path | None) -> Pretrained | None:
+    """The pre-trained checkpoint of a run (its own last.ckpt when resuming), or None without ``init_from``."""
+    if not cfg.get("init_from"):
+        return None
+    path = resume_from or Path(cfg.init_from)
+    if not path.is_file():
+        raise InitFromError(f"init_from={path} does not exist: give the checkpoint of a finished run")
+    if resume_from is None:
+        check_finished(path)
+    return read(path)
+
+
+def check_finished(path: Path) -> None:
+    """Refuse the checkpoint of a run that is still training: its weights would change under the next run."""
+    metrics = RunDir.of_checkpoint(path).metrics
+    if not metrics.is_file():
+        return  # a checkpoint outside a run directory: taken as it is
+    status = json.loads(metrics.read_text()).get("status")
+    if status in ("running", "interrupted", "failed"):
+        raise InitFromError(
+            f"init_from={path}: the run that writes it is {status} (its {metrics.name}), not completed. Wait for it "
+            "to finish (or resume it), or copy the checkpoint out of its run directory to start from it as it is."
+        )
+
+
+def build_datamodule(data_cfg: DictConfig, pretrained: Pretrained | None) -> L.LightningDataModule:
+    """Instantiate, prepare and set up the data module, with the checkpoint's tokenizer when there is one."""
+    carried = {k: pretrained.hparams[k] for k in CARRIED if pretrained is not None and k in pretrained.hparams}
+    accepted = inspect.signature(get_class(data_cfg._target_).__init__).parameters
+    refused = [k for k in carried if k not in accepted]
+    if refused:
+        raise InitFromError(
+            f"init_from={pretrained.path} brings a {', '.join(refused)}, which {data_cfg._target_} does not take: "
+            "choose a data config whose data module has a tokenizer argument"
+        )
+    datamodule = instantiate(data_cfg, **carried, _convert_="all") if carried else instantiate(data_cfg)
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except VocabularyError as err:
+        if not carried:
+            raise
+        raise InitFromError(
+            f"the data does not fit the tokenizer of init_from={pretrained.path} ({err}). Pre-train on text that "
+            "covers this data (or with a byte or subword tokenizer), or train this run from scratch."
+        ) from err
+    return datamodule
+
+
+def _listing(label: str, keys: list[str]) -> str:
+    return f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+
+
+def load_weights(model: L.LightningModule, pretrained: Pretrained) -> list[str]:
+    """Copy the checkpoint's tensors under the model's ``init_prefixes`` into it; returns the names loaded."""
+    where = f"init_from={pretrained.path} (a {pretrained.target})"
+    for key in CARRIED:
+        ours, theirs = model.hparams.get(key), pretrained.hparams.get(key)
+        if theirs is not None and ours != theirs:
+            raise InitFromError(f"{where}: this model's {key} differs from the checkpoint's")
+    check = getattr(model, "check_init_source", None)
+    if check is not None:
+        try:
+            check(pretrained.target, pretrained.hparams)
+        except ValueError as err:
+            raise InitFromError(f"{where}: {err}") from err
+    prefixes = tuple(getattr(model, "init_prefixes", ("",)))
+    own = model.state_dict()
+    theirs = {k: v for k, v in pretrained.state_dict.items() if k.startswith(prefixes)}
+    wanted = sorted(k for k in own if k.startswith(prefixes))
+    missing = [k for k in wanted if k not in theirs]
+    unused = sorted(k for k in theirs if k not in own)
+    shapes = [
+        f"{k} {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}"
+        for k in wanted
+        if k in theirs and theirs[k].shape != own[k].shape
+    ]
+    if missing or unused or shapes or not wanted:
+        problems = (("missing in the checkpoint", missing), ("not in this model", unused))
+        problems += (("shape (checkpoint vs model)", shapes),)
+        detail = "; ".join(_listing(label, keys) for label, keys in problems if keys)
+        raise InitFromError(
+            f"{where} does not fit {type(model).__name__} under {list(prefixes)}: {detail or 'no parameters'}. "
+            "Build the model with the checkpoint's sizes (its config.yaml) or pre-train one of this shape."
+        )
+    model.load_state_dict({k: theirs[k] for k in wanted}, strict=False)
+    fresh = [k for k in own if not k.startswith(prefixes)]
+    log.info("init_from: %d tensors from %s; initialised fresh: %s", len(wanted), pretrained.path, fresh or "none")
+    return wanted
