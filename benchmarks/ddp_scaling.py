@@ -15,7 +15,7 @@ cores would do; CPU per sample is the cost.
 
     PYTHONPATH=. python benchmarks/ddp_scaling.py [--families vae dcgan ...] [--steps 60] [--repeats 2]
 
-Measured: see the end of this docstring.
+Measured: not yet. No full run of this script is recorded; write its table here when it has run.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ with the device, the versions and the command.
     python benchmarks/gpu_efficiency.py [--nanogpt /path/to/nanoGPT]      # one CUDA GPU
     python benchmarks/gpu_efficiency.py --smoke                            # CPU, tiny sizes: does it run?
 
-Smoke run on the build machine (2 shared CPU cores): see the end of this docstring.
+Measured: not yet (no GPU run recorded, and no smoke run's output written here).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Two parts, each in a fresh process with ``--threads`` torch threads:
 
     PYTHONPATH=. python benchmarks/nanogpt_profile.py --path /path/to/tinyshakespeare/input.txt
 
-Measured: see the table at the end of this docstring (filled in from a run of the script).
+Measured: not yet. No full run of this script is recorded; write its phase table here when it has run.
 """
 
 from __future__ import annotations
