@@ -5,8 +5,10 @@ Both sides train the same network on the same data with the same optimiser, sche
 
 - plain: the loop of ``benchmarks/nanogpt_plain.py`` (``build``, ``make_optimizer``, ``train_step``), no evaluation;
 - fit: ``gen-lightning fit experiment=nanogpt_char_cpu data.path=FILE trainer.max_steps=N logger=none metrics=none
-  trainer.enable_progress_bar=false``, run through ``gen_lightning.cli.main`` unchanged except that one timing
-  callback (``StepTimer``) is appended to the callbacks ``gen_lightning.train.build_callbacks`` returns.
+  trainer.enable_progress_bar=false trainer.precision=32-true model.fused_optimizer=false`` (the plain loop's float32
+  and multi-tensor AdamW, not the experiment's speed defaults: ``--fit-overrides``), run through
+  ``gen_lightning.cli.main`` unchanged except that one timing callback (``StepTimer``) is appended to the callbacks
+  ``gen_lightning.train.build_callbacks`` returns.
 
 What is timed: one whole iteration, from the start of one training batch to the start of the next (data fetch,
 forward, backward, clipping, optimiser and schedule steps; on the fit side also everything Lightning and the
@@ -58,6 +60,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOAT32 = ["trainer.precision=32-true", "model.fused_optimizer=false"]  # the plain loop's settings
 sys.path.insert(0, str(ROOT / "benchmarks"))  # nanogpt_plain, run as a script or imported
 
 import nanogpt_plain  # noqa: E402
@@ -74,6 +77,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every run")
     parser.add_argument("--gen-tokens", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--fit-overrides",
+        nargs="*",
+        default=FLOAT32,
+        help="overrides of the fit side (default: nanoGPT's float32 multi-tensor AdamW, so that only the framework's "
+        "overhead differs; benchmarks/nanogpt_speed.py passes none to time the framework's own speed defaults)",
+    )
     parser.add_argument("--worker", choices=["plain", "fit"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -156,6 +166,7 @@ def fit_worker(args: argparse.Namespace) -> dict:
         "trainer.enable_progress_bar=false",
         f"seed={args.seed}",
         f"run_dir={Path(args.out).with_suffix('')}",
+        *args.fit_overrides,
     ]
     cli.main(["fit", *overrides])
     return {"fit": timer.fit, **({"plain": timer.plain} if plain else {})}
@@ -178,6 +189,7 @@ def launch(side: str, args: argparse.Namespace, out: Path, interleave: int = 0, 
     command = [sys.executable, __file__, "--worker", side, "--out", str(out), "--path", args.path]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
     command += ["--seed", str(args.seed), "--gen-tokens", str(gen_tokens), "--interleave", str(interleave)]
+    command += ["--fit-overrides", *args.fit_overrides]
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
         raise SystemExit(f"the {side} run failed:\n{done.stderr}")

@@ -47,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gen-tokens", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the framework's CPU default)")
+    parser.add_argument("--fused", action="store_true", help="fused AdamW (the framework's default)")
     parser.add_argument(
         "--no-embedding-decay", action="store_true", help="no weight decay on the embeddings (nanoGPT before mid-2023)"
     )
@@ -66,7 +68,7 @@ def evaluate(net: GPTNet, loader, batches: int) -> float:
 
 
 def make_optimizer(
-    net: GPTNet, decay_embeddings: bool = True
+    net: GPTNet, decay_embeddings: bool = True, fused: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW (decay on matrices only) and the warm-up + cosine schedule of the nanoGPT CPU configuration.
 
@@ -76,7 +78,7 @@ def make_optimizer(
     """
     opt = adamw_warmup_cosine(
         net.named_parameters(), lr=1e-3, min_lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1,
-        warmup_steps=100, lr_decay_steps=2000,
+        warmup_steps=100, lr_decay_steps=2000, fused=fused,
     )  # fmt: skip
     optimizer = opt["optimizer"]
     if not decay_embeddings:  # before any step: the optimiser has no state yet
@@ -87,10 +89,12 @@ def make_optimizer(
     return optimizer, opt["lr_scheduler"]["scheduler"]
 
 
-def train_step(net: GPTNet, optimizer, scheduler, batch) -> torch.Tensor:
-    """One iteration: forward, backward, clip the global norm at 1.0, AdamW step, schedule step."""
+def train_step(net: GPTNet, optimizer, scheduler, batch, bf16: bool = False) -> torch.Tensor:
+    """One iteration: forward (under CPU bf16 autocast if ``bf16``), backward, clip the global norm at 1.0, AdamW
+    step, schedule step."""
     inputs, targets = batch  # (B, T) each
-    loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten())
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -100,12 +104,12 @@ def train_step(net: GPTNet, optimizer, scheduler, batch) -> torch.Tensor:
 
 
 def train(net: GPTNet, dm: TextDataModule, args: argparse.Namespace) -> None:
-    optimizer, scheduler = make_optimizer(net, decay_embeddings=not args.no_embedding_decay)
+    optimizer, scheduler = make_optimizer(net, decay_embeddings=not args.no_embedding_decay, fused=args.fused)
     batches = iter(dm.train_dataloader())  # one epoch is ~84k batches: more than any run here
     train_seconds = 0.0
     for step in range(1, args.iters + 1):
         start = time.perf_counter()
-        loss = train_step(net, optimizer, scheduler, next(batches))
+        loss = train_step(net, optimizer, scheduler, next(batches), bf16=args.bf16)
         train_seconds += time.perf_counter() - start
         if step % args.eval_interval == 0 or step == args.iters:
             val = evaluate(net, dm.val_dataloader(), args.eval_iters)

@@ -177,3 +177,24 @@ def test_fine_tuning_under_ddp_equals_one_process(tmp_path, pretrained):
     alone = single.validate(module, datamodule=dm, verbose=False)[0]
     for key in ("val/acc", "val/f1_macro", "val/loss"):
         assert alone[key] == pytest.approx(summary["final"][key], rel=1e-5), key
+
+
+@pytest.mark.slow  # two DDP processes and one plain run: ~30 s on the shared 2-core machine
+def test_frozen_body_under_ddp_without_the_unused_parameter_search(tmp_path):
+    """strategy=ddp (no search for unused parameters): the frozen body gets zero gradients so DDP can reduce them,
+    and they are dropped before the step, so AdamW neither updates nor decays it, as on one process."""
+    from test_cli import gen_lightning
+
+    frozen = ["data=text_classification", "data.max_length=48", "data.batch_size=8", "model.hidden_dim=32",
+              "model.num_layers=1", "model.num_heads=2", "model.freeze_body_epochs=1", "trainer.max_steps=3",
+              "trainer.max_epochs=-1", "+trainer.limit_train_batches=3", "trainer.limit_val_batches=1"]  # fmt: skip
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    weights = {}
+    for name, extra in (("one", []), ("ddp", ddp)):
+        proc = gen_lightning("fit", *tiny_overrides(tmp_path / name, *frozen, *extra, model="bert_classifier"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        weights[name] = module_weights(tmp_path / name / "checkpoints" / "last.ckpt")
+    body = [k for k in weights["one"] if k.startswith("net.")]
+    assert body and all(torch.equal(weights["one"][k], weights["ddp"][k]) for k in body)
+    head = [k for k in weights["one"] if k.startswith("head.")]
+    assert any(not torch.equal(weights["one"][k], weights["ddp"][k]) for k in head)  # the head did train

@@ -334,17 +334,19 @@ def test_samples_are_deterministic_under_a_seed(trained):
         model.sample(2, sampler="ddpm", steps=10)
 
 
-def test_ddim_and_ddpm_samplers_run_on_the_trained_model(trained):
+def test_every_sampler_runs_on_the_trained_model(trained):
     model = trained["model"]
     assert model.sample_info() == {
         "sampler": "ddim",
         "steps": 10,
+        "evaluations": 10,
         "eta": 0.0,
         "weights": "ema",
         "labels": "in_turn",  # a conditional model without labels draws the classes in turn
         "guidance": 1.0,
     }
-    for options in [{"steps": 10}, {"steps": 10, "eta": 1.0}, {"sampler": "ddpm"}]:
+    solvers = [{"sampler": name, "steps": 5} for name in ("dpmpp_2m", "dpmpp_2m_sde_karras", "heun")]
+    for options in [{"steps": 10}, {"steps": 10, "eta": 1.0}, {"sampler": "ddpm"}, *solvers]:
         x = model.sample(3, torch.Generator().manual_seed(9), **options)
         assert x.shape == (3, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and x.std() > 0.1
 

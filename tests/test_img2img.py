@@ -17,9 +17,11 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from gen_lightning import train
 from gen_lightning.config import compose
 from gen_lightning.data.translation import PairedImageDataModule, UnpairedImageDataModule
+from gen_lightning.img2img.base import ImageTranslator
 from gen_lightning.img2img.bicubic import Resize
 from gen_lightning.img2img.cyclegan import CycleGAN, linear_decay
 from gen_lightning.img2img.nets import PatchDiscriminator, ResnetGenerator, SRResNet, UNetGenerator
+from gen_lightning.img2img.pix2pix import Pix2Pix
 from gen_lightning.img2img.sr import SuperResolution
 from gen_lightning.metrics.extractors import build_extractor, to_uint8_rgb
 from gen_lightning.metrics.image import _Given
@@ -198,6 +200,34 @@ def test_configs_build_every_model_on_its_data():
 
 
 SLOW = pytest.mark.slow
+
+
+def test_data_parallel_form_of_the_steps_trains_identically(monkeypatch):
+    """Under DDP ``optimizer_step_on`` toggles nothing and adds 0 * (every parameter) to each loss, so that DDP needs
+    no search for unused parameters (conf/trainer/ddp.yaml: strategy ddp). On one process that form gives the same
+    weights, bit for bit, for each adversarial model (SRGAN from pixel pre-training into its adversarial phase)."""
+    dm = paired()
+    unpaired = UnpairedImageDataModule(domain_a=DIGITS, domain_b={**DIGITS, "image_size": 4, "pad": 2}, batch_size=3)
+    unpaired.setup("fit")
+    edges = paired("edges")
+    makers = {
+        "pix2pix": (lambda: Pix2Pix(**edges.model_kwargs(), hidden_dim=4, d_hidden_dim=4, d_layers=1), 2, edges),
+        "srgan": (lambda: SuperResolution(**dm.model_kwargs(), hidden_dim=4, num_res_blocks=1, d_hidden_dim=4,
+                                          d_dense_dim=8, pretrain_steps=1, perceptual_weight=0.0), 2, dm),
+        "cyclegan": (lambda: CycleGAN(**unpaired.model_kwargs(), hidden_dim=4, num_res_blocks=1, d_hidden_dim=4,
+                                      d_layers=1, pool_size=2), 2, unpaired),
+    }  # fmt: skip
+    for name, (make, per_batch, data) in makers.items():
+        weights = []
+        for distributed in (False, True):
+            if distributed:
+                monkeypatch.setattr(ImageTranslator, "optimizer_step_on", lambda m, o, f: m._step_on(o, f, True))
+            torch.manual_seed(0)
+            model = make()
+            quiet_trainer(3 * per_batch, limit_val_batches=0).fit(model, datamodule=data)
+            weights.append(model.state_dict())
+        monkeypatch.undo()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), name
 
 
 @pytest.mark.parametrize("model", ["pix2pix", pytest.param("srgan", marks=SLOW), pytest.param("cyclegan", marks=SLOW)])

@@ -272,5 +272,7 @@ def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     params = sum(p.numel() for p in model.parameters()) - model.net.transformer.pos_emb.weight.numel()
     assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
     trainer = L.Trainer(**{**cfg.trainer, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
-    assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 250, 1.0)
+    assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 500, 1.0)
+    # The speed defaults (benchmarks/nanogpt_speed.py): bf16 matrix products, fused AdamW, validation batches of 128.
+    assert (cfg.trainer.precision, cfg.model.fused_optimizer, cfg.data.eval_batch_size) == ("bf16-mixed", True, 128)
     assert trainer.limit_val_batches == 1.0  # the whole validation split (see the experiment's comment)

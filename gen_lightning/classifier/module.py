@@ -116,7 +116,7 @@ class TextClassifier(L.LightningModule):
             source, mask = torch.cat([cls, source], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
         if self.net.block_size is not None:
             source, mask = source[:, : self.net.block_size], mask[:, : self.net.block_size]
-        frozen = self.training and self.current_epoch < self.hparams.freeze_body_epochs
+        frozen = self.training and self._body_frozen()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             states = self.net(source, mask)  # (B, S, C)
         return self.head(pool(states, mask, self.pooling))
@@ -129,7 +129,19 @@ class TextClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["target"]))
+        if self._body_frozen() and self.trainer.world_size > 1:
+            # DDP without its unused-parameter search (conf/trainer/ddp.yaml) needs a gradient for every parameter:
+            # zeros for the frozen body, dropped again before the step (on_before_optimizer_step).
+            loss = loss + 0.0 * sum(p.sum() for p in self.net.parameters())
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._body_frozen():  # no gradient: AdamW neither updates nor decays the body
+            for p in self.net.parameters():
+                p.grad = None
+
+    def _body_frozen(self) -> bool:
+        return self.current_epoch < self.hparams.freeze_body_epochs
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits = self._loss(batch)

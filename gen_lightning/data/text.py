@@ -14,7 +14,9 @@ Trainer's ``limit_train_batches``: each epoch then takes that many batches from 
 sampler is re-seeded per epoch). ``train_stride=block_size`` makes an epoch one pass over non-overlapping
 windows, which keeps the sampler's index list small for corpora of hundreds of MB, at the cost of fixed
 window boundaries.
-Validation uses the fixed non-overlapping windows of the validation split, in order.
+Validation uses the fixed non-overlapping windows of the validation split, in order, in batches of
+``eval_batch_size`` (default: ``batch_size``); the loss is a token-weighted mean, so the batch size changes only
+the speed (larger batches run the forward pass at a higher rate) and the floating-point summation order.
 
 Sources: a local file or folder (``path``; a folder is the concatenation of its files in sorted order, one
 newline between files, hidden files skipped), a Hugging Face dataset (``hub_name``, ``text_column``,
@@ -139,6 +141,7 @@ class TextDataModule(L.LightningDataModule):
         encoding: str = "utf-8",
         block_size: int = 256,
         batch_size: int = 64,
+        eval_batch_size: int | None = None,
         val_fraction: float = 0.1,
         train_stride: int = 1,
         num_workers: int = 0,
@@ -152,6 +155,7 @@ class TextDataModule(L.LightningDataModule):
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         sizes = {"block_size": block_size, "batch_size": batch_size, "train_stride": train_stride}
+        sizes["eval_batch_size"] = batch_size if eval_batch_size is None else eval_batch_size
         for key, value in sizes.items():
             if value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
@@ -214,7 +218,8 @@ class TextDataModule(L.LightningDataModule):
         return train_loader(self.train_set, h.batch_size, seed=h.seed, num_workers=h.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return eval_loader(self.val_set, self.hparams.batch_size, num_workers=self.hparams.num_workers)
+        size = self.hparams.eval_batch_size or self.hparams.batch_size
+        return eval_loader(self.val_set, size, num_workers=self.hparams.num_workers)
 
     def unigram_bpc(self, num_windows: int | None = None) -> float:
         """The baseline every model must beat: bits per token of the validation targets (of the first

@@ -1,7 +1,8 @@
-"""DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM
-or DDIM (Song et al. 2021) from its exponential moving average, optionally class-conditional with
-classifier-free guidance (Ho & Salimans 2022), and able to inpaint (RePaint, Lugmayr et al. 2022) and to edit a
-given image (SDEdit, Meng et al. 2021, ``edit.py``), optionally steered to another class.
+"""DDPM (Ho et al. 2020) as a LightningModule: a U-Net denoiser trained with the simple loss, sampled by DDPM,
+DDIM (Song et al. 2021), DPM-Solver++(2M) (Lu et al. 2022) or Heun/EDM (Karras et al. 2022) from its exponential
+moving average, optionally class-conditional with classifier-free guidance (Ho & Salimans 2022), and able to
+inpaint (RePaint, Lugmayr et al. 2022) and to edit a given image (SDEdit, Meng et al. 2021, ``edit.py``),
+optionally steered to another class.
 
 The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
 ``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
@@ -22,6 +23,7 @@ from torchmetrics import MeanMetric
 from gen_lightning.diffusion.edit import sdedit
 from gen_lightning.diffusion.nets import UNet
 from gen_lightning.diffusion.process import Denoiser, GaussianDiffusion, inpaint_mask
+from gen_lightning.diffusion.solvers import evaluations
 from gen_lightning.nn.ema import EMA
 from gen_lightning.nn.image_model import ImageModel
 from gen_lightning.nn.sampling import evaluating
@@ -293,9 +295,11 @@ class DDPM(ImageModel):
     def sample_info(self) -> dict:
         """What ``sample()`` uses by default: one key per sampler setting, so numbers never mix samplers."""
         opts = self._sampling_options(None, None, None, None)
+        steps = len(self.process.timesteps(opts["sampler"], opts["steps"])) - 1
         return {
             "sampler": opts["sampler"],
-            "steps": len(self.process.timesteps(opts["sampler"], opts["steps"])) - 1,
+            "steps": steps,
+            "evaluations": evaluations(opts["sampler"], steps),  # of the network per image (Heun: 2 steps - 1)
             "eta": opts["eta"] if opts["sampler"] == "ddim" else None,
             **super().sample_info(),
             "guidance": opts["guidance"],
@@ -306,8 +310,8 @@ class DDPM(ImageModel):
     def _sampling_options(self, sampler, steps, eta, guidance) -> dict:
         hp = self.hparams
         sampler = sampler or hp.sampler
-        if steps is None and sampler == "ddim":
-            steps = hp.sample_steps  # the configured step count is DDIM's; DDPM always runs all T steps
+        if steps is None and sampler != "ddpm":
+            steps = hp.sample_steps  # the configured step count is DDIM's or a solver's; DDPM runs all T steps
         eta = hp.eta if eta is None else eta
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"DDIM eta must be in [0, 1], got {eta}")

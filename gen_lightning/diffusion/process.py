@@ -7,7 +7,9 @@
   (Salimans & Ho 2022, "Progressive Distillation", section 4).
 - Samplers: DDPM ancestral sampling over all T steps (Ho et al., Algorithm 2, eq. 6-7) with the "small"
   posterior variance beta~_t or the "large" one beta_t; DDIM (Song et al. 2021, eq. 12 and 16) over any
-  sub-sequence of timesteps with stochasticity eta.
+  sub-sequence of timesteps with stochasticity eta; the few-step solvers of ``solvers.py``: DPM-Solver++(2M) and
+  its SDE variant (Lu et al. 2022) on DDIM's timesteps or Karras et al.'s noise levels (``*_karras``), and Heun's
+  second-order method on Karras et al.'s levels (EDM, Karras et al. 2022, Algorithm 1).
 - Inpainting: RePaint (Lugmayr et al. 2022, eq. 8 and section 4.2): at every step the known region is
   replaced by the original noised to the same level, optionally with "jumps" back up the chain to harmonise
   the two regions.
@@ -27,10 +29,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from gen_lightning.diffusion import solvers
+
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("epsilon", "v")
 VARIANCES = ("small", "large")
-SAMPLERS = ("ddpm", "ddim")
+# The solvers' names say their noise levels: DDIM's timesteps, or Karras et al.'s (eq. 5; always for Heun/EDM).
+SOLVERS = {
+    "dpmpp_2m": "uniform",
+    "dpmpp_2m_karras": "karras",
+    "dpmpp_2m_sde": "uniform",
+    "dpmpp_2m_sde_karras": "karras",
+    "heun": "karras",
+}
+SAMPLERS = ("ddpm", "ddim", *SOLVERS)
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -159,7 +171,10 @@ class GaussianDiffusion(nn.Module):
 
     def predict_start(self, x_t: torch.Tensor, t: int, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0, eps) from the network output at timestep ``t``; x0 clipped to [-1, 1], eps consistent."""
-        a = self.abar(t).to(x_t.dtype)
+        return self.predict_at(x_t, self.abar(t).to(x_t.dtype), output)
+
+    def predict_at(self, x_t: torch.Tensor, a: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``predict_start`` at the noise level abar = ``a`` (a scalar tensor)."""
         if self.prediction == "epsilon":
             x0 = (x_t - (1 - a).sqrt() * output) / a.sqrt()  # Ho et al. eq. 15
         else:
@@ -203,7 +218,8 @@ class GaussianDiffusion(nn.Module):
     # ---- sampling loops ------------------------------------------------------------------------------------
 
     def timesteps(self, sampler: str, steps: int | None = None) -> list[int]:
-        """The descending timesteps a sampler visits, followed by -1 (clean)."""
+        """The descending timesteps a sampler visits, followed by -1 (clean); a solver's ``*_karras`` levels lie
+        between them (``noise_levels``)."""
         _choice("sampler", sampler, SAMPLERS)
         if sampler == "ddpm":
             if steps not in (None, self.num_timesteps):
@@ -213,6 +229,19 @@ class GaussianDiffusion(nn.Module):
                 )
             return [*range(self.num_timesteps - 1, -1, -1), -1]
         return [*ddim_timesteps(self.num_timesteps, steps or self.num_timesteps), -1]
+
+    def noise_levels(self, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A solver's timesteps (N,) and noise levels sigma = sqrt((1 - abar) / abar) (N + 1,), the last 0."""
+        abar = self.abar_ext[1:]  # (T,)
+        sigma_all = ((1 - abar) / abar).sqrt()  # (T,) increasing with t
+        if SOLVERS[sampler] == "uniform":
+            ts = torch.tensor(self.timesteps(sampler, steps)[:-1], device=sigma_all.device)
+            sigmas = sigma_all[ts]
+        else:
+            self.timesteps(sampler, steps)  # validates steps
+            sigmas = solvers.karras_sigmas(float(sigma_all[0]), float(sigma_all[-1]), steps).to(sigma_all)
+            ts = solvers.sigma_to_t(sigmas, sigma_all.log())
+        return ts, torch.cat([sigmas, sigmas.new_zeros(1)])
 
     @torch.no_grad()
     def sample(
@@ -244,6 +273,8 @@ class GaussianDiffusion(nn.Module):
         if known is not None and tuple(known.shape) != tuple(shape):
             raise ValueError(f"known image of shape {tuple(known.shape)} does not match the sample shape {shape}")
         device = self.abar_ext.device
+        if sampler in SOLVERS:
+            return self._solve(model, shape, generator, sampler, steps or self.num_timesteps, known, mask, resample)
         seq = self.timesteps(sampler, steps)
         # Positions in seq, visited in order: straight down, or with RePaint's jumps back when inpainting.
         path = repaint_schedule(len(seq) - 1, jump, resample) if known is not None else list(range(len(seq)))
@@ -269,6 +300,35 @@ class GaussianDiffusion(nn.Module):
         noisy = eta > 0 and t_prev >= 0  # sigma = 0 at the last step (abar_prev = 1)
         noise = randn(x.shape, generator, x.device) if noisy else None
         return self.ddim_step(x, output, t, t_prev, eta, noise)
+
+    def _solve(self, model: Denoiser, shape, generator, sampler: str, steps: int, known, mask, resample: int):
+        """A few-step solver of ``solvers.py`` from x_T ~ N(0, I); inpainting puts the known region back at the
+        noise level reached after every step (RePaint's eq. 8 without its jumps)."""
+        if resample != 1:
+            raise ValueError(f"RePaint's jumps (resample > 1) need sampler='ddpm' or 'ddim', not {sampler!r}")
+        ts, sigmas = self.noise_levels(sampler, steps)
+        x = randn(shape, generator, self.abar_ext.device)  # x_T ~ N(0, I), as for DDPM and DDIM
+        return self.solve(model, x, ts, sigmas, sampler, generator, known, mask)
+
+    def solve(self, model: Denoiser, x, ts, sigmas, sampler: str, generator, known=None, mask=None) -> torch.Tensor:
+        """The solver ``sampler`` from the VP sample ``x`` at ``sigmas[0]`` down the levels ``ts`` (N,), ``sigmas``
+        (N + 1,) of ``noise_levels`` (or a tail of them: SDEdit starts part-way)."""
+        device = x.device
+
+        def denoise(x: torch.Tensor, t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            a = (1 + sigma**2).reciprocal().to(x.dtype)  # abar at this noise level
+            return self.predict_at(x, a, model(x, t.expand(x.shape[0])))[0]
+
+        def replace(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            a = (1 + sigma**2).reciprocal().to(x.dtype)
+            noised = known if sigma == 0 else a.sqrt() * known + (1 - a).sqrt() * randn(x.shape, generator, device)
+            return torch.where(mask, noised, x)
+
+        restore = replace if known is not None else None
+        if sampler == "heun":
+            return solvers.heun(denoise, x, ts, sigmas, restore)
+        noise = (lambda: randn(x.shape, generator, device)) if "_sde" in sampler else None
+        return solvers.dpmpp_2m(denoise, x, ts, sigmas, noise, restore)
 
     def _noised(self, x0: torch.Tensor, t: int, generator) -> torch.Tensor:
         if t < 0:

@@ -15,7 +15,9 @@ Steps and ``max_steps``. Training uses manual optimisation with two Adam optimiz
 Lightning's ``global_step`` counts the steps of both optimizers, so it advances by ``n_critic + 1`` every
 ``n_critic`` batches: ``max_steps = 2 * batches`` for ``n_critic=1`` (DCGAN) and
 ``max_steps = 6 * batches / 5`` for ``n_critic=5`` (WGAN-GP, SNGAN presets).
-Generator steps are ``max_steps / (n_critic + 1)``.
+Generator steps are ``max_steps / (n_critic + 1)``. The generator step runs the critic with detached weights (no
+weight gradient for it) instead of toggling ``requires_grad``; under DDP each backward also adds a zero gradient
+for the other network (``_untouched``), so data-parallel training needs no search for unused parameters.
 
 Logged: ``train/d_loss`` (the full critic loss, gradient penalty included), ``train/g_loss``, ``train/d_real``
 and ``train/d_fake`` (mean raw discriminator output, i.e. logits for bce, critic values for wgan-gp),
@@ -29,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torchmetrics import MeanMetric
 
 from gen_lightning.gan.nets import NORMS, Discriminator, Generator
@@ -75,6 +78,12 @@ def gradient_penalty(
     x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)  # (B, C, H, W)
     (grad,) = torch.autograd.grad(critic(x_hat, labels).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def _frozen(net: nn.Module):
+    """``net``'s forward with its parameters detached (buffers, e.g. batch-norm statistics, update as usual)."""
+    params = {name: p.detach() for name, p in net.named_parameters()}
+    return lambda *args: functional_call(net, params, args)
 
 
 def _resolve_norm(d_norm: str | None, loss: str, spectral_norm: bool) -> str:
@@ -164,31 +173,38 @@ class GAN(ImageModel):
         z = self.noise((real.shape[0], self.hparams.latent_dim))
         with torch.no_grad():
             fake = self.generator(z, labels)  # fakes share the real batch's labels
-        with self.toggled_optimizer(opt_d):
-            s_real, s_fake = self.discriminator(real, labels), self.discriminator(fake, labels)  # (B,)
-            loss = discriminator_loss(self.hparams.loss, s_real, s_fake)
-            logs = {"train/d_real": s_real.mean(), "train/d_fake": s_fake.mean()}
-            if self.hparams.loss == "wgan-gp":
-                gp = gradient_penalty(self.discriminator, real, fake, labels)
-                loss = loss + self.hparams.gp_weight * gp
-                logs["train/gp"] = gp
-            opt_d.zero_grad()
-            self.manual_backward(loss)
-            self._clip(opt_d)
-            opt_d.step()
+        s_real, s_fake = self.discriminator(real, labels), self.discriminator(fake, labels)  # (B,)
+        loss = discriminator_loss(self.hparams.loss, s_real, s_fake)
+        logs = {"train/d_real": s_real.mean(), "train/d_fake": s_fake.mean()}
+        if self.hparams.loss == "wgan-gp":
+            gp = gradient_penalty(self.discriminator, real, fake, labels)
+            loss = loss + self.hparams.gp_weight * gp
+            logs["train/gp"] = gp
+        opt_d.zero_grad()
+        self.manual_backward(loss + self._untouched(self.generator))
+        self._clip(opt_d)
+        opt_d.step()
         logs["train/d_loss"] = loss
         self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=real.shape[0])
 
     def _generator_step(self, n: int, labels: torch.Tensor | None, opt_g) -> None:
         z = self.noise((n, self.hparams.latent_dim))
-        with self.toggled_optimizer(opt_g):
-            loss = generator_loss(self.hparams.loss, self.discriminator(self.generator(z, labels), labels))
-            opt_g.zero_grad()
-            self.manual_backward(loss)
-            self._clip(opt_g)
-            opt_g.step()
+        # The critic with its weights detached: the gradient reaches the fakes, not the critic's weights.
+        loss = generator_loss(self.hparams.loss, _frozen(self.discriminator)(self.generator(z, labels), labels))
+        opt_g.zero_grad()
+        self.manual_backward(loss + self._untouched(self.discriminator))
+        self._clip(opt_g)
+        opt_g.step()
         self.update_ema()
         self.log("train/g_loss", loss.detach(), batch_size=n)
+
+    def _untouched(self, net: nn.Module) -> torch.Tensor | float:
+        """Under DDP, 0 * (sum of ``net``'s parameters): a zero gradient for every parameter of the network a loss
+        does not use, so each backward reaches all parameters and DDP runs without its per-step search for unused
+        ones (``find_unused_parameters=False``, conf/trainer/ddp.yaml). It all-reduces the same buckets as that
+        search would. One process: nothing."""
+        distributed = self._trainer is not None and self.trainer.world_size > 1
+        return 0.0 * sum(p.sum() for p in net.parameters()) if distributed else 0.0
 
     def _clip(self, optimizer) -> None:
         if self.hparams.gradient_clip_val:

@@ -141,11 +141,21 @@ class ImageTranslator(L.LightningModule):
 
     def optimizer_step_on(self, optimizer, loss_fn) -> dict[str, torch.Tensor]:
         """Compute ``loss_fn() -> (loss, logs)`` with only ``optimizer``'s parameters trainable, then backward,
-        clip and step; returns the detached logs."""
+        clip and step; returns the detached logs.
+
+        Under DDP nothing is toggled and the backward adds 0 * (sum of every parameter): each backward reaches all
+        parameters, so DDP runs without its per-step search for unused ones (conf/trainer/ddp.yaml: ``ddp``). The
+        other networks' gradients are cleared by their own optimizer's ``zero_grad`` before their step."""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return self._step_on(optimizer, loss_fn, reach_all=True)
         with self.toggled_optimizer(optimizer):
-            loss, logs = loss_fn()
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            self.clip(optimizer)
-            optimizer.step()
+            return self._step_on(optimizer, loss_fn, reach_all=False)
+
+    def _step_on(self, optimizer, loss_fn, reach_all: bool) -> dict[str, torch.Tensor]:
+        loss, logs = loss_fn()
+        optimizer.zero_grad()
+        untouched = 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad) if reach_all else 0.0
+        self.manual_backward(loss + untouched)
+        self.clip(optimizer)
+        optimizer.step()
         return {k: v.detach() for k, v in logs.items()}

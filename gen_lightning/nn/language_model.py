@@ -38,8 +38,12 @@ class LanguageModel(L.LightningModule):
         self.val_metrics = TokenLossMetrics("val")
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, V) next-token logits."""
-        return self.net(idx)
+        """(B, T) ids -> (B, T, V) next-token logits (through ``torch.compile`` with the ``compile`` option)."""
+        if not self.hparams.get("compile", False):
+            return self.net(idx)
+        if "_compiled_net" not in self.__dict__:  # kept out of the module tree: the state_dict keys stay the same
+            self.__dict__["_compiled_net"] = torch.compile(self.net)
+        return self.__dict__["_compiled_net"](idx)
 
     def next_token_loss(self, batch) -> tuple[torch.Tensor, int]:
         """Mean cross-entropy of every next token of a batch of windows, and the number of tokens."""
@@ -59,6 +63,16 @@ class LanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self.net.named_parameters(), **optimizer_args(self.hparams))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for a fused optimizer, for fear of scaled gradients;
+        # under bf16 nothing is scaled. Clip as Lightning's own path does (the optimiser's parameters, in order).
+        if not gradient_clip_val or getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            return torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     def generate_defaults(self) -> dict:
         """Keyword arguments of ``net.generate`` taken from the hyperparameters (overridable per call)."""

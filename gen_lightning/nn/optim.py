@@ -31,8 +31,8 @@ OPTIMIZER_ARGS = ("lr", "min_lr", "betas", "weight_decay", "warmup_steps", "lr_d
 
 
 def optimizer_args(hparams) -> dict:
-    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters."""
-    return {key: hparams[key] for key in OPTIMIZER_ARGS}
+    """The ``adamw_warmup_cosine`` keywords out of a module's hyperparameters (``fused_optimizer`` if it has one)."""
+    return {**{key: hparams[key] for key in OPTIMIZER_ARGS}, "fused": bool(hparams.get("fused_optimizer", False))}
 
 
 def _factor(step: int, **schedule) -> float:
@@ -70,10 +70,14 @@ def adamw_warmup_cosine(
     warmup_steps: int,
     lr_decay_steps: int,
     lr_scales: dict[str, float] | None = None,
+    fused: bool = False,
 ) -> dict:
     """``configure_optimizers``'s answer: AdamW and a schedule stepped after every optimizer step.
 
-    Groups with an ``lr_scale`` (see ``adamw_groups``) follow the same schedule, scaled."""
+    Groups with an ``lr_scale`` (see ``adamw_groups``) follow the same schedule, scaled. ``fused``: PyTorch's
+    single-kernel AdamW (CPU and CUDA) instead of the default multi-tensor ("foreach") one; the same update in
+    another order of floating-point operations (equal to ~1e-7 relative per step).
+    """
     if not 0.0 <= min_lr <= lr:
         raise ValueError(f"need 0 <= min_lr <= lr, got min_lr={min_lr}, lr={lr}")
     if warmup_steps < 0 or lr_decay_steps < warmup_steps:
@@ -81,7 +85,7 @@ def adamw_warmup_cosine(
     groups = adamw_groups(named_parameters, weight_decay, lr_scales)
     for group in groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)  # LambdaLR scales each group's initial lr
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **({"fused": True} if fused else {}))
     schedule = {"lr": lr, "min_lr": min_lr, "warmup_steps": warmup_steps, "lr_decay_steps": lr_decay_steps}
     # A partial of a module-level function: LambdaLR can save its state, and the checkpoint stays picklable.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_factor, **schedule))

@@ -19,10 +19,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from gen_lightning.transformer.nets import MLP, KVCache, SelfAttention, TransformerConfig, init_weights
+from gen_lightning.transformer.nets import MLP, KVCache, SelfAttention, TransformerConfig, attention, init_weights
 
 
 @dataclass
@@ -118,7 +117,7 @@ class Attention(nn.Module):
         B, T, C = x.shape
         mask = key_mask[:, None, None, :]  # (B, 1, 1, S): True where a key is a real token
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(self._heads(self.q(x)), *kv, attn_mask=mask, dropout_p=drop)
+        y = attention(self._heads(self.q(x)), *kv, mask, drop, is_causal=False)  # float32 under CPU bf16 autocast
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))  # (B, T, C)
 
 

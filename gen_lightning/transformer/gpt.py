@@ -5,6 +5,10 @@ Radford et al. 2018/2019 (GPT, GPT-2), in the shape of Karpathy's nanoGPT: pre-n
 matrices only, linear warm-up then cosine decay stepped every optimizer step. Gradient clipping is the
 Trainer's ``gradient_clip_val`` (automatic optimisation). Sampling uses a key/value cache, temperature, top-k
 and top-p.
+
+Speed options (measured in benchmarks/nanogpt_speed.py): ``fused_optimizer`` (one-kernel AdamW),
+``compile`` (``torch.compile`` of the training and validation forward; generation stays eager), and the
+Trainer's ``precision=bf16-mixed`` (bf16 matrix products; attention stays float32 on the CPU, see ``nets.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class GPT(LanguageModel):
         weight_decay: float = 0.1,
         warmup_steps: int = 100,
         lr_decay_steps: int = 5000,
+        fused_optimizer: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
