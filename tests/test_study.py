@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import re
 import shutil
 import statistics
@@ -387,3 +388,40 @@ def test_hydra_launcher_runs_and_resumes_the_study(tmp_path):
     assert metrics(study_dir / "mlp_seed1")["final"] == summary["final"]
     assert snapshot(study_dir / "mlp_seed0") == done
     assert json.loads((study_dir / "study.json").read_text())["runs"]["mlp_seed1"]["attempts"] == 2
+
+
+def test_text_study_report_has_the_unigram_baseline_over_seeds(tmp_path):
+    """Runs of several seeds share the data (only the window order differs): the report gives the baseline, equal
+    to the training text's add-one smoothed token frequencies scored on the same validation windows."""
+    node = {
+        "name": "text_mini",
+        "seeds": [0, 1],
+        "budget": {"max_steps": 4},
+        "common": [
+            "data=text_embedded",
+            "data.block_size=16",
+            "data.batch_size=8",
+            "data.train_stride=2000",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            "model.hidden_dim=16",
+        ],  # fmt: skip
+        "protocol": ["metrics=none", "trainer.limit_val_batches=2"],
+        "runs": {"lstm": ["model=lstm"]},
+    }
+    spec = tmp_path / "text_mini.yaml"
+    spec.write_text(yaml.safe_dump({"study": node}, sort_keys=False))
+    cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    baseline = json.loads((tmp_path / "out" / "report.json").read_text())["baseline"]
+    assert baseline["validation_windows"] == 16
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    dm = instantiate(OmegaConf.load(tmp_path / "out" / "lstm_seed0" / "config.yaml").data)
+    dm.setup("fit")
+    counts = torch.bincount(dm.train_set.ids.long(), minlength=dm.tokenizer.vocab_size).double() + 1
+    targets = torch.cat([dm.val_set[i][1] for i in range(16)])
+    expected = -sum(math.log2(counts[t] / counts.sum()) for t in targets.tolist()) / len(targets)
+    assert baseline["unigram_bpc"] == pytest.approx(expected, rel=1e-9)
+    assert "unigram model of the training text" in (tmp_path / "out" / "report.md").read_text()
