@@ -188,6 +188,26 @@ def test_bert_generation_fills_every_mask_reproducibly():
     assert int(runs[0].max()) < 11  # no [MASK] left
 
 
+@pytest.mark.parametrize("order", ["left_to_right", "random", "confidence"])
+def test_bert_fill_orders(order):
+    """left_to_right fills the leftmost mask at every pass; random and confidence fill all, reproducibly."""
+    torch.manual_seed(0)
+    net = BERTNet(TransformerConfig(vocab_size=11, block_size=16, num_layers=1, num_heads=2, hidden_dim=16)).eval()
+    seen, forward = [], net.forward
+    net.forward = lambda x, select=None: (seen.append((x == net.mask_id)[0].clone()), forward(x, select))[1]
+    prompt = torch.tensor([[1, 2, 3]])
+    out = net.generate(prompt, 8, generator=torch.Generator().manual_seed(1), fill_order=order)
+    assert out.shape == (1, 11) and int(out.max()) < 11 and len(seen) == 8
+    filled = [int((a & ~b).nonzero()) for a, b in zip(seen, [*seen[1:], torch.zeros_like(seen[0])])]
+    assert sorted(filled) == list(range(3, 11))
+    if order == "left_to_right":
+        assert filled == list(range(3, 11))
+    again = net.generate(prompt, 8, generator=torch.Generator().manual_seed(1), fill_order=order)
+    assert torch.equal(out, again)
+    with pytest.raises(ValueError, match="fill_order must be one of"):
+        net.generate(prompt, 8, fill_order="backwards")
+
+
 def test_bert_trains_and_logs_mlm_accuracy(tmp_path):
     torch.manual_seed(0)
     dm = text_data()

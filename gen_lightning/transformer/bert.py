@@ -19,7 +19,7 @@ from torchmetrics import MeanMetric
 
 from gen_lightning.data.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
-from gen_lightning.transformer.nets import BERTNet, TransformerConfig, mask_tokens
+from gen_lightning.transformer.nets import FILL_ORDERS, BERTNet, TransformerConfig, mask_tokens
 
 
 class BERT(LanguageModel):
@@ -36,6 +36,7 @@ class BERT(LanguageModel):
         bias: bool = True,
         mask_prob: float = 0.15,
         fill_per_step: int = 1,
+        fill_order: str = "left_to_right",
         lr: float = 1e-3,
         min_lr: float = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -48,6 +49,8 @@ class BERT(LanguageModel):
             raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
         if fill_per_step < 1:
             raise ValueError(f"fill_per_step must be >= 1, got {fill_per_step}")
+        if fill_order not in FILL_ORDERS:
+            raise ValueError(f"fill_order must be one of {FILL_ORDERS}, got {fill_order!r}")
         self.save_hyperparameters()
         self.tokenizer = from_config(tokenizer)
         self.net = BERTNet(TransformerConfig.from_hparams(self.hparams, self.tokenizer.vocab_size, causal=False))
@@ -82,8 +85,7 @@ class BERT(LanguageModel):
         self.log("val/mlm_acc", self.val_acc, on_step=False, on_epoch=True, batch_size=batch[0].size(0))
 
     def generate_defaults(self) -> dict:
-        return {"fill_per_step": self.hparams.fill_per_step}
+        return {"fill_per_step": self.hparams.fill_per_step, "fill_order": self.hparams.fill_order}
 
     def sample_info(self) -> dict:
-        fill = self.hparams.fill_per_step
-        return {"sampler": "iterative mask filling", "fill_per_step": fill, "weights": "raw"}
+        return {"sampler": "iterative mask filling", **self.generate_defaults(), "weights": "raw"}

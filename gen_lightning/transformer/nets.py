@@ -230,6 +230,19 @@ class GPTNet(nn.Module):
         return idx
 
 
+FILL_ORDERS = ("confidence", "left_to_right", "random")
+
+
+def fill_scores(order: str, conf: torch.Tensor, pos: torch.Tensor, generator) -> torch.Tensor:
+    """(B, m) scores of the masked positions ``pos``; the ``fill_per_step`` highest are filled next."""
+    if order == "confidence":
+        return conf
+    if order == "left_to_right":
+        return -pos.float()
+    device = generator.device if generator is not None else conf.device
+    return torch.rand(conf.shape, generator=generator, device=device).to(conf.device)
+
+
 class BERTNet(nn.Module):
     """Bidirectional encoder and MLM head: ids (B, T) over V + 1 symbols (the last is [MASK]) -> (B, T, V).
 
@@ -268,25 +281,31 @@ class BERTNet(nn.Module):
         top_p: float | None = None,
         generator: torch.Generator | None = None,
         fill_per_step: int = 1,
+        fill_order: str = "confidence",
     ) -> torch.Tensor:
         """Iterative mask filling: (B, P) ids -> (B, P + max_new_tokens).
 
-        Masks are appended after the context; each forward pass samples every masked position and fills the
-        ``fill_per_step`` whose sampled token is most probable (MaskGIT-style confidence, Chang et al. 2022),
-        until none is left. Longer texts are made window by window, each keeping up to half a block of context
-        (or more when few tokens remain).
+        Masks are appended after the context; each forward pass samples every masked position and fills
+        ``fill_per_step`` of them, until none is left: by ``fill_order`` ``confidence``, those whose sampled token
+        is most probable (MaskGIT, Chang et al. 2022); ``left_to_right``, the leftmost (sequential generation,
+        Wang & Cho 2019: a weak model filled by confidence writes its most frequent symbol everywhere first);
+        ``random``, positions drawn uniformly. Longer texts are made window by window, each keeping up to half a
+        block of context (or more when few tokens remain).
         """
+        if fill_order not in FILL_ORDERS:
+            raise ValueError(f"fill_order must be one of {FILL_ORDERS}, got {fill_order!r}")
         block, remaining = self.cfg.block_size, max_new_tokens
         while remaining > 0:
             chunk = min(remaining, block - min(idx.size(1), block // 2))
             ctx = min(idx.size(1), block - chunk)
             mask = torch.full((idx.size(0), chunk), self.mask_id, dtype=idx.dtype, device=idx.device)
             x = torch.cat([idx[:, idx.size(1) - ctx :], mask], dim=1)  # (B, T)
-            idx = torch.cat([idx, self._fill(x, ctx, temperature, top_k, top_p, generator, fill_per_step)], 1)
+            filled = self._fill(x, ctx, temperature, top_k, top_p, generator, fill_per_step, fill_order)
+            idx = torch.cat([idx, filled], 1)
             remaining -= chunk
         return idx
 
-    def _fill(self, x, ctx, temperature, top_k, top_p, generator, fill_per_step) -> torch.Tensor:
+    def _fill(self, x, ctx, temperature, top_k, top_p, generator, fill_per_step, fill_order) -> torch.Tensor:
         """Fill the masks of (B, T) ``x`` after position ``ctx``; returns the (B, T - ctx) filled ids."""
         B = x.size(0)
         masked = x == self.mask_id
@@ -296,7 +315,7 @@ class BERTNet(nn.Module):
             pos = masked.nonzero()[:, 1].view(B, m)  # (B, m) masked positions, row by row
             logits = self(x)[masked]  # (B * m, V)
             ids, conf = sample_probs(logits, temperature, top_k, top_p, generator)
-            pick = conf.view(B, m).topk(min(fill_per_step, m), dim=1).indices  # (B, k) most confident
+            pick = fill_scores(fill_order, conf.view(B, m), pos, generator).topk(min(fill_per_step, m), dim=1).indices
             where = pos.gather(1, pick)
             x = x.scatter(1, where, ids.view(B, m).gather(1, pick))
             masked = masked.scatter(1, where, False)
