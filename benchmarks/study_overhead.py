@@ -8,7 +8,24 @@ Each phase's time excludes the phases timed inside it (a checkpoint written at a
 not validation). CPU seconds (this process; W&B's service process is apart) are the robust number on a shared
 machine; wall seconds follow the load.
 
-MEASURED: nothing yet (to be run on a quiet machine and its table written here, with the load average).
+Measured 2026-11-30 19:26 on the idle 2-core development machine (load 0.01 -> 0.74), one thread, ``--seeds 0``
+(the first seed of each run of image_families_quick.yaml); CPU seconds per phase (wall in brackets):
+
+    start-up (imports): 5.1 CPU s (6.9 s wall), once per study
+    phase                 vae_seed0    dcgan_seed0  wgan_gp_seed0   ddpm_seed0
+    data                  0.6 ( 0.6)   0.0 ( 0.0)    0.0 ( 0.0)     0.0 ( 0.0)
+    W&B start             1.3 ( 1.6)   0.1 ( 0.1)    0.1 ( 0.1)     0.1 ( 0.1)
+    training steps        4.9 ( 5.0)  12.4 (12.4)   14.6 (14.7)    17.6 (17.6)
+    validation            0.1 ( 0.1)   0.1 ( 0.1)    0.1 ( 0.1)     0.5 ( 0.5)
+    metric evaluations    0.7 ( 0.7)   0.8 ( 0.8)    0.8 ( 0.8)     9.9 ( 9.9)
+    sample grids          0.0 ( 0.0)   0.1 ( 0.1)    0.1 ( 0.1)     0.8 ( 0.8)
+    checkpoints           0.1 ( 0.1)   0.1 ( 0.2)    0.1 ( 0.2)     0.3 ( 0.3)
+    launcher, set-up, finish: 0.0-0.1 each
+    total                 7.8 ( 8.3)  13.7 (13.7)   15.9 (16.0)    29.3 (29.3)
+
+Training steps are 63-92% of a run. The data are decoded once and W&B's service starts once per study (the first
+run pays both), and every run after the first spends ~0.4 s outside training, evaluation and checkpoints. The
+only large other phase is DDPM's metric evaluations (4 x 1,000 samples of 20 DDIM steps: 34% of its run).
 
 Start-up of the process (imports of torch, Lightning, Hydra, W&B: about 5 CPU seconds) and the digit classifier of
 the metric protocol (trained once, then read from its disk cache) are paid once per study, not per run.
