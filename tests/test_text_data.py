@@ -100,6 +100,16 @@ def test_folder_is_sorted_concatenation_of_files(tmp_path):
     assert dm.tokenizer.decode(_all_ids(dm)) == expected
 
 
+def test_folder_given_through_dot_dot_is_read(tmp_path, monkeypatch):
+    # `../shared/data/...` is how the README points at a folder beside the project: ".." is not a hidden folder.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("one sentence\n" * 50)
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    dm = _setup(path="../data", block_size=4, batch_size=2)
+    assert dm.tokenizer.decode(_all_ids(dm)) == "one sentence\n" * 50
+
+
 def test_missing_empty_and_non_utf8_files_name_the_file(tmp_path):
     missing = tmp_path / "nowhere.txt"
     with pytest.raises(FileNotFoundError, match="nowhere.txt"):

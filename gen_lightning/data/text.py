@@ -57,7 +57,10 @@ def _files(path: Path) -> list[Path]:
         raise FileNotFoundError(f"text path not found: {path}")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts))
+    # Hidden below `path` only: a path given as ../data must not count as hidden itself.
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
+    )
     if not files:
         raise ValueError(f"text folder {path} contains no (non-hidden) files")
     return files
