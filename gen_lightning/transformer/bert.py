@@ -19,7 +19,7 @@ from torchmetrics import MeanMetric
 
 from gen_lightning.data.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
-from gen_lightning.transformer.nets import FILL_ORDERS, BERTNet, TransformerConfig, mask_tokens
+from gen_lightning.transformer.nets import BERTNet, TransformerConfig, check_fill_order, mask_tokens
 
 
 class BERT(LanguageModel):
@@ -49,8 +49,7 @@ class BERT(LanguageModel):
             raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
         if fill_per_step < 1:
             raise ValueError(f"fill_per_step must be >= 1, got {fill_per_step}")
-        if fill_order not in FILL_ORDERS:
-            raise ValueError(f"fill_order must be one of {FILL_ORDERS}, got {fill_order!r}")
+        check_fill_order(fill_order)  # at construction, not first at sampling after the training
         self.save_hyperparameters()
         self.tokenizer = from_config(tokenizer)
         self.net = BERTNet(TransformerConfig.from_hparams(self.hparams, self.tokenizer.vocab_size, causal=False))

@@ -233,6 +233,11 @@ class GPTNet(nn.Module):
 FILL_ORDERS = ("confidence", "left_to_right", "random")
 
 
+def check_fill_order(order: str) -> None:
+    if order not in FILL_ORDERS:
+        raise ValueError(f"fill_order must be one of {FILL_ORDERS}, got {order!r}")
+
+
 def fill_scores(order: str, conf: torch.Tensor, pos: torch.Tensor, generator) -> torch.Tensor:
     """(B, m) scores of the masked positions ``pos``; the ``fill_per_step`` highest are filled next."""
     if order == "confidence":
@@ -292,8 +297,7 @@ class BERTNet(nn.Module):
         ``random``, positions drawn uniformly. Longer texts are made window by window, each keeping up to half a
         block of context (or more when few tokens remain).
         """
-        if fill_order not in FILL_ORDERS:
-            raise ValueError(f"fill_order must be one of {FILL_ORDERS}, got {fill_order!r}")
+        check_fill_order(fill_order)
         block, remaining = self.cfg.block_size, max_new_tokens
         while remaining > 0:
             chunk = min(remaining, block - min(idx.size(1), block // 2))
