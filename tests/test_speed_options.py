@@ -35,8 +35,13 @@ def train(steps: int, precision: str = "32-true", **options) -> tuple[GPT, dict]
 def test_fused_adamw_trains_like_the_multi_tensor_one():
     (plain, plain_metrics), (fused, fused_metrics) = train(20), train(20, fused_optimizer=True)
     assert fused.trainer.optimizers[0].defaults["fused"] and not plain.trainer.optimizers[0].defaults["fused"]
+    torch.manual_seed(0)
+    start = GPT(**TINY, **SCHEDULE, **text_data().model_kwargs()).state_dict()
+    moved = max((value - start[name]).abs().max().item() for name, value in plain.state_dict().items())
+    assert moved > 1e-2  # 20 steps at lr 3e-3 move weights ~1,000x further than the tolerance below
     for name, value in plain.state_dict().items():
-        torch.testing.assert_close(fused.state_dict()[name], value, rtol=1e-5, atol=1e-6)  # 3e-7 measured
+        # rounding only: 1.3e-6 measured (it varies with the CPU), while lr 1% higher differs by 1.3e-2
+        torch.testing.assert_close(fused.state_dict()[name], value, rtol=1e-4, atol=1e-5)
     assert fused_metrics["val/loss"] == pytest.approx(plain_metrics["val/loss"], rel=1e-5)
 
 
