@@ -42,7 +42,7 @@ def test_fused_adamw_trains_like_the_multi_tensor_one():
     for name, value in plain.state_dict().items():
         # rounding only: 1.3e-6 measured (it varies with the CPU), while lr 1% higher differs by 1.3e-2
         torch.testing.assert_close(fused.state_dict()[name], value, rtol=1e-4, atol=1e-5)
-    assert fused_metrics["val/loss"] == pytest.approx(plain_metrics["val/loss"], rel=1e-5)
+    assert fused_metrics["val/loss"] == pytest.approx(plain_metrics["val/loss"], rel=1e-4)
 
 
 def test_bf16_mixed_precision_trains_like_float32():
