@@ -6,12 +6,17 @@ settings, ``model.KEY=V`` replaces a constructor argument of the model (e.g. ``m
 is rebuilt with it, as study evaluations do), ``split=test`` evaluates another split (for unconditional image
 models: the real reference split). Prints a table and writes, beside the checkpoint (or at ``out=PREFIX``),
 ``last.eval.json`` (``last.test.eval.json`` for a split other than the protocol's), the per-example outputs
-``last[.test].outputs.txt`` (hypotheses, predicted classes) and figures ``last[.test].<name>.png``. The values
+``last[.test].outputs.txt`` (hypotheses, predicted classes) and figures ``last[.test].<name>.png``. The
+eval.json holds the latest evaluation; every evaluation is also appended to ``last[.test].evaluations.jsonl``
+with its arguments and protocol card, so a second one with other settings (``metrics.decoding={beam:5}``) replaces
+the files, says what changed, and loses no number (``out=PREFIX`` keeps each variant's outputs apart). The values
 go to the checkpoint's W&B run (resumed by its id) or to a new ``job_type=eval`` run.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -78,6 +83,35 @@ def write_outputs(prefix: str, result: dict) -> list[Path]:
     return written
 
 
+# Settings that differ between two evaluations of one checkpoint without making them different protocols.
+INCIDENTAL = ("seconds", "device", "world_size")
+
+
+def previous_protocol(path: Path) -> dict | None:
+    """The protocol card of the evaluation already at ``path`` (None: none, or a file that cannot be read)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("protocol")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def protocol_changes(before: dict | None, after: dict) -> str:
+    """``key old -> new`` for each setting of the card that changed (empty: the same protocol, or no previous)."""
+    if not before:
+        return ""
+    keys = sorted((set(before) | set(after)) - set(INCIDENTAL))
+    return ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k))
+
+
+def keep_in_history(prefix: str, record: dict) -> Path:
+    """Append the evaluation to ``PREFIX.evaluations.jsonl``: every number ever written here, with its card."""
+    path = Path(prefix + ".evaluations.jsonl")
+    stamped = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(stamped, sort_keys=True, default=str) + "\n")
+    return path
+
+
 def evaluate_command(args: list[str]) -> dict:
     from gen_lightning.metrics.evaluate import build_protocol, evaluate_module
 
@@ -105,8 +139,17 @@ def evaluate_command(args: list[str]) -> dict:
     prefix = str(options.get("out") or ckpt.with_suffix("")) + tag  # RUN_DIR/checkpoints/last[.test]
     out = Path(prefix + ".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, {"checkpoint": str(ckpt), "metrics": values, "protocol": result["protocol"]})  # atomic
+    record = {"checkpoint": str(ckpt), "arguments": args, "metrics": values, "protocol": result["protocol"]}
+    replaced = previous_protocol(out)
+    write_json(out, record)  # atomic
+    history = keep_in_history(prefix, record)
     for path in [out, *write_outputs(prefix, result)]:
         print(f"wrote {path}")
+    changed = protocol_changes(replaced, result["protocol"])
+    if changed:
+        print(
+            f"replaced the previous evaluation in {out.name} (another protocol: {changed}); its numbers stay in "
+            f"{history.name}; give each variant its own out=PREFIX to keep its outputs and figures too"
+        )
     tracking.log_evaluation(run.path, saved.get("logger"), values, result["protocol"])
     return result

@@ -62,7 +62,7 @@ def test_a_conditional_family_trains_and_is_scored_by_its_protocol(toy_run):
     assert len(grids) == 4 and Image.open(grids[-1]).size[0] == 3 * 9 + 1  # input | output | target, 8 px + border
 
 
-def test_evaluate_gives_the_logged_value_and_writes_beside_the_checkpoint(toy_run):
+def test_evaluate_gives_the_logged_value_and_writes_beside_the_checkpoint(toy_run, capsys):
     ckpt = toy_run / "checkpoints" / "last.ckpt"
     result = evaluate_command([f"ckpt={ckpt}"])
     logged = json.loads((toy_run / "metrics.json").read_text())["final"]
@@ -75,6 +75,18 @@ def test_evaluate_gives_the_logged_value_and_writes_beside_the_checkpoint(toy_ru
     result = evaluate_command([f"ckpt={ckpt}", "split=train", "metrics.num_items=50"])
     assert result["protocol"]["pairs"] == 50 and "train/psnr" in result["metrics"]
     assert (toy_run / "checkpoints" / "last.train.eval.json").is_file()
+    # A second evaluation with other settings replaces the files, says so, and keeps the first one's numbers.
+    capsys.readouterr()
+    again = evaluate_command([f"ckpt={ckpt}", "split=train", "metrics.num_items=20"])
+    assert "replaced the previous evaluation in last.train.eval.json" in capsys.readouterr().out
+    history = (toy_run / "checkpoints" / "last.train.evaluations.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in history)
+    assert first["metrics"] == result["metrics"] and second["metrics"] == again["metrics"]
+    assert (first["protocol"]["pairs"], second["protocol"]["pairs"]) == (50, 20)
+    assert second["arguments"] == [f"ckpt={ckpt}", "split=train", "metrics.num_items=20"]
+    # The same settings again: the same protocol, nothing to announce.
+    evaluate_command([f"ckpt={ckpt}", "split=train", "metrics.num_items=20"])
+    assert "replaced" not in capsys.readouterr().out
     with pytest.raises(SystemExit, match="hidden_dimm is not a parameter of Unmirror"):
         cli.main(["evaluate", f"ckpt={ckpt}", "model.hidden_dimm=3"])
 
