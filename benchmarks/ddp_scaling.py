@@ -15,30 +15,28 @@ cores would do; CPU per sample is the cost.
 
     PYTHONPATH=. python benchmarks/ddp_scaling.py [--families vae dcgan ...] [--steps 60] [--repeats 2]
 
-Measured 2026-11-30 18:55-19:04 on the 2-core development machine, otherwise idle (load 0.1-1.6), one thread per
-process, ``--steps 40 --repeats 1`` (8.6 min); samples/s:
+Measured 2026-12-01 00:23-00:45 on the 2-core development machine, otherwise idle (load 0.6-1.5), one thread per
+process, ``--steps 40 --repeats 2``, timing only the intervals inside an epoch (see ``Timer``); per family:
+samples/s mean (each repeat) for 1 process, 2 ddp, 2 find-unused; scaling; CPU ms/sample 1 | 2 ddp | 2 find-unused:
 
-    family     1 process  2 ddp  2 find-unused  scaling  CPU ms/sample: 1 | 2 ddp | 2 find-unused
-    vae            46488  37850          29722     0.81            0.02 |  0.04 |  0.05
-    dcgan           3428   5349           5582     1.56            0.29 |  0.32 |  0.32
-    wgan_gp         3673  15716          14249     4.28            0.27 |  0.13 |  0.12
-    ddpm            3167   4903           4708     1.55            0.32 |  0.38 |  0.39
-    lstm             195    340            327     1.74            5.12 |  5.51 |  5.78
-    gpt              194    335            349     1.73            5.14 |  5.69 |  5.45
-    bert             194    341            351     1.76            5.16 |  5.58 |  5.42
-    seq2seq          163    266            279     1.63            6.12 |  7.25 |  6.87
-    pix2pix         1810   1350           1366     0.75            0.55 |  0.98 |  1.07
-    srgan            714    915            848     1.28            1.40 |  1.88 |  1.94
-    cyclegan         187    209            262     1.12            5.35 |  8.47 |  6.81
+    vae       8526 ( 8911, 8140) 9397 ( 9482, 9311) 10268 ( 8162, 12374) 1.10 0.12 | 0.16 | 0.15
+    dcgan     3777 ( 3421, 4132) 4397 ( 4344, 4451) 3982 ( 4347, 3618) 1.16 0.27 | 0.35 | 0.43
+    wgan_gp   3739 ( 4015, 3462) 4415 ( 4141, 4688) 3781 ( 3844, 3717) 1.18 0.27 | 0.41 | 0.41
+    ddpm      736 ( 723, 750) 1284 ( 1278, 1290) 1269 ( 1231, 1307) 1.74 1.36 | 1.47 | 1.45
+    lstm      191 ( 193, 189) 358 ( 368, 349) 338 ( 341, 335) 1.88 5.24 | 5.38 | 5.48
+    gpt       202 ( 196, 208) 362 ( 364, 359) 353 ( 366, 339) 1.79 4.95 | 5.31 | 5.55
+    bert      186 ( 186, 187) 315 ( 273, 358) 339 ( 331, 346) 1.69 5.36 | 5.92 | 5.57
+    seq2seq   148 ( 163, 134) 283 ( 292, 274) 296 ( 299, 293) 1.90 6.80 | 6.69 | 6.48
+    pix2pix   1779 ( 1820, 1737) 1341 ( 1517, 1164) 1377 ( 1353, 1401) 0.75 0.56 | 1.13 | 1.00
+    srgan     756 ( 723, 790) 849 ( 906, 793) 797 ( 850, 744) 1.12 1.32 | 1.93 | 2.03
+    cyclegan  170 ( 169, 171) 245 ( 245, 245) 237 ( 254, 220) 1.44 5.89 | 7.17 | 7.47
 
-Read with care: one repeat of 30 timed batches of small models. The language models and seq2seq scale 1.6-1.8x on
-2 processes at 5-20% more CPU per sample (gloo's all-reduce); the VAE (0.02 ms of CPU per sample) and pix2pix
-(batch 1 in its paper's setting, here 64) are slower on 2 processes: communication dominates steps this small.
-DDP with and without the unused-parameter search differ by up to 25% in either direction (CycleGAN: the search
-faster, the VAE: slower), within the noise of one repeat; the shipped ``ddp`` strategy removes the search without
-a cost measurable here. The Lightning report of GAN training barely faster on several GPUs concerns GPU steps,
-where the search is not hidden by the compute: not measured (no device lent). wgan_gp's 4.3x scaling is not
-explained and not believed (it exceeds the 2 cores); rerun with ``--repeats 3`` before quoting it.
+The language models, seq2seq and DDPM scale 1.7-1.9x on 2 processes at 3-10% more CPU per sample (gloo's
+all-reduce); the GANs 1.2x, CycleGAN 1.4x, SRGAN 1.1x; pix2pix (0.75x) has steps too small for the all-reduce to pay.
+With and without the unused-parameter search: within the spread of the two repeats. The first measurement (one
+repeat) gave wgan_gp 4.3x: its timed window of 16 batches held an epoch boundary (a new data-loader iterator) in
+one configuration and not the other; intervals across epoch boundaries are now left out, and wgan_gp reads 1.18x.
+GPU steps, where the search is not hidden by the compute: not measured (no device lent).
 """
 
 from __future__ import annotations
