@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gen_lightning import tracking
-from gen_lightning.callbacks.summary import write_json
+from gen_lightning.callbacks.summary import append_jsonl, write_json
 from gen_lightning.checkpoint import load_module
 from gen_lightning.config import config_dir, parse_kv
 from gen_lightning.run_dir import RunDir
@@ -106,9 +106,7 @@ def protocol_changes(before: dict | None, after: dict) -> str:
 def keep_in_history(prefix: str, record: dict) -> Path:
     """Append the evaluation to ``PREFIX.evaluations.jsonl``: every number ever written here, with its card."""
     path = Path(prefix + ".evaluations.jsonl")
-    stamped = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(stamped, sort_keys=True, default=str) + "\n")
+    append_jsonl(path, {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record})
     return path
 
 

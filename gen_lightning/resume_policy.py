@@ -117,10 +117,11 @@ def _why(key: str) -> str:
 
 def record(run_dir: str | Path, cfg: DictConfig, changes: dict) -> None:
     """Append the accepted changes to ``resumes.jsonl`` and write the run's current ``config.yaml``."""
+    from gen_lightning.callbacks.summary import append_jsonl  # here: the policy itself stays free of Lightning
+
     run = RunDir(run_dir)
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
-    with open(run.resumes, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
+    append_jsonl(run.resumes, entry)
     if changes:
         tmp = run.config.with_suffix(".yaml.tmp")
         OmegaConf.save(cfg, tmp, resolve=True)

@@ -19,7 +19,6 @@ own run directory, and takes the value the run returns. This module is the glue:
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from gen_lightning.callbacks.summary import append_jsonl
 from gen_lightning.loggers import logger_configs
 
 _pending: list = []  # Optuna trials the sweeper asked for and launches next, in launch order
@@ -165,8 +165,7 @@ class SearchTrial:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         with open(self.sweep_dir / ".search.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            with open(self.sweep_dir / "trials.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, default=str) + "\n")
+            append_jsonl(self.sweep_dir / "trials.jsonl", record)
             if record["state"] == "complete" and self._beats_best(record["value"]):
                 best = {
                     "search": self.name,

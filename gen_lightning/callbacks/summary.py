@@ -79,6 +79,12 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def append_jsonl(path: Path, entry: dict) -> None:
+    """Append one JSON line (a log that only grows: resumes, trials, evaluations)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
+
+
 class RunSummary(L.Callback):
     """Writes ``metrics.json``; the directions of its module and callbacks decide which values are "best"."""
 
