@@ -158,7 +158,8 @@ def worker(args: argparse.Namespace) -> None:
     """One ``gen-lightning fit`` (each DDP process runs this too) with a timer; rank 0 writes the times."""
     import lightning as L
 
-    from gen_lightning import cli, train
+    from gen_lightning import cli
+    from gen_lightning.run import train
 
     class Timer(L.Callback):
         """Sums the intervals between consecutive batch ends inside an epoch, after ``--warmup`` batches: an

@@ -132,7 +132,7 @@ def time_sampling(ckpt: Path, rows: list[dict], args: argparse.Namespace) -> Non
     from torchvision.utils import save_image
 
     from gen_lightning.callbacks.samples import image_grid
-    from gen_lightning.checkpoint import load_module
+    from gen_lightning.run.checkpoint import load_module
 
     torch.set_num_threads(args.threads)
     module = load_module(ckpt)

@@ -100,11 +100,11 @@ def evaluate_run(run_dir: Path, reverse: bool = False) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.checkpoint import load_module
     from gen_lightning.data.translation import UnpairedImageDataModule
     from gen_lightning.img2img.bicubic import Resize
     from gen_lightning.metrics.evaluate import evaluate_module
     from gen_lightning.metrics.paired import PairedImageMetrics
+    from gen_lightning.run.checkpoint import load_module
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module = load_module(run_dir / "checkpoints" / "last.ckpt")

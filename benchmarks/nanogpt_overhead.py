@@ -8,7 +8,7 @@ Both sides train the same network on the same data with the same optimiser, sche
   trainer.enable_progress_bar=false trainer.precision=32-true model.fused_optimizer=false`` (the plain loop's float32
   and multi-tensor AdamW, not the experiment's speed defaults: ``--fit-overrides``), run through
   ``gen_lightning.cli.main`` unchanged except that one timing callback (``StepTimer``) is appended to the callbacks
-  ``gen_lightning.train.build_callbacks`` returns.
+  ``gen_lightning.run.train.build_callbacks`` returns.
 
 What is timed: one whole iteration, from the start of one training batch to the start of the next (data fetch,
 forward, backward, clipping, optimiser and schedule steps; on the fit side also everything Lightning and the
@@ -131,7 +131,8 @@ def fit_worker(args: argparse.Namespace) -> dict:
     framework steps, in the same process, from the same callback (excluded from the framework's times)."""
     import lightning as L
 
-    from gen_lightning import cli, train
+    from gen_lightning import cli
+    from gen_lightning.run import train
 
     plain = PlainLoop(args) if args.interleave else None
 

@@ -170,8 +170,9 @@ def fit_worker(args: argparse.Namespace) -> dict:
     import lightning as L
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    from gen_lightning import cli, tracking, train
+    from gen_lightning import cli, tracking
     from gen_lightning.nn.language_model import LanguageModel
+    from gen_lightning.run import train
 
     phases = Phases()
     phases.add("start-up: imports", START)

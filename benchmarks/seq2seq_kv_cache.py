@@ -56,7 +56,7 @@ def run(net, source, tokens: int, use_cache: bool, repeats: int) -> tuple[float,
 def main(ckpt: str | None = None, tokens: int = 50, repeats: int = 3) -> None:
     torch.set_num_threads(1)
     if ckpt:
-        from gen_lightning.checkpoint import load_module
+        from gen_lightning.run.checkpoint import load_module
 
         net = load_module(ckpt).net
     else:

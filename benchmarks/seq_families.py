@@ -138,8 +138,8 @@ def evaluate(run_dir: Path) -> tuple[dict, int]:
     """Whole-validation-split metrics of the final weights, and the parameter count."""
     import lightning as L
 
-    from gen_lightning.checkpoint import load_module
-    from gen_lightning.sample import run_datamodule
+    from gen_lightning.commands.sample import run_datamodule
+    from gen_lightning.run.checkpoint import load_module
 
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     module = load_module(ckpt)

@@ -81,13 +81,14 @@ def instrument(timer: PhaseTimer) -> None:
     import lightning as L
     from lightning.pytorch.loops.evaluation_loop import _EvaluationLoop
 
-    from gen_lightning import tracking, train
+    from gen_lightning import tracking
     from gen_lightning.callbacks.samples import SampleLogger
     from gen_lightning.callbacks.summary import RunSummary
     from gen_lightning.data.images import ImageDataModule
     from gen_lightning.data.text import TextDataModule
     from gen_lightning.metrics.callback import ImageMetrics
     from gen_lightning.metrics.protocol import EvaluationCallback
+    from gen_lightning.run import train
 
     timer.wrap(train, "_fit", "set-up")  # what no inner phase claims: checks, model, callbacks, trainer
     timer.wrap(L.Trainer, "fit", "training steps")  # the loop, less validation and what runs inside it

@@ -50,8 +50,8 @@ class KeepCheckpoints(L.Callback):
 
 
 def fit(run_dir: str, *overrides: str) -> None:
-    from gen_lightning import train
     from gen_lightning.config import compose
+    from gen_lightning.run import train
 
     run = Path(run_dir)
     cfg = compose(
@@ -71,8 +71,8 @@ def bleu(run_dir: str, split: str = "test", beams: str = "1,5", batch_size: int 
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.checkpoint import load_module
     from gen_lightning.metrics.text import sacrebleu_scores
+    from gen_lightning.run.checkpoint import load_module
 
     run = Path(run_dir)
     dm = instantiate(OmegaConf.load(run / "config.yaml").data)

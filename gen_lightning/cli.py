@@ -32,9 +32,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from gen_lightning.callbacks.finite import NonFiniteLossError
-    from gen_lightning.checkpoint import CheckpointError
     from gen_lightning.data.sources import DataSourceError
-    from gen_lightning.run_dir import RunDirError, RunDirLocked
+    from gen_lightning.run.checkpoint import CheckpointError
+    from gen_lightning.run.run_dir import RunDirError, RunDirLocked
 
     return (
         CheckpointError, DataSourceError, RunDirError, RunDirLocked, NonFiniteLossError, MisconfigurationException,
@@ -48,8 +48,9 @@ def _fit_task(cfg) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
-    from gen_lightning import search, train
-    from gen_lightning.resume_policy import resolve_for_resume
+    from gen_lightning.commands import search
+    from gen_lightning.run import train
+    from gen_lightning.run.resume_policy import resolve_for_resume
 
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
@@ -69,12 +70,12 @@ def _fit_task(cfg) -> float | None:
         if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
             raise
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            from gen_lightning.run_dir import resumable_state
+            from gen_lightning.run.run_dir import resumable_state
 
             err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
         raise SystemExit(f"gen-lightning fit: {err}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
-        from gen_lightning.run_dir import RunDir
+        from gen_lightning.run.run_dir import RunDir
 
         final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
@@ -92,11 +93,11 @@ def preflight(overrides: list[str]) -> list[str]:
     Returns the overrides for Hydra: on resume, ``key=value`` may name keys the default composition lacks (the
     run's own groups are not composed by default), and Hydra's records go to a subfolder of ``.hydra`` so the
     run's original ones stay."""
-    from gen_lightning import run_dir as run_dirs
-    from gen_lightning import train
-    from gen_lightning.checkpoint import read as read_checkpoint
     from gen_lightning.config import compose
-    from gen_lightning.resume_policy import GROUPS, resolve_for_resume
+    from gen_lightning.run import run_dir as run_dirs
+    from gen_lightning.run import train
+    from gen_lightning.run.checkpoint import read as read_checkpoint
+    from gen_lightning.run.resume_policy import GROUPS, resolve_for_resume
 
     resume = any(o.lstrip("+") in ("resume=true", "resume=True") for o in overrides)
     if resume:
@@ -149,8 +150,8 @@ def fit_command(overrides: list[str]) -> None:
 
     import hydra
 
+    from gen_lightning.commands.search import register_resolvers
     from gen_lightning.config import config_dir, register_experiments
-    from gen_lightning.search import register_resolvers
 
     register_experiments()
     register_resolvers()
@@ -194,15 +195,15 @@ def main(argv: list[str] | None = None) -> None:
         return fit_command(rest)
     try:
         if command == "sample":
+            from gen_lightning.commands.sample import sample_command
             from gen_lightning.config import parse_kv
-            from gen_lightning.sample import sample_command
 
             options, _ = parse_kv(rest)
             if "ckpt" not in options:
                 raise ValueError("usage: gen-lightning sample ckpt=PATH [n=64] [out=FILE] [input=PATH | source=TEXT]")
             sample_command(**options)
         elif command == "evaluate":
-            from gen_lightning.evaluate import evaluate_command
+            from gen_lightning.commands.evaluate import evaluate_command
 
             evaluate_command(rest)
         elif command == "study":

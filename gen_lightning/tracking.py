@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run.run_dir import RunDir
 
 
 class StepWandbLogger(WandbLogger):

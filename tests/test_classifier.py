@@ -12,11 +12,11 @@ import torch
 from conftest import tiny_overrides
 from helpers import module_weights
 
-from gen_lightning import init_from, train
 from gen_lightning.classifier.module import TextClassifier
 from gen_lightning.config import compose
 from gen_lightning.data.classification import TextClassificationDataModule
-from gen_lightning.resume_policy import resolve_for_resume
+from gen_lightning.run import init_from, train
+from gen_lightning.run.resume_policy import resolve_for_resume
 
 BLOCK = 32  # positions of the pre-trained language models and of the classifiers fine-tuned from them
 LM = ["data.block_size=32", "trainer.max_steps=6", "trainer.max_epochs=-1", "trainer.limit_val_batches=1"]
@@ -159,7 +159,7 @@ def test_fine_tuning_under_ddp_equals_one_process(tmp_path, pretrained):
     from omegaconf import OmegaConf
     from test_cli import gen_lightning
 
-    from gen_lightning.checkpoint import load_module
+    from gen_lightning.run.checkpoint import load_module
 
     run_dir = tmp_path / "ddp"
     overrides = tiny_overrides(run_dir, *FINE_TUNE, f"init_from={pretrained['bert']}", "trainer=ddp",

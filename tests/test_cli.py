@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from gen_lightning import cli
-from gen_lightning.checkpoint import load_module
+from gen_lightning.run.checkpoint import load_module
 
 CMD = [sys.executable, "-m", "gen_lightning.cli"]
 
@@ -76,8 +76,8 @@ def test_sample_is_reproducible_and_rejects_unknown_modes(trained_run, tmp_path)
 
 def test_text_sample_command_takes_the_prompt_verbatim(tmp_path):
     """`prompt=ROMEO:` is a mapping to YAML and `prompt=42` a number: both must reach the model as text."""
-    from gen_lightning import train
     from gen_lightning.config import compose
+    from gen_lightning.run import train
 
     train.fit(compose(tiny_overrides(tmp_path / "lstm", "trainer.max_steps=2", "trainer.max_epochs=-1", model="lstm")))
     ckpt = tmp_path / "lstm" / "checkpoints" / "last.ckpt"

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from gen_lightning import cli
-from gen_lightning.evaluate import evaluate_command
+from gen_lightning.commands.evaluate import evaluate_command
 
 TESTS = Path(__file__).resolve().parent
 TOY = [f"hydra.searchpath=[file://{TESTS / 'toy_family' / 'conf'}]", "model=toy_unmirror", "data=toy_mirrored"]
@@ -138,8 +138,8 @@ def test_inputs_that_do_not_fit_are_refused_with_what_was_expected(toy_run, tmp_
 
 
 def test_a_model_and_data_of_different_tasks_are_refused_before_anything_is_written(tmp_path):
-    from gen_lightning import train
     from gen_lightning.config import compose
+    from gen_lightning.run import train
 
     cfg = compose([*TOY[:2], "data=digits", f"run_dir={tmp_path / 'run'}", "logger=none"])
     with pytest.raises(ValueError, match="Unmirror does conditional image -> image, but the data"):
@@ -154,8 +154,8 @@ def test_a_model_and_data_of_different_tasks_are_refused_before_anything_is_writ
 
 
 def test_the_history_holds_a_protocols_values_only_where_it_evaluated(tmp_path):
-    from gen_lightning import train
     from gen_lightning.config import compose
+    from gen_lightning.run import train
 
     cfg = compose(
         [*TOY, f"run_dir={tmp_path / 'run'}", "logger=none", "trainer.max_epochs=4", "metrics.every_n_epochs=2"]

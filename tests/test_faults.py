@@ -22,9 +22,10 @@ import torch
 from conftest import tiny_overrides
 from helpers import module_weights
 
-from gen_lightning import cli, train
+from gen_lightning import cli
 from gen_lightning.config import compose
-from gen_lightning.resume_policy import resolve_for_resume
+from gen_lightning.run import train
+from gen_lightning.run.resume_policy import resolve_for_resume
 
 CMD = [sys.executable, "-m", "gen_lightning.cli"]
 

@@ -12,8 +12,8 @@ import torch
 from conftest import tiny_overrides
 from test_resume import FAMILIES, assert_same_weights, run
 
-from gen_lightning import train
 from gen_lightning.config import compose
+from gen_lightning.run import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -74,7 +74,7 @@ def test_bf16_mixed_trains_like_fp32(tmp_path, shakespeare_path):
 def test_image_metrics_on_cuda_repeat_and_agree_with_cpu(tmp_path):
     """The classifier-extractor metrics of one checkpoint: identical twice on CUDA, close to the CPU numbers
     (CUDA draws other samples from the same seeds, so only sampling noise separates them)."""
-    from gen_lightning.evaluate import evaluate_command
+    from gen_lightning.commands.evaluate import evaluate_command
 
     steps = ["trainer.max_steps=500", "trainer.max_epochs=-1", "model.hidden_dim=256"]
     cfg = compose(tiny_overrides(tmp_path / "vae", *steps))

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from conftest import preset, tiny_overrides
 from PIL import Image
 
-from gen_lightning import train
+from gen_lightning.commands.sample import sample_command
 from gen_lightning.config import compose
 from gen_lightning.data.images import ImageDataModule
 from gen_lightning.diffusion.edit import edit_timesteps
 from gen_lightning.diffusion.module import DDPM
-from gen_lightning.sample import sample_command
+from gen_lightning.run import train
 from gen_lightning.vae.module import VAE
 
 TINY_UNET = dict(hidden_dim=8, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[], num_timesteps=50)

@@ -14,7 +14,6 @@ from hydra.utils import instantiate
 from PIL import Image
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from gen_lightning import train
 from gen_lightning.config import compose
 from gen_lightning.data.translation import PairedImageDataModule, UnpairedImageDataModule
 from gen_lightning.img2img.base import ImageTranslator
@@ -26,6 +25,7 @@ from gen_lightning.img2img.sr import SuperResolution
 from gen_lightning.metrics.extractors import build_extractor, to_uint8_rgb
 from gen_lightning.metrics.image import _Given
 from gen_lightning.metrics.paired import PairedImageMetrics
+from gen_lightning.run import train
 
 DIGITS = {"source": "digits", "channels": 1, "image_size": 8}
 
@@ -236,8 +236,8 @@ def test_ddp_on_two_cpu_processes(tmp_path, model):
     exact over both processes (equal to one process on the same weights)."""
     from test_cli import gen_lightning
 
-    from gen_lightning.checkpoint import load_module
     from gen_lightning.metrics.evaluate import evaluate_module
+    from gen_lightning.run.checkpoint import load_module
 
     run_dir = tmp_path / "ddp"
     protocol = ["metrics=paired_image", "metrics.num_items=150", "metrics.batch_size=32"]

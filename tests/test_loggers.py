@@ -15,9 +15,10 @@ import pytest
 from conftest import tiny_overrides
 from omegaconf import OmegaConf
 
-from gen_lightning import loggers, tracking, train
+from gen_lightning import loggers, tracking
 from gen_lightning.config import compose
-from gen_lightning.resume_policy import resolve_for_resume
+from gen_lightning.run import train
+from gen_lightning.run.resume_policy import resolve_for_resume
 
 pytest.importorskip("tensorboard", reason="the loggers extra is not installed")
 pytest.importorskip("mlflow", reason="the loggers extra is not installed")

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gen_lightning import cli, train
+from gen_lightning import cli
 from gen_lightning.config import compose
+from gen_lightning.run import train
 from gen_lightning.studies.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

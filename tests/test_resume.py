@@ -15,10 +15,10 @@ import torch
 from conftest import tiny_overrides
 from helpers import module_weights
 
-from gen_lightning import checkpoint as ckpt_io
-from gen_lightning import train
 from gen_lightning.config import compose
-from gen_lightning.resume_policy import resolve_for_resume
+from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import train
+from gen_lightning.run.resume_policy import resolve_for_resume
 
 # digits: 1,527 training images / batch 64 = 23 steps per epoch; 30 steps cross an epoch and a validation.
 TOTAL = 30

@@ -1,4 +1,4 @@
-"""Hyperparameter search (gen_lightning/search.py, conf/hparams_search/): a 3-trial Optuna search through the command
+"""Hyperparameter search (commands/search.py, conf/hparams_search/): a 3-trial Optuna search through the command
 line, in which one trial fails (NaN loss) and one is pruned without stopping the search, and the search spaces of
 every example config."""
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gen_lightning import cli, search, train
+from gen_lightning import cli
+from gen_lightning.commands import search
 from gen_lightning.config import compose, config_dir
-from gen_lightning.resume_policy import resolve_for_resume
+from gen_lightning.run import train
+from gen_lightning.run.resume_policy import resolve_for_resume
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra is not installed")
 
@@ -77,7 +79,7 @@ def test_every_search_space_names_keys_of_its_config(name):
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[f"hparams_search={name}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper.params and sweeper.custom_search_space == "gen_lightning.search.attach_trial"
+    assert sweeper.params and sweeper.custom_search_space == "gen_lightning.commands.search.attach_trial"
     absent = object()
     for key in sweeper.params:  # (a key may be null: e.g. ddpm's hidden_dim, sized from the data by default)
         assert OmegaConf.select(cfg, key, default=absent) is not absent, f"{name}: {key} is not a key of the config"

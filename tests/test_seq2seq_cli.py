@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gen_lightning import cli
-from gen_lightning.checkpoint import load_module
 from gen_lightning.data.docstrings import stdlib_summaries
 from gen_lightning.data.tokenizers import from_config
 from gen_lightning.metrics.text import TextGenerationMetrics
+from gen_lightning.run.checkpoint import load_module
 
 PROTOCOL = {"num_items": 24, "batch_size": 8, "metrics": ["bleu", "chrf", "rougeL"]}
 

@@ -21,8 +21,9 @@ import torch
 import yaml
 from helpers import module_weights
 
-from gen_lightning import cli, train
+from gen_lightning import cli
 from gen_lightning.config import config_dir, experiments_dir
+from gen_lightning.run import train
 from gen_lightning.studies.plan import plan
 from gen_lightning.studies.spec import KEYS, StudyError, load_spec, parse_spec
 

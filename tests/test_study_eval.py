@@ -98,7 +98,7 @@ def test_evaluation_scores_with_the_runs_metric_protocol(tmp_path):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.checkpoint import load_module
+    from gen_lightning.run.checkpoint import load_module
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module = load_module(run_dir / "checkpoints" / "last.ckpt", {"sampler": "ddim", "sample_steps": 2})

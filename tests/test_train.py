@@ -6,8 +6,8 @@ import time
 
 from conftest import tiny_overrides
 
-from gen_lightning import train
 from gen_lightning.config import compose
+from gen_lightning.run import train
 
 
 def test_max_time_as_a_mapping_stops_training_on_the_clock(tmp_path):

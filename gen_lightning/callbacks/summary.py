@@ -14,15 +14,15 @@ for the study reports (``read_directions``).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from gen_lightning.files import write_json
 
 DIRECTIONS = ("min", "max")
 
@@ -70,19 +70,6 @@ def read_directions(summaries: Iterable[Mapping]) -> dict[str, str]:
 def improves(value: float, best: float | None, direction: str) -> bool:
     """Whether ``value`` beats ``best`` (None: nothing yet) for a metric ranked by ``direction``."""
     return best is None or (value > best if direction == "max" else value < best)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, entry: dict) -> None:
-    """Append one JSON line (a log that only grows: resumes, trials, evaluations)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
 
 
 class RunSummary(L.Callback):

@@ -88,7 +88,7 @@ class TextClassifier(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
 
-    # ---- pre-trained weights (gen_lightning/init_from.py) -----------------------------------------------------
+    # ---- pre-trained weights (gen_lightning/run/init_from.py) -----------------------------------------------------
     @property
     def init_prefixes(self) -> tuple[str, ...]:
         """The parameters a language model's checkpoint must provide: the body's, named as in that model."""

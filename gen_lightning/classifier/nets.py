@@ -1,7 +1,7 @@
 """Classification networks in plain PyTorch: a body from the sequence families, a pooling, one shared head.
 
 Bodies keep the parameter names of the language models they come from, so a pre-trained language model's weights
-load into them by name (gen_lightning/init_from.py):
+load into them by name (gen_lightning/run/init_from.py):
 - ``bert``: the bidirectional encoder of ``BERTNet`` (gen_lightning/transformer/nets.py; Devlin et al. 2019),
   with its [MASK] row in the embedding; padded positions are masked out of attention;
 - ``gpt``: the causal decoder of ``GPTNet`` (Radford et al. 2018): with right padding a real token never sees a

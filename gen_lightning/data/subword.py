@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from gen_lightning.files import write_text
+
 try:
     import fcntl
 except ImportError:  # not on Windows: the cache then has no lock
@@ -200,7 +202,5 @@ def train_cached(texts: Sequence[str], directory: Path | None = None, **kw) -> S
         if path.is_file():
             return SubwordTokenizer.from_config(json.loads(path.read_text(encoding="utf-8")))
         tokenizer = SubwordTokenizer.train(texts, **kw)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(tokenizer.to_config()), encoding="utf-8")
-        os.replace(tmp, path)  # a reader never sees half a file
+        write_text(path, json.dumps(tokenizer.to_config()))  # a reader never sees half a file
         return tokenizer

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from gen_lightning.files import save_torch
+
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
@@ -63,13 +65,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def dist_info() -> tuple[int, int]:
@@ -282,7 +277,7 @@ def load_or_train_classifier(
     if not path.is_file() and dist_info()[0] == 0:
         net, accuracy = train_classifier(train_set, val_set, num_classes, settings, device)
         state = {k: v.cpu() for k, v in net.state_dict().items()}
-        atomic_save({"state_dict": state, "accuracy": accuracy, "key": key}, path)
+        save_torch({"state_dict": state, "accuracy": accuracy, "key": key}, path)
     barrier()
     saved = torch.load(path, map_location="cpu", weights_only=True)
     with torch.device("meta"):  # no random init (it would draw from the global RNG), weights come next

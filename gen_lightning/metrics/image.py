@@ -34,9 +34,9 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities.data import dim_zero_cat
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from gen_lightning.files import save_torch
 from gen_lightning.metrics.extractors import (
     QUANTIZATION,
-    atomic_save,
     cache_root,
     digest,
     dist_info,
@@ -377,7 +377,7 @@ def load_or_extract_reference(
         features, logits = extract_features(extractor, datamodule.reference_loader(split, batch_size))
         saved = {"features": features, "logits": logits, "sha256": tensors_sha256({"features": features})}
         if dist_info()[0] == 0:
-            atomic_save({**saved, "key": key}, path)
+            save_torch({**saved, "key": key}, path)
     meta["size"] = len(saved["features"])
     if meta["size"] >= 10:  # the IS of real data, the ceiling for generated samples
         meta["is"] = inception_score(saved["logits"])[0]

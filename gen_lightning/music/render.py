@@ -14,8 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from gen_lightning.commands.outputs import numbered
 from gen_lightning.music.validity import _parse, check_tune, first_tune
-from gen_lightning.outputs import numbered
 
 PNG_META = {"Software": None}  # the same tunes always give the same bytes
 

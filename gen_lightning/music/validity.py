@@ -33,6 +33,8 @@ from fractions import Fraction
 from pathlib import Path
 from unittest import mock
 
+from gen_lightning.files import write_text
+
 SECTION_BARS = ("double", "final", "light-light", "light-heavy", "heavy-light", "heavy-heavy")
 METER = re.compile(r"^M:\s*(.*)$", re.MULTILINE)
 FIELD_LINE = re.compile(r"^[A-Za-z]:")
@@ -185,8 +187,5 @@ def cached_validity(tunes: list[str]) -> list[bool]:
         if len(flags) == len(tunes):
             return flags
     flags = [check_tune(t).valid for t in tunes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(flags))
-    os.replace(tmp, path)  # concurrent writers write the same verdicts; a reader never sees half a file
+    write_text(path, json.dumps(flags))  # concurrent writers write the same verdicts; a reader never sees half a file
     return flags

@@ -20,9 +20,9 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from gen_lightning import checkpoint as ckpt_io
-from gen_lightning.callbacks.summary import write_json
-from gen_lightning.run_dir import RunDir
+from gen_lightning.files import write_json
+from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec

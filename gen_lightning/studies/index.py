@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run.run_dir import RunDir
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudyError, StudySpec
 
@@ -105,7 +105,7 @@ class StudyIndex:
         self.write()
 
     def write(self) -> None:
-        from gen_lightning.callbacks.summary import write_json
+        from gen_lightning.files import write_json
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.path, self.data)

@@ -21,7 +21,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex, duration, progress, run_state
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec
@@ -58,7 +58,7 @@ def output_to(path: Path):
 
 
 def train_one(pr: PlannedRun, resume: bool) -> dict:
-    from gen_lightning import train
+    from gen_lightning.run import train
 
     cfg = pr.cfg.copy()
     cfg.resume = resume

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gen_lightning.callbacks.summary import read_directions
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run.run_dir import RunDir
 from gen_lightning.studies.index import load_index
 
 SAMPLE_TIME = "val/sample_time"
@@ -61,7 +61,7 @@ def in_study_order(entries: dict, spec: dict) -> list[tuple[str, dict]]:
 
 def count_parameters(run_dir: Path) -> int | None:
     """Trainable parameters of the run's model (EMA copies excluded), from its last checkpoint."""
-    from gen_lightning.checkpoint import CheckpointError, load_module
+    from gen_lightning.run.checkpoint import CheckpointError, load_module
 
     try:
         module = load_module(RunDir(run_dir).last)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gen_lightning.callbacks.summary import write_json
 from gen_lightning.config import parse_kv
+from gen_lightning.files import write_json
 from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.index import default_study_dir, load_index
 from gen_lightning.studies.report.collect import build_report, run_order

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from gen_lightning import tracking
-from gen_lightning.callbacks.summary import write_json
+from gen_lightning.files import write_json
 from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.report.collect import SeedResult
 from gen_lightning.studies.report.plots import metric_file

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 TEXT_WRITERS = {
-    "txt": ("gen_lightning.outputs.write_txt", ".txt"),  # every sample, separated by '---' lines
+    "txt": ("gen_lightning.commands.outputs.write_txt", ".txt"),  # every sample, separated by '---' lines
     "abc": ("gen_lightning.music.render.write_abc_files", ".abc"),  # each sample's first tune, one file each
     "midi": ("gen_lightning.music.render.write_midi_files", ".mid"),  # the same tunes rendered by music21
 }

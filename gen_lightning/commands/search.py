@@ -26,7 +26,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gen_lightning.callbacks.summary import append_jsonl
+from gen_lightning.files import append_jsonl, write_with
 from gen_lightning.loggers import logger_configs
 
 _pending: list = []  # Optuna trials the sweeper asked for and launches next, in launch order
@@ -47,7 +47,7 @@ def objective_of(cfg: DictConfig) -> tuple[str, str]:
     """``(metric, mode)`` a run of ``cfg`` monitors, read from the model's class (nothing is built)."""
     from hydra.utils import get_class
 
-    from gen_lightning.train import monitored
+    from gen_lightning.run.train import monitored
 
     return monitored(cfg, get_class(cfg.model._target_))
 
@@ -175,9 +175,7 @@ class SearchTrial:
                     "checkpoint": str(Path(cfg.run_dir) / "checkpoints" / "best.ckpt"),
                     "config": OmegaConf.to_container(cfg, resolve=True),
                 }
-                tmp = self.sweep_dir / "best_trial.yaml.tmp"
-                OmegaConf.save(OmegaConf.create(best), tmp)
-                tmp.replace(self.sweep_dir / "best_trial.yaml")
+                write_with(self.sweep_dir / "best_trial.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(best), tmp))
 
     def _beats_best(self, value: float) -> bool:
         path = self.sweep_dir / "best_trial.yaml"

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gen_lightning.run_dir import RunDir, RunDirError
+from gen_lightning.files import append_jsonl, write_with
+from gen_lightning.run.run_dir import RunDir, RunDirError
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
 EXACT = (
@@ -117,15 +118,11 @@ def _why(key: str) -> str:
 
 def record(run_dir: str | Path, cfg: DictConfig, changes: dict) -> None:
     """Append the accepted changes to ``resumes.jsonl`` and write the run's current ``config.yaml``."""
-    from gen_lightning.callbacks.summary import append_jsonl  # here: the policy itself stays free of Lightning
-
     run = RunDir(run_dir)
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
     append_jsonl(run.resumes, entry)
     if changes:
-        tmp = run.config.with_suffix(".yaml.tmp")
-        OmegaConf.save(cfg, tmp, resolve=True)
-        tmp.replace(run.config)
+        write_with(run.config, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
 
 
 def model_overrides(changes: dict) -> dict:

@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 from gen_lightning.callbacks.samples import image_grid
-from gen_lightning.checkpoint import load_module
-from gen_lightning.inputs import model_sources, read_images
-from gen_lightning.outputs import text_writer
-from gen_lightning.run_dir import RunDir
+from gen_lightning.commands.inputs import model_sources, read_images
+from gen_lightning.commands.outputs import text_writer
+from gen_lightning.run.checkpoint import load_module
+from gen_lightning.run.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
 
@@ -141,7 +141,7 @@ def sample_images(module, n: int, generator: torch.Generator, batch_size: int, o
 
 
 def write_texts(module, n: int, out: str | None, run_dir: Path, generator: torch.Generator, options: dict) -> Path:
-    """``n`` samples printed and written by the writer of ``format=`` (gen_lightning/outputs.py; default txt)."""
+    """``n`` samples printed and written by the writer of ``format=`` (commands/outputs.py; default txt)."""
     writer, suffix = text_writer(options.pop("format", "txt"))
     if "prompt" in options:  # a shell passes "\n" as two characters: M:6/8\nK:D is meant as two lines
         options["prompt"] = options["prompt"].replace("\\n", "\n").replace("\\t", "\t")

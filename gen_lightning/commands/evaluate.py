@@ -25,10 +25,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gen_lightning import tracking
-from gen_lightning.callbacks.summary import append_jsonl, write_json
-from gen_lightning.checkpoint import load_module
 from gen_lightning.config import config_dir, parse_kv
-from gen_lightning.run_dir import RunDir
+from gen_lightning.files import append_jsonl, write_json
+from gen_lightning.run.checkpoint import load_module
+from gen_lightning.run.run_dir import RunDir
 
 USAGE = "usage: gen-lightning evaluate ckpt=PATH [split=...] [metrics=NAME] [metrics.KEY=V] [model.KEY=V] [device=cpu]"
 OWN = ("ckpt", "split", "device", "out")

@@ -17,9 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from gen_lightning import checkpoint as ckpt_io
-from gen_lightning import init_from, loggers, tracking
-from gen_lightning import run_dir as run_dirs
+from gen_lightning import loggers, tracking
 from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
 from gen_lightning.callbacks.checkpointing import LastCheckpoint
 from gen_lightning.callbacks.overrides import OptimizerOverrides
@@ -27,9 +25,12 @@ from gen_lightning.callbacks.resume import seed_all
 from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.callbacks.validation import FinalValidation, step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
-from gen_lightning.resume_policy import model_overrides
-from gen_lightning.resume_policy import record as record_resume
-from gen_lightning.run_dir import RunDir, RunDirError
+from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import init_from
+from gen_lightning.run import run_dir as run_dirs
+from gen_lightning.run.resume_policy import model_overrides
+from gen_lightning.run.resume_policy import record as record_resume
+from gen_lightning.run.run_dir import RunDir, RunDirError
 
 log = logging.getLogger(__name__)
 

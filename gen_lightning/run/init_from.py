@@ -1,6 +1,6 @@
 """``init_from=CKPT``: start a run from the weights of another run's checkpoint (pre-train, then fine-tune).
 
-Knows no family. The checkpoint is read by gen_lightning/checkpoint.py. Its tokenizer (the ``tokenizer``
+Knows no family. The checkpoint is read by gen_lightning/run/checkpoint.py. Its tokenizer (the ``tokenizer``
 hyperparameter every text model saves) goes to the new run's data module in place of the one it would build, so
 the ids mean what they meant in pre-training; then its weights are loaded into the new model by name:
 
@@ -27,10 +27,10 @@ import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from gen_lightning import checkpoint as ckpt_io
 from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.data.tokenizers import VocabularyError
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 CARRIED = ("tokenizer",)  # hyperparameters of the checkpoint that the data module takes over
