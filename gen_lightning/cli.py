@@ -29,7 +29,9 @@ COMMANDS = ("fit", "sample", "evaluate", "study", "report")
 
 # Errors a user can act on: one message, no traceback (GEN_LIGHTNING_DEBUG=1 shows it; a run's error.txt keeps it).
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
     from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
 
     from gen_lightning.callbacks.finite import NonFiniteLossError
     from gen_lightning.data.sources import DataSourceError
@@ -38,8 +40,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     return (
         CheckpointError, DataSourceError, RunDirError, RunDirLocked, NonFiniteLossError, MisconfigurationException,
-        ValueError, OSError,
+        ValueError, OSError, HydraException, OmegaConfBaseException,
     )  # fmt: skip
+
+
+HINTS = ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
+
+
+def one_line(err: BaseException | str) -> str:
+    """A user error as one message: Hydra's and OmegaConf's multi-line texts folded, their debugging hints dropped."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.strip().startswith(HINTS)]
+    return "; ".join(lines) or type(err).__name__
 
 
 def _fit_task(cfg) -> float | None:
@@ -48,22 +59,25 @@ def _fit_task(cfg) -> float | None:
     from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import open_dict
 
+    from gen_lightning.callbacks.checkpointing import RunInterrupted
     from gen_lightning.commands import search
-    from gen_lightning.run import train
-    from gen_lightning.run.resume_policy import resolve_for_resume
+    from gen_lightning.run import declared, train
 
     hc = HydraConfig.get()
+    declared.declare_config_dirs(p.path for p in hc.runtime.config_sources if p.provider == "command-line")
     overrides = list(hc.overrides.task)
     if hc.mode == RunMode.MULTIRUN and not any(o.startswith("run_dir=") for o in overrides):
         with open_dict(cfg):
             cfg.run_dir = hc.runtime.output_dir  # one directory per job of the sweep
     trial = None
     try:
-        changes = None
-        if cfg.resume:
-            cfg, changes = resolve_for_resume(cfg, overrides)
         trial = search.SearchTrial.begin(cfg, hc)  # None unless a job of -m hparams_search=NAME
-        summary = train.fit(cfg, resume_changes=changes)
+        summary = train.fit(cfg, overrides=overrides)
+    except RunInterrupted as err:
+        if trial is not None:
+            trial.end(cfg, None, err)
+        print(f"gen-lightning fit: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     except Exception as err:
         if trial is not None:
             trial.end(cfg, None, err)
@@ -73,7 +87,7 @@ def _fit_task(cfg) -> float | None:
             from gen_lightning.run.run_dir import resumable_state
 
             err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
-        raise SystemExit(f"gen-lightning fit: {err}") from None
+        raise SystemExit(f"gen-lightning fit: {one_line(err)}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
         from gen_lightning.run.run_dir import RunDir
 
@@ -87,17 +101,15 @@ def _fit_task(cfg) -> float | None:
 
 def preflight(overrides: list[str]) -> list[str]:
     """Everything that can refuse a fit, before Hydra creates the run directory or writes into it (a refused
-    command writes nothing): the config composes, the model fits the data and the protocol, the values are sane,
-    the run directory fits ``resume``, no other process writes it. Then the lock is taken for this process.
+    command writes nothing): the run is prepared here (``run/prepare.py``: config, task, resume, data module,
+    model, lock) and kept for ``train.fit`` in this process.
 
     Returns the overrides for Hydra: on resume, ``key=value`` may name keys the default composition lacks (the
     run's own groups are not composed by default), and Hydra's records go to a subfolder of ``.hydra`` so the
     run's original ones stay."""
     from gen_lightning.config import compose
-    from gen_lightning.run import run_dir as run_dirs
-    from gen_lightning.run import train
-    from gen_lightning.run.checkpoint import read as read_checkpoint
-    from gen_lightning.run.resume_policy import GROUPS, resolve_for_resume
+    from gen_lightning.run import declared, prepare
+    from gen_lightning.run.resume_policy import GROUPS
 
     resume = any(o.lstrip("+") in ("resume=true", "resume=True") for o in overrides)
     if resume:
@@ -105,15 +117,8 @@ def preflight(overrides: list[str]) -> list[str]:
             o if o.startswith(("+", "~", "hydra")) or o.split("=", 1)[0] in (*GROUPS, "run_dir", "resume") else f"++{o}"
             for o in overrides
         ]
-    cfg = compose(overrides)
-    train.check_task(cfg)
-    if resume:
-        cfg, _ = resolve_for_resume(cfg, overrides)
-    train.check_config(cfg)
-    _, resume_from = train.prepare_run_dir(cfg)
-    if resume_from is not None:
-        read_checkpoint(resume_from)  # corrupt, foreign or untrusted: refused here, before Hydra writes anything
-    run_dirs.lock(cfg.run_dir)
+    declared.declare_search_path(overrides)
+    prepare.prepare(compose(overrides), overrides, keep=True)
     if resume:
         overrides = [*overrides, f"hydra.output_subdir=.hydra/resume-{default_run_dir().rsplit('/', 1)[-1]}"]
     return overrides
@@ -174,7 +179,7 @@ def fit_command(overrides: list[str]) -> None:
         except _user_errors() as err:
             if os.environ.get("GEN_LIGHTNING_DEBUG"):
                 raise
-            raise SystemExit(f"gen-lightning fit: {err}") from None
+            raise SystemExit(f"gen-lightning fit: {one_line(err)}") from None
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv in each child process, where main()
     # recognises it by LOCAL_RANK and routes it back here.
     sys.argv = [sys.argv[0], *overrides]
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     except _user_errors() as err:
         if os.environ.get("GEN_LIGHTNING_DEBUG"):
             raise
-        raise SystemExit(f"gen-lightning {command}: {err}") from None
+        raise SystemExit(f"gen-lightning {command}: {one_line(err)}") from None
 
 
 if __name__ == "__main__":

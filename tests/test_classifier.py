@@ -16,6 +16,7 @@ from gen_lightning.classifier.module import TextClassifier
 from gen_lightning.config import compose
 from gen_lightning.data.classification import TextClassificationDataModule
 from gen_lightning.run import init_from, train
+from gen_lightning.run.prepare import build_datamodule
 from gen_lightning.run.resume_policy import resolve_for_resume
 
 BLOCK = 32  # positions of the pre-trained language models and of the classifiers fine-tuned from them
@@ -78,7 +79,7 @@ def test_fine_tuning_starts_from_the_pretrained_body(tmp_path, pretrained):
     # Without freezing the body moves on from the pre-trained weights; from scratch it starts elsewhere.
     cfg = fine_tune_cfg(tmp_path / "x", pretrained["bert"])
     pre = init_from.for_run(cfg, None)
-    dm = init_from.build_datamodule(cfg.data, pre)
+    dm = build_datamodule(cfg.data, init_from.carried(pre, cfg.data))
     from hydra.utils import instantiate
 
     scratch = instantiate(cfg.model, **dm.model_kwargs(), _convert_="all")
@@ -92,7 +93,7 @@ def test_fine_tuning_starts_from_the_pretrained_body(tmp_path, pretrained):
 def test_a_language_model_continues_from_a_language_model(tmp_path, pretrained):
     cfg = compose(tiny_overrides(tmp_path / "lm", *LM, f"init_from={pretrained['gpt']}", model="gpt"))
     pre = init_from.for_run(cfg, None)
-    dm = init_from.build_datamodule(cfg.data, pre)
+    dm = build_datamodule(cfg.data, init_from.carried(pre, cfg.data))
     from hydra.utils import instantiate
 
     model = instantiate(cfg.model, **dm.model_kwargs(), _convert_="all")
@@ -172,7 +173,8 @@ def test_fine_tuning_under_ddp_equals_one_process(tmp_path, pretrained):
     last = run_dir / "checkpoints" / "last.ckpt"
     module = load_module(last)
     # The run's data with the run's tokenizer (carried over from init_from, so not in config.yaml's data).
-    dm = init_from.build_datamodule(OmegaConf.load(run_dir / "config.yaml").data, init_from.read(last))
+    data_cfg = OmegaConf.load(run_dir / "config.yaml").data
+    dm = build_datamodule(data_cfg, init_from.carried(init_from.read(last), data_cfg))
     single = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     alone = single.validate(module, datamodule=dm, verbose=False)[0]
     for key in ("val/acc", "val/f1_macro", "val/loss"):

@@ -175,7 +175,8 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     dm.setup("fit")
     module = instantiate(conv.model, **dm.model_kwargs())
     with pytest.raises(ckpt_io.CheckpointError, match=r"last\.ckpt.*does not match"):
-        ckpt_io.check_compatible(tmp_path / "mlp" / "checkpoints" / "last.ckpt", module)
+        path = tmp_path / "mlp" / "checkpoints" / "last.ckpt"
+        ckpt_io.check_compatible(ckpt_io.read(path), module, path)
 
 
 def test_killed_while_saving_never_leaves_a_broken_last_ckpt(tmp_path):

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gen_lightning import tracking
 from gen_lightning.config import config_dir, parse_kv
 from gen_lightning.files import append_jsonl, write_json
 from gen_lightning.run.checkpoint import load_module
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run.prepare import SavedRun
 
 USAGE = "usage: gen-lightning evaluate ckpt=PATH [split=...] [metrics=NAME] [metrics.KEY=V] [model.KEY=V] [device=cpu]"
 OWN = ("ckpt", "split", "device", "out")
@@ -119,15 +118,11 @@ def evaluate_command(args: list[str]) -> dict:
         raise ValueError(USAGE)
     ckpt = Path(options["ckpt"])
     module = load_module(ckpt, model_overrides, map_location=options.get("device", "cpu"))
-    run = RunDir.of_checkpoint(ckpt)
-    if not run.config.is_file():
-        raise FileNotFoundError(f"the run config '{run.config}' of this checkpoint is missing")
-    saved = OmegaConf.load(run.config)
+    run = SavedRun.of_checkpoint(ckpt)
+    saved = run.cfg
     protocol = build_protocol(metrics_config(saved, metric_overrides))
     split = options.get("split")
-    datamodule = instantiate(saved.data)
-    datamodule.prepare_data()
-    result = evaluate_module(module, datamodule, protocol, split)
+    result = evaluate_module(module, run.datamodule(stage=None), protocol, split)
     values = result["metrics"]
     width = max(len(k) for k in values)
     print(f"{'metric':<{width}}  value\n{'-' * width}  -----")
@@ -149,5 +144,5 @@ def evaluate_command(args: list[str]) -> dict:
             f"replaced the previous evaluation in {out.name} (another protocol: {changed}); its numbers stay in "
             f"{history.name}; give each variant its own out=PREFIX to keep its outputs and figures too"
         )
-    tracking.log_evaluation(run.path, saved.get("logger"), values, result["protocol"])
+    tracking.log_evaluation(run.dir.path, saved.get("logger"), values, result["protocol"])
     return result

@@ -19,14 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 from gen_lightning.callbacks.samples import image_grid
 from gen_lightning.commands.inputs import model_sources, read_images
 from gen_lightning.commands.outputs import text_writer
 from gen_lightning.run.checkpoint import load_module
+from gen_lightning.run.prepare import SavedRun
 from gen_lightning.run.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
@@ -46,20 +45,9 @@ def check_options(method, options: dict, fixed: tuple[str, ...] = ()) -> None:
         raise ValueError(f"{owner} does not take {', '.join(unknown)}; it takes {', '.join(accepted) or 'no options'}")
 
 
-def run_datamodule(ckpt: Path):
-    """The data module of the run that wrote ``ckpt``."""
-    cfg_path = RunDir.of_checkpoint(ckpt).config
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"mode needs real images, but the run config '{cfg_path}' is missing")
-    dm = instantiate(OmegaConf.load(cfg_path).data)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
-
-
 def real_batch(ckpt: Path, n: int, split: str):
-    dm = run_datamodule(ckpt)
-    return next(iter(dm.reference_loader(split, n)))
+    """``n`` real images of ``split`` and their classes, from the data of the run that wrote ``ckpt``."""
+    return next(iter(SavedRun.of_checkpoint(ckpt).datamodule().reference_loader(split, n)))
 
 
 def sample_command(

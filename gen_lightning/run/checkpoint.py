@@ -3,18 +3,20 @@
 - ``read`` unpickles with ``torch.load(weights_only=True)``: tensors and plain Python values only, so a crafted file
   cannot run code. The project's checkpoints of every family hold nothing else (docs/CONTRACT.md, "Checkpoints").
   A missing, corrupt, truncated, foreign or untrusted file fails with its name and a remedy.
+- The model class a checkpoint names is built only if the project declares it (``declared.py``): a checkpoint of
+  plain values naming ``os.system`` is refused before anything is imported.
 - ``load_module(path, overrides)`` rebuilds the LightningModule with some constructor arguments replaced (e.g. a
   sampler, a number of sampling steps, a decoding setting), so an override means the same thing in ``sample``,
   ``evaluate`` and the evaluations of a study; an override that names no constructor argument is an error.
-- ``check_compatible`` tells, before Lightning restores anything, whether a checkpoint fits the model of a run.
+- ``check_compatible`` tells, before Lightning restores anything, whether a checkpoint fits the model of a run;
+  ``weight_mismatch`` is the one comparison of two state dicts (missing, unexpected, misshaped), also ``init_from``'s.
 
-Writing is Lightning's (``ModelCheckpoint`` / ``trainer.save_checkpoint``), which saves to a temporary file and
-renames it into place, so a process killed while saving leaves the previous ``last.ckpt`` intact.
+Writing is ``callbacks/checkpointing.AtomicCheckpointIO``'s: a temporary file beside the target, synced, checked
+readable and renamed, so a process killed (or a disk full) while saving leaves the previous ``last.ckpt`` intact.
 """
 
 from __future__ import annotations
 
-import importlib
 import pickle
 from collections.abc import Collection
 from pathlib import Path
@@ -23,6 +25,7 @@ import lightning as L
 import torch
 
 from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.run import declared
 
 
 class CheckpointError(RuntimeError):
@@ -59,13 +62,12 @@ def _corrupt(path: Path, err: Exception) -> CheckpointError:
     )
 
 
-def module_class(ckpt: dict) -> type[L.LightningModule]:
-    target = ckpt[STATE_KEY]["target"]
-    module_name, _, cls_name = target.rpartition(".")
+def module_class(ckpt: dict, path: str | Path) -> type[L.LightningModule]:
+    """The checkpoint's model class, imported only if the project declares it (``declared.py``)."""
     try:
-        return getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"the checkpoint's model class '{target}' cannot be imported: {err}") from err
+        return declared.build_class(ckpt[STATE_KEY]["target"], f"checkpoint '{path}'", L.LightningModule)
+    except declared.UndeclaredTarget as err:
+        raise CheckpointError(str(err)) from err
 
 
 def hyperparameters(ckpt: dict, overrides: dict | None = None) -> dict:
@@ -88,7 +90,7 @@ def load_module(
 
     ``overrides`` replace constructor arguments (``{"sample_steps": 10}``) before the module is built."""
     ckpt = read(path)
-    cls = module_class(ckpt)
+    cls = module_class(ckpt, path)
     kwargs = hyperparameters(ckpt, overrides)
     try:
         module = cls(**kwargs)
@@ -115,32 +117,45 @@ def _comparable(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def check_compatible(path: str | Path, module: L.LightningModule, allowed: Collection[str] = ()) -> None:
-    """Raise unless ``path`` holds weights of exactly ``module``'s class, parameter shapes and hyperparameters
-    (the data-derived ones included, e.g. the tokenizer), except the hyperparameters in ``allowed``."""
-    ckpt = read(path)
+def weight_mismatch(own: dict, theirs: dict) -> dict[str, list[str]]:
+    """``{"missing": ..., "unexpected": ..., "shape": ["name (theirs) vs (own)", ...]}``: what keeps ``theirs`` from
+    loading into a module whose state dict is ``own``; every list empty when it fits."""
+    return {
+        "missing": sorted(set(own) - set(theirs)),
+        "unexpected": sorted(set(theirs) - set(own)),
+        "shape": [
+            f"{k} {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}"
+            for k in sorted(own.keys() & theirs.keys())
+            if theirs[k].shape != own[k].shape
+        ],
+    }
+
+
+def describe_mismatch(mismatch: dict[str, list[str]], labels: dict[str, str], most: int = 5) -> str:
+    return "; ".join(
+        f"{labels[kind]}: {', '.join(keys[:most])}{' ...' if len(keys) > most else ''}"
+        for kind, keys in mismatch.items()
+        if keys
+    )
+
+
+def check_compatible(ckpt: dict, module: L.LightningModule, path: str | Path, allowed: Collection[str] = ()) -> None:
+    """Raise unless the checkpoint ``ckpt`` (read from ``path``) holds weights of exactly ``module``'s class,
+    parameter shapes and hyperparameters (the data-derived ones included, e.g. the tokenizer), except the
+    hyperparameters in ``allowed``."""
     cls = type(module)
-    target = f"{cls.__module__}.{cls.__qualname__}"
-    if ckpt[STATE_KEY]["target"] != target:
+    target, saved_target = f"{cls.__module__}.{cls.__qualname__}", declared.current(ckpt[STATE_KEY]["target"])
+    if saved_target != target:
         raise CheckpointError(
-            f"checkpoint '{path}' holds a {ckpt[STATE_KEY]['target']}, but this run builds a {target}: "
+            f"checkpoint '{path}' holds a {saved_target}, but this run builds a {target}: "
             "resume with the run's own configuration, or start a new run_dir"
         )
-    own = module.state_dict()
-    theirs = ckpt["state_dict"]
-    missing, unexpected = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
-    wrong = [k for k in own.keys() & theirs.keys() if own[k].shape != theirs[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape differs", sorted(wrong)),
-            )
-            if keys
+    mismatch = weight_mismatch(module.state_dict(), ckpt["state_dict"])
+    if any(mismatch.values()):
+        labels = {"missing": "missing", "unexpected": "unexpected", "shape": "shape differs (checkpoint vs model)"}
+        raise CheckpointError(
+            f"checkpoint '{path}' does not match the model of this run ({describe_mismatch(mismatch, labels)})"
         )
-        raise CheckpointError(f"checkpoint '{path}' does not match the model of this run ({detail})")
     saved = ckpt.get("hyper_parameters", {})
     differ = sorted(
         k for k in set(saved) | set(module.hparams)

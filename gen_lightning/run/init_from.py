@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from gen_lightning.callbacks.resume import STATE_KEY
-from gen_lightning.data.tokenizers import VocabularyError
 from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,15 @@ class Pretrained:
     state_dict: dict
 
 
-def read(path: str | Path) -> Pretrained:
-    ckpt = ckpt_io.read(path)
+def read(path: str | Path, ckpt: dict | None = None) -> Pretrained:
+    """The pre-trained weights of ``path`` (``ckpt``: that file, already read)."""
+    ckpt = ckpt if ckpt is not None else ckpt_io.read(path)
     return Pretrained(Path(path), ckpt[STATE_KEY]["target"], dict(ckpt.get("hyper_parameters", {})), ckpt["state_dict"])
 
 
-def for_run(cfg: DictConfig, resume_from: Path | None) -> Pretrained | None:
-    """The pre-trained checkpoint of a run (its own last.ckpt when resuming), or None without ``init_from``."""
+def for_run(cfg: DictConfig, resume_from: Path | None, ckpt: dict | None = None) -> Pretrained | None:
+    """The pre-trained checkpoint of a run (its own last.ckpt when resuming, ``ckpt`` if already read), or None
+    without ``init_from``."""
     if not cfg.get("init_from"):
         return None
     path = resume_from or Path(cfg.init_from)
@@ -62,44 +64,40 @@ def for_run(cfg: DictConfig, resume_from: Path | None) -> Pretrained | None:
         raise InitFromError(f"init_from={path} does not exist: give the checkpoint of a finished run")
     if resume_from is None:
         check_finished(path)
-    return read(path)
+    return read(path, ckpt if resume_from is not None else None)
 
 
 def check_finished(path: Path) -> None:
-    """Refuse the checkpoint of a run that is still training: its weights would change under the next run."""
-    metrics = RunDir.of_checkpoint(path).metrics
-    if not metrics.is_file():
-        return  # a checkpoint outside a run directory: taken as it is
-    status = json.loads(metrics.read_text()).get("status")
+    """Refuse the checkpoint of a run that is still training (its weights would change under the next run): the
+    run's lock is held by a live process, or its metrics.json says it did not complete."""
+    run = RunDir.of_checkpoint(path)
+    if run_dirs.is_locked(run.path):
+        raise InitFromError(
+            f"init_from={path}: the run that writes it is still training (another process holds {run.path}/.lock). "
+            "Wait for it to finish, or copy the checkpoint out of its run directory to start from it as it is."
+        )
+    if not run.metrics.is_file():
+        return  # a checkpoint outside a run directory (or of a run killed before its first validation): as it is
+    status = json.loads(run.metrics.read_text()).get("status")
     if status in ("running", "interrupted", "failed"):
         raise InitFromError(
-            f"init_from={path}: the run that writes it is {status} (its {metrics.name}), not completed. Wait for it "
-            "to finish (or resume it), or copy the checkpoint out of its run directory to start from it as it is."
+            f"init_from={path}: the run that writes it is {status} (its {run.metrics.name}), not completed. Wait for "
+            "it to finish (or resume it), or copy the checkpoint out of its run directory to start from it as it is."
         )
 
 
-def build_datamodule(data_cfg: DictConfig, pretrained: Pretrained | None) -> L.LightningDataModule:
-    """Instantiate, prepare and set up the data module, with the checkpoint's tokenizer when there is one."""
-    carried = {k: pretrained.hparams[k] for k in CARRIED if pretrained is not None and k in pretrained.hparams}
+def carried(pretrained: Pretrained | None, data_cfg: DictConfig) -> dict:
+    """The checkpoint's hyperparameters that the data module of ``data_cfg`` takes over (its tokenizer), as its
+    constructor arguments."""
+    found = {k: pretrained.hparams[k] for k in CARRIED if pretrained is not None and k in pretrained.hparams}
     accepted = inspect.signature(get_class(data_cfg._target_).__init__).parameters
-    refused = [k for k in carried if k not in accepted]
+    refused = [k for k in found if k not in accepted]
     if refused:
         raise InitFromError(
             f"init_from={pretrained.path} brings a {', '.join(refused)}, which {data_cfg._target_} does not take: "
             "choose a data config whose data module has a tokenizer argument"
         )
-    datamodule = instantiate(data_cfg, **carried, _convert_="all") if carried else instantiate(data_cfg)
-    try:
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-    except VocabularyError as err:
-        if not carried:
-            raise
-        raise InitFromError(
-            f"the data does not fit the tokenizer of init_from={pretrained.path} ({err}). Pre-train on text that "
-            "covers this data (or with a byte or subword tokenizer), or train this run from scratch."
-        ) from err
-    return datamodule
+    return found
 
 
 def _listing(label: str, keys: list[str]) -> str:
@@ -120,25 +118,18 @@ def load_weights(model: L.LightningModule, pretrained: Pretrained) -> list[str]:
         except ValueError as err:
             raise InitFromError(f"{where}: {err}") from err
     prefixes = tuple(getattr(model, "init_prefixes", ("",)))
-    own = model.state_dict()
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
     theirs = {k: v for k, v in pretrained.state_dict.items() if k.startswith(prefixes)}
-    wanted = sorted(k for k in own if k.startswith(prefixes))
-    missing = [k for k in wanted if k not in theirs]
-    unused = sorted(k for k in theirs if k not in own)
-    shapes = [
-        f"{k} {tuple(theirs[k].shape)} vs {tuple(own[k].shape)}"
-        for k in wanted
-        if k in theirs and theirs[k].shape != own[k].shape
-    ]
-    if missing or unused or shapes or not wanted:
-        problems = (("missing in the checkpoint", missing), ("not in this model", unused))
-        problems += (("shape (checkpoint vs model)", shapes),)
-        detail = "; ".join(_listing(label, keys) for label, keys in problems if keys)
+    mismatch = ckpt_io.weight_mismatch(own, theirs)
+    if any(mismatch.values()) or not own:
+        labels = {"missing": "missing in the checkpoint", "unexpected": "not in this model"}
+        detail = ckpt_io.describe_mismatch(mismatch, {**labels, "shape": "shape (checkpoint vs model)"}, most=6)
         raise InitFromError(
             f"{where} does not fit {type(model).__name__} under {list(prefixes)}: {detail or 'no parameters'}. "
             "Build the model with the checkpoint's sizes (its config.yaml) or pre-train one of this shape."
         )
+    wanted = sorted(own)
     model.load_state_dict({k: theirs[k] for k in wanted}, strict=False)
-    fresh = [k for k in own if not k.startswith(prefixes)]
+    fresh = [k for k in model.state_dict() if not k.startswith(prefixes)]
     log.info("init_from: %d tensors from %s; initialised fresh: %s", len(wanted), pretrained.path, fresh or "none")
     return wanted

@@ -28,6 +28,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import append_jsonl, write_with
+from gen_lightning.run import declared
 from gen_lightning.run.run_dir import RunDir, RunDirError
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
@@ -65,7 +66,7 @@ def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> tuple[DictC
     run = RunDir(cfg.run_dir)
     if not run.config.is_file():
         raise RunDirError(f"resume=true but '{run.config}' does not exist: is run_dir={cfg.run_dir} a run directory?")
-    saved = OmegaConf.load(run.config)
+    saved = declared.load_config(run.config)
     changes, hardware = {}, []
     for item in cli_overrides:
         key = item.split("=", 1)[0].lstrip("+~")

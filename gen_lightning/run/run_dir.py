@@ -163,3 +163,21 @@ def release(run_dir: str | Path) -> None:
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def is_locked(run_dir: str | Path) -> bool:
+    """Whether another live process holds ``RUN_DIR/.lock`` (a run still training); nothing is created."""
+    import fcntl
+    import os
+
+    path = Path(run_dir).resolve() / ".lock"
+    if str(path.parent) in _held or not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 import yaml
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from gen_lightning.files import write_json
 from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run.prepare import SavedRun, build_datamodule
 from gen_lightning.run.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex
 from gen_lightning.studies.plan import PlannedRun
@@ -84,15 +83,13 @@ def metric_values(module, cfg) -> dict:
             f"the run's protocol is metrics={cfg.metrics.get('features', '?')}, but gen_lightning.metrics."
             f"evaluate_module cannot be imported ({err}): install the metrics package of gen-lightning"
         ) from err
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    return evaluate_module(module, datamodule, cfg.metrics)
+    return evaluate_module(module, build_datamodule(cfg.data, stage=None), cfg.metrics)
 
 
 def evaluate_variant(run_dir: Path, name: str, overrides: list[str], checkpoint: str = "last") -> dict:
     """Evaluate one variant of one trained run; the result is also written to ``RUN_DIR/evaluations/``."""
     run = RunDir(run_dir)
-    cfg = OmegaConf.load(run.config)
+    cfg = SavedRun.at(run_dir).cfg  # every _target_ declared (run/declared.py)
     device = run_device(cfg)
     ckpt = run.checkpoint(checkpoint)
     result = {
