@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import declared
 from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.run_dir import RunDir
 
@@ -51,6 +52,10 @@ class Pretrained:
 def read(path: str | Path, ckpt: dict | None = None) -> Pretrained:
     """The pre-trained weights of ``path`` (``ckpt``: that file, already read)."""
     ckpt = ckpt if ckpt is not None else ckpt_io.read(path)
+    try:  # a name that is never imported here, but a model's check_init_source and the messages show it
+        declared.check(ckpt[STATE_KEY]["target"], f"init_from={path}", "its model class")
+    except declared.UndeclaredTarget as err:
+        raise InitFromError(str(err)) from err
     return Pretrained(Path(path), ckpt[STATE_KEY]["target"], dict(ckpt.get("hyper_parameters", {})), ckpt["state_dict"])
 
 

@@ -54,12 +54,13 @@ _prepared: dict[str, Run] = {}  # run directory -> the run its command's preflig
 
 
 def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict | None = None, keep=False) -> Run:
-    """The run of ``cfg`` ready to train (see the file docstring). ``overrides``: the command line as typed (a
-    resume's changes are read from it); ``changes``: a resume already resolved. ``keep``: hand it to the next
-    ``take`` in this process (the preflight of ``gen-lightning fit``)."""
+    """The run of ``cfg`` ready to train (see the file docstring). ``overrides``: the command line as typed, from
+    which a resume reads its saved config and what may change; without them ``cfg`` is taken as resolved already
+    (``resume_policy.resolve_for_resume``), with ``changes`` what that resolution accepted. ``keep``: hand it to
+    the next ``take`` in this process (the preflight of ``gen-lightning fit``)."""
     check_task(cfg)
-    if cfg.resume and changes is None:
-        cfg, changes = resolve_for_resume(cfg, list(overrides or []))
+    if cfg.resume and overrides is not None:
+        cfg, changes = resolve_for_resume(cfg, list(overrides))
     check_config(cfg)
     resume_from = checkpoint_to_resume(cfg)
     ckpt = ckpt_io.read(resume_from) if resume_from is not None else None
