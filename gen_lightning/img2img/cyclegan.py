@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
+from gen_lightning.gan.losses import LOSSES, discriminator_loss, generator_loss
 from gen_lightning.img2img.base import ImageTranslator, display
 from gen_lightning.img2img.nets import NORMS, PatchDiscriminator, ResnetGenerator
 from gen_lightning.img2img.pix2pix import same_size

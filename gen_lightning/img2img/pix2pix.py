@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
+from gen_lightning.gan.losses import LOSSES, discriminator_loss, generator_loss
 from gen_lightning.img2img.base import ImageTranslator
 from gen_lightning.img2img.nets import NORMS, PatchDiscriminator, UNetGenerator
 from gen_lightning.nn.ema import EMA

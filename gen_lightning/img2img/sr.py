@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
+from gen_lightning.gan.losses import LOSSES, discriminator_loss, generator_loss
 from gen_lightning.img2img.base import ImageTranslator
 from gen_lightning.img2img.nets import SRDiscriminator, SRResNet, upscale_factor
 from gen_lightning.img2img.perceptual import FEATURES, build_features

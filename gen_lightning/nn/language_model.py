@@ -16,8 +16,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating, sample_text
+from gen_lightning.nn.sampling import sample_text
 from gen_lightning.nn.token_metrics import TokenLossMetrics
 
 PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200

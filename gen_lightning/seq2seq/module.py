@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from gen_lightning.data.seq2seq import Vocabulary, pad
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating
 from gen_lightning.nn.token_metrics import Perplexity
 from gen_lightning.seq2seq.decoding import beam_search, greedy, length_limits
 from gen_lightning.seq2seq.nets import Seq2SeqConfig, TransformerSeq2SeqNet
