@@ -9,7 +9,7 @@ import torch
 
 from gen_lightning.seq2seq.decoding import beam_search, greedy
 from gen_lightning.seq2seq.nets import Seq2SeqConfig, TransformerSeq2SeqNet
-from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqNet
+from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqConfig, RNNSeq2SeqNet
 
 PAD, BOS, EOS = 0, 1, 2
 V = 6  # pad, bos, eos, unk and two words: three symbols a hypothesis can hold
@@ -20,8 +20,12 @@ def tiny_nets() -> dict[str, torch.nn.Module]:
     cfg = Seq2SeqConfig(V, V, max_len=16, num_layers=1, num_decoder_layers=2, num_heads=2, hidden_dim=16, dropout=0)
     nets = {
         "transformer": TransformerSeq2SeqNet(cfg),
-        "gru_bahdanau": RNNSeq2SeqNet(V, V, cell="gru", attention="bahdanau", hidden_dim=16, dropout=0),
-        "lstm_luong": RNNSeq2SeqNet(V, V, cell="lstm", attention="luong", hidden_dim=16, num_layers=2, dropout=0),
+        "gru_bahdanau": RNNSeq2SeqNet(
+            RNNSeq2SeqConfig(V, V, cell="gru", attention="bahdanau", hidden_dim=16, dropout=0)
+        ),
+        "lstm_luong": RNNSeq2SeqNet(
+            RNNSeq2SeqConfig(V, V, cell="lstm", attention="luong", hidden_dim=16, num_layers=2, dropout=0)
+        ),
     }
     for net in nets.values():
         for p in net.parameters():  # sharper distributions than the initialisation: the search matters
