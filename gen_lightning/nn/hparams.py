@@ -37,7 +37,9 @@ def plain(value: Any) -> Any:
 
 
 def _describe(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+    """``int``, ``float | None``, ``tuple[float, float]``: the annotation as it is written."""
+    plain_class = isinstance(kind, type) and typing.get_origin(kind) is None
+    return kind.__name__ if plain_class else str(kind).replace("typing.", "").replace("NoneType", "None")
 
 
 def _fits(value: Any, kind: Any) -> bool:
@@ -101,9 +103,7 @@ def parse(
             if value is dataclasses.MISSING:
                 raise ValueError(f"{owner} needs the hyperparameter {field.name} (a {_describe(hints[field.name])})")
             if not _fits(value, hints[field.name]):
-                raise ValueError(
-                    f"{owner}: model.{field.name}={value!r} is not a {_describe(hints[field.name])}"
-                )  # fmt: skip
+                raise ValueError(f"{owner}: model.{field.name}={value!r} is not of type {_describe(hints[field.name])}")
             values[field.name] = value
         out.append(values)
     return out
