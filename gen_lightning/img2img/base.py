@@ -110,8 +110,6 @@ class ImageTranslator(L.LightningModule):
         """Checks ``settings`` (the keyword arguments) against ``groups()`` and saves them all as hyperparameters."""
         super().__init__()
         groups = hparams.parse(type(self).__name__, settings, self.groups(), self.defaults)
-        for group, values in zip(self.groups(), groups, strict=True):
-            group(**values)  # each group's own checks
         self.save_hyperparameters({k: v for values in groups for k, v in values.items()})
         self.ema: nn.Module | None = None
         self.val_loss = MeanMetric()

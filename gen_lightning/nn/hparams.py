@@ -87,7 +87,8 @@ def parse(
 ) -> list[dict[str, Any]]:
     """One complete keyword dict per dataclass of ``groups``, taken from ``settings``, then ``defaults`` (the
     module's own), then the dataclass's defaults. Fields named in ``skip`` are left to the caller (shape facts
-    such as vocabulary sizes). Unknown keys, missing required ones and values of the wrong type: ValueError."""
+    such as vocabulary sizes). Unknown keys, missing required ones and values of the wrong type: ValueError; a
+    group without skipped fields is also built once, so its own checks (``__post_init__``) run."""
     groups, skip = list(groups), list(skip)
     known = [f.name for g in groups for f in _fields(g, skip)]
     unknown = sorted(set(settings) - set(known))
@@ -105,8 +106,15 @@ def parse(
             if not _fits(value, hints[field.name]):
                 raise ValueError(f"{owner}: model.{field.name}={value!r} is not of type {_describe(hints[field.name])}")
             values[field.name] = value
+        if len(values) == len(dataclasses.fields(group)):
+            group(**values)
         out.append(values)
     return out
+
+
+def config(cls: type, hparams: Mapping[str, Any], **fixed: Any) -> Any:
+    """A network's config dataclass from a module's hyperparameters, the fields in ``fixed`` (shape facts) given."""
+    return cls(**fixed, **{f.name: hparams[f.name] for f in dataclasses.fields(cls) if f.name not in fixed})
 
 
 def signature(

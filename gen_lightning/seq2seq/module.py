@@ -84,7 +84,6 @@ class Seq2Seq(L.LightningModule):
         net, training, decoding = hparams.parse(
             type(self).__name__, settings, self.groups(), self.defaults, VOCAB_SIZES
         )
-        Decoding(**decoding)  # checks the combination
         # The run logs its config; the tokenizer (~0.7 MB) stays out of the loggers.
         every = {"tokenizer": tokenizer, "source_tokenizer": source_tokenizer, **named, **net, **training, **decoding}
         self.save_hyperparameters(every, logger=False)
