@@ -174,8 +174,9 @@ def test_old_style_hyperparameters_rebuild_the_module_from_a_checkpoint(tmp_path
     loaded = load_module(tmp_path / "old.ckpt", overrides={"beam": 2})
     assert loaded.hparams.beam == 2 and loaded.decoding()["beam"] == 2
     assert loaded.generate(["abc", "hij a"], beam=1) == module.generate(["abc", "hij a"])
-    # The new module's own hyperparameters are plain values: they load with weights_only=True.
-    torch.save(dict(TransformerSeq2Seq(**{**OLD_TRANSFORMER_HPARAMS, "betas": [0.9, 0.99]}).hparams), tmp_path / "h.pt")
+    # Hyperparameters are saved as plain values (a ListConfig from Hydra becomes a list): weights_only loads them.
+    betas = OmegaConf.create([0.9, 0.99])
+    torch.save(dict(TransformerSeq2Seq(**{**OLD_TRANSFORMER_HPARAMS, "betas": betas}).hparams), tmp_path / "h.pt")
     assert torch.load(tmp_path / "h.pt", weights_only=True)["betas"] == [0.9, 0.99]
 
 
