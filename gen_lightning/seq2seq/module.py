@@ -204,8 +204,7 @@ class RNNSeq2Seq(Seq2Seq):
     network = RNNSeq2SeqConfig
     defaults = {"share_embeddings": True, "warmup_steps": 200}
 
-    def __init__(
-        self, tokenizer: dict, source_tokenizer: dict | None = None, max_len: int = 128, **settings
-    ) -> None:  # max_len: the longest generated target (the RNN itself has no position limit)
+    def __init__(self, tokenizer: dict, source_tokenizer: dict | None = None, max_len: int = 128, **settings) -> None:
+        """``max_len``: the longest generated target (the RNN itself has no position limit)."""
         super().__init__()
         self.net = RNNSeq2SeqNet(self._configure(tokenizer, source_tokenizer, settings, max_len=max_len))
