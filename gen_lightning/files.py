@@ -59,6 +59,14 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+TEXT_SEPARATOR = "\n\n---\n\n"  # between two text samples in one file: a line "---" between blank lines
+
+
+def write_texts(path: str | Path, texts: list[str]) -> Path:
+    """Text samples to one UTF-8 file, ``TEXT_SEPARATOR`` between them (``read_text().split(TEXT_SEPARATOR)``)."""
+    return write_text(path, TEXT_SEPARATOR.join(texts))
+
+
 def write_json(path: str | Path, data: dict) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 

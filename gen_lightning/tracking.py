@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from gen_lightning.files import TEXT_SEPARATOR, write_texts
 from gen_lightning.run.run_dir import RunDir
 
 
@@ -197,7 +198,7 @@ class TensorBoardMedia:
     def texts(self, key: str, texts: list[str], step: int) -> None:
         # Four-space indentation: Markdown shows the samples verbatim (line breaks kept, nothing rendered).
         blocks = ["    " + t.replace("\n", "\n    ") for t in texts]
-        self.writer.add_text(key, "\n\n---\n\n".join(blocks), global_step=step)
+        self.writer.add_text(key, TEXT_SEPARATOR.join(blocks), global_step=step)
 
     def table(self, key: str, columns: list[str], rows: list[list], step: int) -> None:
         def cell(value) -> str:
@@ -220,7 +221,7 @@ class MlflowMedia:
         self.client.log_image(self.run_id, hwc[..., 0] if hwc.shape[-1] == 1 else hwc, key=key, step=step)
 
     def texts(self, key: str, texts: list[str], step: int) -> None:
-        self.client.log_text(self.run_id, "\n\n---\n\n".join(texts), f"{key}/step{step:07d}.txt")
+        self.client.log_text(self.run_id, TEXT_SEPARATOR.join(texts), f"{key}/step{step:07d}.txt")
 
     def table(self, key: str, columns: list[str], rows: list[list], step: int) -> None:
         data = {c: [str(row[i]) for row in rows] for i, c in enumerate(columns)}
@@ -246,7 +247,7 @@ class CsvMedia:
         save_image(image, self._path(key, step, ".png"))
 
     def texts(self, key: str, texts: list[str], step: int) -> None:
-        self._path(key, step, ".txt").write_text("\n\n---\n\n".join(texts), encoding="utf-8")
+        write_texts(self._path(key, step, ".txt"), texts)
 
     def table(self, key: str, columns: list[str], rows: list[list], step: int) -> None:
         with open(self._path(key, step, ".csv"), "w", newline="", encoding="utf-8") as f:

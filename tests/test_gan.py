@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 
 from gen_lightning.data.loaders import eval_loader, train_loader
 from gen_lightning.gan import GAN
-from gen_lightning.gan.module import gradient_penalty
+from gen_lightning.gan.losses import gradient_penalty
 from gen_lightning.gan.nets import Discriminator, Generator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"

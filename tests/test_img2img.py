@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import urllib.error
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -11,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from conftest import preset, tiny_overrides
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.config import compose
 from gen_lightning.data.translation import PairedImageDataModule, UnpairedImageDataModule
 from gen_lightning.img2img.base import ImageTranslator
@@ -26,6 +30,7 @@ from gen_lightning.metrics.extractors import build_extractor, to_uint8_rgb
 from gen_lightning.metrics.image import _Given
 from gen_lightning.metrics.paired import PairedImageMetrics
 from gen_lightning.run import train
+from gen_lightning.run.checkpoint import _comparable, load_module
 
 DIGITS = {"source": "digits", "channels": 1, "image_size": 8}
 
@@ -194,6 +199,57 @@ def test_configs_build_every_model_on_its_data():
         dm.setup("fit")
         model = instantiate(cfg.model, **dm.model_kwargs(), _convert_="all")
         assert model.task == "conditional" and PairedImageMetrics().accepts(model)
+
+
+# Hyperparameters as the constructors of commit 15c097f saved them (one keyword each), before the settings
+# dataclasses: a checkpoint written then must rebuild the same module with load_module's cls(**hparams).
+SHAPES = {"channels": 1, "image_size": 8, "source_channels": 1, "source_image_size": 8, "num_classes": 0}
+OLD_HPARAMS = {
+    Pix2Pix: {**SHAPES, "hidden_dim": 4, "num_downs": None, "norm": "batch", "dropout": 0.5, "d_hidden_dim": 4,
+              "d_layers": 1, "loss": "bce", "l1_weight": 100.0, "lr": 0.0002, "betas": [0.5, 0.999],
+              "ema_decay": None, "gradient_clip_val": 0.0},
+    CycleGAN: {**SHAPES, "hidden_dim": 4, "num_res_blocks": 1, "norm": "instance", "d_hidden_dim": 4, "d_layers": 1,
+               "loss": "lsgan", "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 2, "lr": 0.0002,
+               "betas": [0.5, 0.999], "lr_constant_steps": 0, "lr_decay_steps": 0, "ema_decay": 0.9,
+               "gradient_clip_val": 0.0},
+    SuperResolution: {**SHAPES, "source_image_size": 4, "hidden_dim": 4, "num_res_blocks": 1, "pixel_loss": "mse",
+                      "pixel_weight": 1.0, "perceptual_weight": 0.0, "adversarial_weight": 0.001,
+                      "features": "classifier", "loss": "bce", "d_hidden_dim": 4, "d_dense_dim": 8,
+                      "pretrain_steps": 0, "lr": 0.0001, "lr_d": 0.0001, "betas": [0.9, 0.999], "ema_decay": None,
+                      "gradient_clip_val": 0.0},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", list(OLD_HPARAMS), ids=lambda c: c.__name__)
+def test_old_style_hyperparameters_rebuild_the_module_from_a_checkpoint(cls, tmp_path):
+    hparams = OLD_HPARAMS[cls]
+    module = cls(**hparams).eval()
+    assert _comparable(dict(module.hparams)) == _comparable(hparams)
+    target = f"{cls.__module__}.{cls.__qualname__}"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams, STATE_KEY: {"target": target}},
+               tmp_path / "old.ckpt")  # fmt: skip
+    x = torch.linspace(-1, 1, hparams["source_image_size"] ** 2).view(1, 1, hparams["source_image_size"], -1)
+    assert torch.equal(load_module(tmp_path / "old.ckpt").generate(x), module.generate(x))
+
+
+def test_image_to_image_hyperparameters_are_one_list_and_bad_values_name_their_key():
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
+    for cls, name in ((Pix2Pix, "pix2pix"), (CycleGAN, "cyclegan"), (SuperResolution, "srresnet"), (Resize, "bicubic")):
+        keys = set(OmegaConf.load(conf / f"{name}.yaml")) - {"_target_"}
+        assert set(inspect.signature(cls).parameters) == keys | set(SHAPES), name
+    defaults = {name: p.default for name, p in inspect.signature(CycleGAN).parameters.items()}
+    assert defaults["loss"] == "lsgan" and defaults["norm"] == "instance" and defaults["lr"] == 2e-4
+    shapes = {**SHAPES, "hidden_dim": 4, "d_hidden_dim": 4, "d_layers": 1}
+    with pytest.raises(ValueError, match=r"CycleGAN: model.pool_size=2.5 is not of type int"):
+        CycleGAN(**shapes, num_res_blocks=1, pool_size=2.5)
+    with pytest.raises(ValueError, match=r"Pix2Pix has no hyperparameter l1; it takes: .*l1_weight"):
+        Pix2Pix(**shapes, l1=10.0)
+    with pytest.raises(ValueError, match=r"model.norm must be one of .*got 'group'"):
+        Pix2Pix(**shapes, norm="group")
+    with pytest.raises(ValueError, match=r"unknown GAN loss 'wgan' \(model.loss\)"):
+        SuperResolution(**{**SHAPES, "source_image_size": 4}, loss="wgan")
+    with pytest.raises(ValueError, match="Pix2Pix needs the hyperparameter channels"):
+        Pix2Pix(image_size=8, source_channels=1, source_image_size=8)
 
 
 # ---------------------------------------------------------------------------------------- DDP

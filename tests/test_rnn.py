@@ -7,7 +7,7 @@ import torch
 from helpers import lm_trainer, text_data
 
 from gen_lightning.rnn.module import CharRNN
-from gen_lightning.rnn.nets import RNNNet
+from gen_lightning.rnn.nets import RNNConfig, RNNNet
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -33,7 +33,7 @@ def test_char_rnn_loss_falls_on_real_text(cell, tmp_path):
 
 def test_generation_carries_the_state_like_a_full_forward():
     torch.manual_seed(0)
-    net = RNNNet(vocab_size=13, cell="lstm", hidden_dim=24, num_layers=2, dropout=0.0).eval()
+    net = RNNNet(RNNConfig(vocab_size=13, cell="lstm", hidden_dim=24, num_layers=2, dropout=0.0)).eval()
     torch.nn.init.normal_(net.head.weight, std=2.0)  # distinct logits
     out = net.generate(torch.tensor([[3, 1, 4]]), 20, temperature=0)  # greedy, stateful
     logits, _ = net(out[:, :-1])  # one pass over the whole sequence from a zero state

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.run.checkpoint import _comparable, load_module
 from gen_lightning.seq2seq.decoding import beam_search, greedy
+from gen_lightning.seq2seq.module import DECODING, RNNSeq2Seq, TransformerSeq2Seq
 from gen_lightning.seq2seq.nets import Seq2SeqConfig, TransformerSeq2SeqNet
-from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqNet
+from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqConfig, RNNSeq2SeqNet
 
 PAD, BOS, EOS = 0, 1, 2
 V = 6  # pad, bos, eos, unk and two words: three symbols a hypothesis can hold
@@ -20,8 +26,12 @@ def tiny_nets() -> dict[str, torch.nn.Module]:
     cfg = Seq2SeqConfig(V, V, max_len=16, num_layers=1, num_decoder_layers=2, num_heads=2, hidden_dim=16, dropout=0)
     nets = {
         "transformer": TransformerSeq2SeqNet(cfg),
-        "gru_bahdanau": RNNSeq2SeqNet(V, V, cell="gru", attention="bahdanau", hidden_dim=16, dropout=0),
-        "lstm_luong": RNNSeq2SeqNet(V, V, cell="lstm", attention="luong", hidden_dim=16, num_layers=2, dropout=0),
+        "gru_bahdanau": RNNSeq2SeqNet(
+            RNNSeq2SeqConfig(V, V, cell="gru", attention="bahdanau", hidden_dim=16, dropout=0)
+        ),
+        "lstm_luong": RNNSeq2SeqNet(
+            RNNSeq2SeqConfig(V, V, cell="lstm", attention="luong", hidden_dim=16, num_layers=2, dropout=0)
+        ),
     }
     for net in nets.values():
         for p in net.parameters():  # sharper distributions than the initialisation: the search matters
@@ -136,3 +146,55 @@ def test_no_repeat_ngram_blocks_repeated_ngrams():
     for search in (greedy, lambda *a, **kw: beam_search(*a, beam=3, **kw)):
         for out in search(net, source, mask, no_repeat_ngram=2, **common):
             assert len(out) == 8 and len(set(zip(out, out[1:]))) == len(out) - 1  # every bigram once
+
+
+# Hyperparameters as the constructors of commit 15c097f saved them (one keyword each), before the settings
+# dataclasses: a checkpoint written then must rebuild the same module with load_module's cls(**hparams).
+OLD_TRANSFORMER_HPARAMS = {
+    "tokenizer": {"kind": "char", "chars": " abcdefghij"}, "source_tokenizer": None, "max_len": 16, "num_layers": 1,
+    "num_decoder_layers": 1, "num_heads": 2, "hidden_dim": 16, "dropout": 0.1, "bias": True,
+    "positions": "sinusoidal", "share_embeddings": True, "tie_output": True, "label_smoothing": 0.1, "lr": 0.001,
+    "min_lr": 0.0001, "betas": (0.9, 0.98), "weight_decay": 0.01, "warmup_steps": 400, "lr_decay_steps": 10000,
+    "beam": 1, "length_penalty": 1.0, "max_len_a": 1.2, "max_len_b": 10, "temperature": 0.0, "top_k": None,
+    "top_p": None, "use_cache": True, "no_repeat_ngram": 0,
+}  # fmt: skip
+
+
+def test_old_style_hyperparameters_rebuild_the_module_from_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    module = TransformerSeq2Seq(**OLD_TRANSFORMER_HPARAMS).eval()
+    assert _comparable(dict(module.hparams)) == _comparable(OLD_TRANSFORMER_HPARAMS)
+    target = "gen_lightning.seq2seq.module.TransformerSeq2Seq"
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": OLD_TRANSFORMER_HPARAMS,
+        STATE_KEY: {"target": target},
+    }
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    loaded = load_module(tmp_path / "old.ckpt", overrides={"beam": 2})
+    assert loaded.hparams.beam == 2 and loaded.decoding()["beam"] == 2
+    assert loaded.generate(["abc", "hij a"], beam=1) == module.generate(["abc", "hij a"])
+    # Hyperparameters are saved as plain values (a ListConfig from Hydra becomes a list): weights_only loads them.
+    betas = OmegaConf.create([0.9, 0.99])
+    torch.save(dict(TransformerSeq2Seq(**{**OLD_TRANSFORMER_HPARAMS, "betas": betas}).hparams), tmp_path / "h.pt")
+    assert torch.load(tmp_path / "h.pt", weights_only=True)["betas"] == [0.9, 0.99]
+
+
+def test_seq2seq_hyperparameters_are_one_list_and_bad_values_name_their_key():
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
+    for cls, name in ((TransformerSeq2Seq, "transformer_seq2seq"), (RNNSeq2Seq, "rnn_seq2seq")):
+        keys = set(OmegaConf.load(conf / f"{name}.yaml")) - {"_target_"}
+        assert set(inspect.signature(cls).parameters) == keys | {"tokenizer", "source_tokenizer"}, name
+        assert set(DECODING) <= keys
+    assert inspect.signature(RNNSeq2Seq).parameters["warmup_steps"].default == 200  # the sibling's own default
+    tok = {"kind": "char", "chars": "ab"}
+    with pytest.raises(ValueError, match=r"TransformerSeq2Seq: model.beam='two' is not of type int"):
+        TransformerSeq2Seq(tokenizer=tok, beam="two")
+    with pytest.raises(ValueError, match=r"model.betas=\[0.9\] is not of type tuple\[float, float\]"):
+        RNNSeq2Seq(tokenizer=tok, betas=[0.9])
+    with pytest.raises(ValueError, match=r"RNNSeq2Seq has no hyperparameter beams; it takes: .*\bbeam\b"):
+        RNNSeq2Seq(tokenizer=tok, beams=2)
+    with pytest.raises(ValueError, match="beam must be >= 1, got 0"):
+        TransformerSeq2Seq(tokenizer=tok, beam=0)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        RNNSeq2Seq(tokenizer=tok, cell="rnn")

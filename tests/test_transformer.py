@@ -296,3 +296,59 @@ def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     # The speed defaults (benchmarks/nanogpt_speed.py): bf16 matrix products, fused AdamW, validation batches of 128.
     assert (cfg.trainer.precision, cfg.model.fused_optimizer, cfg.data.eval_batch_size) == ("bf16-mixed", True, 128)
     assert trainer.limit_val_batches == 1.0  # the whole validation split (see the experiment's comment)
+
+
+# ----- hyperparameters ----------------------------------------------------------------------------
+
+# As the constructors of commit 15c097f saved them (one keyword each), before the settings dataclasses: a checkpoint
+# written then must rebuild the same module with load_module's cls(**hparams).
+CHARS = {"kind": "char", "chars": " abcdefghij"}
+OLD_HPARAMS = {
+    "gen_lightning.transformer.gpt.GPT": {
+        "tokenizer": CHARS, "block_size": 16, "num_layers": 1, "num_heads": 2, "hidden_dim": 16, "dropout": 0.2,
+        "bias": False, "lr": 0.001, "min_lr": 0.0001, "betas": [0.9, 0.99], "weight_decay": 0.1, "warmup_steps": 100,
+        "lr_decay_steps": 5000, "fused_optimizer": False, "compile": False},
+    "gen_lightning.transformer.bert.BERT": {
+        "tokenizer": CHARS, "block_size": 16, "num_layers": 1, "num_heads": 2, "hidden_dim": 16, "dropout": 0.1,
+        "bias": True, "mask_prob": 0.15, "fill_per_step": 1, "fill_order": "confidence", "lr": 0.001,
+        "min_lr": 0.0001, "betas": [0.9, 0.99], "weight_decay": 0.01, "warmup_steps": 100, "lr_decay_steps": 5000},
+    "gen_lightning.rnn.module.CharRNN": {
+        "tokenizer": CHARS, "cell": "gru", "hidden_dim": 16, "num_layers": 2, "dropout": 0.2, "lr": 0.002,
+        "min_lr": 0.0002, "betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 0, "lr_decay_steps": 5000},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("target", list(OLD_HPARAMS), ids=lambda t: t.rpartition(".")[2])
+def test_old_style_hyperparameters_rebuild_the_language_model_from_a_checkpoint(target, tmp_path):
+    from gen_lightning.callbacks.resume import STATE_KEY
+    from gen_lightning.run.checkpoint import _comparable, load_module, module_class
+
+    hparams = OLD_HPARAMS[target]
+    module = module_class({STATE_KEY: {"target": target}})(**hparams).eval()
+    assert _comparable(dict(module.hparams)) == _comparable(hparams)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams, STATE_KEY: {"target": target}},
+               tmp_path / "old.ckpt")  # fmt: skip
+    loaded = load_module(tmp_path / "old.ckpt")
+    sample = [m.sample(2, 8, prompt="ab", generator=torch.Generator().manual_seed(1)) for m in (module, loaded)]
+    assert sample[0] == sample[1]
+
+
+def test_language_model_hyperparameters_are_one_list_and_bad_values_name_their_key():
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from gen_lightning.rnn.module import CharRNN
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
+    for cls, name in ((GPT, "gpt"), (BERT, "bert"), (CharRNN, "lstm")):
+        keys = set(OmegaConf.load(conf / f"{name}.yaml")) - {"_target_"}
+        assert set(inspect.signature(cls).parameters) == keys | {"tokenizer"}, name
+    with pytest.raises(ValueError, match=r"GPT: model.num_heads=2.0 is not of type int"):
+        GPT(CHARS, num_heads=2.0)
+    with pytest.raises(ValueError, match=r"BERT has no hyperparameter mask_rate; it takes: .*mask_prob"):
+        BERT(CHARS, mask_rate=0.2)
+    with pytest.raises(ValueError, match=r"mask_prob must be in \(0, 1\), got 1.5"):
+        BERT(CHARS, mask_prob=1.5)
+    with pytest.raises(ValueError, match=r"CharRNN: model.lr='fast' is not of type float"):
+        CharRNN(CHARS, lr="fast")

@@ -17,6 +17,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torchvision.utils import make_grid, save_image
 
 from gen_lightning import tracking
+from gen_lightning.files import write_texts
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
@@ -70,6 +71,6 @@ def save_media(trainer: L.Trainer, stem: Path, key: str, value) -> Path:
         stem.with_suffix(".tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
         tracking.log_table(trainer, key, columns, [[row[c] for c in columns] for row in value])
         return stem.with_suffix(".tsv")
-    stem.with_suffix(".txt").write_text("\n\n---\n\n".join(value), encoding="utf-8")
+    write_texts(stem.with_suffix(".txt"), value)
     tracking.log_texts(trainer, key, value)
     return stem.with_suffix(".txt")

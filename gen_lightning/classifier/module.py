@@ -23,8 +23,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from gen_lightning.classifier.nets import BODIES, DEFAULT_POOLING, POOLINGS, ClassifierHead, build_body, pool
 from gen_lightning.data.tokenizers import from_config
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating
 
 PREVIEW_ROWS = 8
 # The language models whose checkpoints fit each body, and their hyperparameters that fix the body's shapes.

@@ -29,55 +29,15 @@ enabled) with noise fixed per batch index. ``val/d_loss`` leaves out the gradien
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torchmetrics import MeanMetric
 
+from gen_lightning.gan.losses import check_loss, discriminator_loss, generator_loss, gradient_penalty
 from gen_lightning.gan.nets import NORMS, Discriminator, Generator
 from gen_lightning.nn.ema import EMA
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.image_model import ImageModel
-from gen_lightning.nn.sampling import evaluating
-
-LOSSES = ("bce", "hinge", "wgan-gp", "lsgan")
-
-
-def discriminator_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Critic loss from raw scores ``real = D(x)``, ``fake = D(G(z))``, ``(B,)`` or patch maps ``(B, 1, h, w)``."""
-    if loss == "bce":  # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), Goodfellow et al. eq. 1
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
-    if loss == "hinge":
-        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
-    if loss == "wgan-gp":  # Gulrajani et al. Algorithm 1, line 7, without the penalty
-        return fake.mean() - real.mean()
-    if loss == "lsgan":  # least squares, a = 0, b = c = 1 (Mao et al. 2017, eq. 9), halved as in CycleGAN
-        return 0.5 * ((real - 1.0) ** 2).mean() + 0.5 * (fake**2).mean()
-    raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
-
-
-def generator_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
-    """Generator loss from ``fake = D(G(z))`` ``(B,)``."""
-    if loss == "bce":  # non-saturating: maximise log D(G(z)) (Goodfellow et al. section 3)
-        return F.softplus(-fake).mean()
-    if loss in ("hinge", "wgan-gp"):
-        return -fake.mean()
-    if loss == "lsgan":
-        return ((fake - 1.0) ** 2).mean()
-    raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
-
-
-def gradient_penalty(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``E[(||grad_x D(x_hat)||_2 - 1)^2]`` at ``x_hat = eps x + (1 - eps) x~``, eps ~ U[0, 1] per sample.
-
-    Gulrajani et al. 2017, Algorithm 1, lines 6-7. The norm is taken per sample over all of ``(C, H, W)``;
-    ``create_graph`` keeps the penalty differentiable with respect to the critic's weights.
-    """
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
-    x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)  # (B, C, H, W)
-    (grad,) = torch.autograd.grad(critic(x_hat, labels).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 
 def _frozen(net: nn.Module):
@@ -134,8 +94,7 @@ class GAN(ImageModel):
         betas = [float(b) for b in betas]
         self.save_hyperparameters()
         self.automatic_optimization = False
-        if loss not in LOSSES:
-            raise ValueError(f"unknown GAN loss {loss!r}; choose one of {LOSSES}")
+        check_loss(loss)
         if int(n_critic) != n_critic or n_critic < 1:
             raise ValueError(f"n_critic must be a positive integer, got {n_critic}")
         if len(betas) != 2:

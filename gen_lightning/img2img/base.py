@@ -5,9 +5,15 @@ mode, builds the preview grids (input | output | target rows) and validates on t
 ``self.generator`` (and ``self.ema``) after ``save_hyperparameters()`` and implements the training step.
 Shape facts come from the data module: ``source_channels``/``source_image_size`` (input side) and
 ``channels``/``image_size`` (output side).
+
+Hyperparameters are listed once, in dataclasses (``nn/hparams.py``): ``Shapes`` for every model, ``Adversarial``
+and ``PatchGAN`` for the GANs that share them, then each model's own; a subclass names its groups in ``settings``
+and its own defaults in ``defaults``, and takes them all as keyword arguments.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -15,7 +21,50 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from gen_lightning.gan.losses import check_loss
+from gen_lightning.img2img.nets import NORMS
+from gen_lightning.nn import hparams
+
 PREVIEW_ROWS = 8
+
+
+@dataclass
+class Shapes:
+    """Shape facts from the data module (``model_kwargs``): the input side and the output side."""
+
+    channels: int
+    image_size: int
+    source_channels: int
+    source_image_size: int
+    num_classes: int = 0  # handed to every model by the data module; no translator uses it
+
+
+@dataclass
+class Adversarial:
+    """What the three GAN translators share: network widths, the GAN loss, Adam and an optional EMA."""
+
+    hidden_dim: int = 64  # generator width
+    d_hidden_dim: int = 64  # discriminator width
+    loss: str = "bce"  # bce | lsgan | hinge | wgan-gp (gan/losses.py)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float | None = None  # an EMA of the generator's weights, used for outputs when set
+    gradient_clip_val: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
+
+
+@dataclass
+class PatchGAN:
+    """The PatchGAN discriminator of pix2pix and CycleGAN, and the networks' normalisation."""
+
+    norm: str = "batch"  # batch | instance | none
+    d_layers: int = 3  # 3: the 70x70 PatchGAN; 2 for 28x28 images (34x34 patches), 1 for 8x8
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"model.norm must be one of {NORMS}, got {self.norm!r}")
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -46,9 +95,22 @@ class ImageTranslator(L.LightningModule):
     metric_directions = {"val/loss": "min"}
     sample_modes: tuple[str, ...] = ()
     generate_options: tuple[str, ...] = ()
+    settings: tuple[type, ...] = ()  # the hyperparameter dataclasses after ``Shapes``
+    defaults: dict = {}  # this model's defaults where they differ from the dataclasses'
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = hparams.signature(cls.__init__, cls.groups(), cls.defaults)
+
+    @classmethod
+    def groups(cls) -> tuple[type, ...]:
+        return (Shapes, *cls.settings)
+
+    def __init__(self, settings: dict) -> None:
+        """Checks ``settings`` (the keyword arguments) against ``groups()`` and saves them all as hyperparameters."""
         super().__init__()
+        groups = hparams.parse(type(self).__name__, settings, self.groups(), self.defaults)
+        self.save_hyperparameters({k: v for values in groups for k, v in values.items()})
         self.ema: nn.Module | None = None
         self.val_loss = MeanMetric()
 

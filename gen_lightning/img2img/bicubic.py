@@ -8,6 +8,8 @@ study runs it as one more row, validated and evaluated by the same protocol as t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -16,22 +18,22 @@ from gen_lightning.img2img.base import ImageTranslator, convert_channels
 MODES = ("bicubic", "bilinear", "nearest")
 
 
+@dataclass
+class Interpolation:
+    mode: str = "bicubic"  # bicubic | bilinear | nearest
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"model.mode must be one of {MODES}, got {self.mode!r}")
+
+
 class Resize(ImageTranslator):
     """Bicubic (or bilinear / nearest) resizing from the source shape to the target shape; no training."""
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        source_channels: int,
-        source_image_size: int,
-        num_classes: int = 0,
-        mode: str = "bicubic",
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        if mode not in MODES:
-            raise ValueError(f"model.mode must be one of {MODES}, got {mode!r}")
+    settings = (Interpolation,)
+
+    def __init__(self, **settings) -> None:
+        super().__init__(settings)
 
     def translate(self, sources: torch.Tensor) -> torch.Tensor:
         hp = self.hparams

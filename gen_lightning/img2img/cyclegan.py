@@ -22,15 +22,16 @@ split. ``generate(sources, direction="a2b" | "b2a")``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
-from gen_lightning.img2img.base import ImageTranslator, display
-from gen_lightning.img2img.nets import NORMS, PatchDiscriminator, ResnetGenerator
+from gen_lightning.gan.losses import discriminator_loss, generator_loss
+from gen_lightning.img2img.base import Adversarial, ImageTranslator, PatchGAN, display
+from gen_lightning.img2img.nets import PatchDiscriminator, ResnetGenerator
 from gen_lightning.img2img.pix2pix import same_size
 from gen_lightning.nn.ema import EMA
 
@@ -44,63 +45,41 @@ def linear_decay(step: int, constant_steps: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - max(0, step - constant_steps) / (decay_steps + 1))
 
 
+@dataclass
+class CycleGANSettings:
+    num_res_blocks: int = 9  # 9 for 256x256, 6 for 128x128 (the paper)
+    cycle_weight: float = 10.0  # lambda of eq. 3
+    identity_weight: float = 0.5  # relative to cycle_weight; 0 when the domains' channels differ
+    pool_size: int = 50  # generated images in each discriminator's history
+    lr_constant_steps: int = 0  # batches at the full learning rate (the paper: 100 epochs) ...
+    lr_decay_steps: int = 0  # ... then linear decay to zero over this many (100 epochs); 0: no decay
+
+
 class CycleGAN(ImageTranslator):
     """Two ResNet generators, two PatchGAN discriminators, cycle and identity losses; see the file docstring."""
 
     generate_options = ("direction",)
+    settings = (Adversarial, PatchGAN, CycleGANSettings)
+    defaults = {"loss": "lsgan", "norm": "instance"}
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        source_channels: int,
-        source_image_size: int,
-        num_classes: int = 0,
-        hidden_dim: int = 64,
-        num_res_blocks: int = 9,
-        norm: str = "instance",
-        d_hidden_dim: int = 64,
-        d_layers: int = 3,
-        loss: str = "lsgan",
-        cycle_weight: float = 10.0,
-        identity_weight: float = 0.5,
-        pool_size: int = 50,
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        lr_constant_steps: int = 0,
-        lr_decay_steps: int = 0,
-        ema_decay: float | None = None,
-        gradient_clip_val: float = 0.0,
-    ) -> None:
-        super().__init__()
-        betas = [float(b) for b in betas]
-        self.save_hyperparameters()
+    def __init__(self, **settings) -> None:
+        super().__init__(settings)
+        hp = self.hparams
         self.automatic_optimization = False
-        same_size("CycleGAN", source_image_size, image_size)
-        if loss not in LOSSES or norm not in NORMS:
-            raise ValueError(f"model.loss must be one of {LOSSES} and model.norm one of {NORMS}")
-        if identity_weight > 0 and source_channels != channels:
+        same_size("CycleGAN", hp.source_image_size, hp.image_size)
+        ca, cb, size = hp.source_channels, hp.channels, hp.image_size
+        if hp.identity_weight > 0 and ca != cb:
             raise ValueError(
                 f"the identity loss feeds B images to G: A -> B, so it needs equal channels, but A has "
-                f"{source_channels} and B {channels}: set model.identity_weight=0"
+                f"{ca} and B {cb}: set model.identity_weight=0"
             )
-        ca, cb, size = source_channels, channels, image_size
-        self.generator = nn.ModuleDict(
-            {
-                "a2b": ResnetGenerator(ca, cb, hidden_dim, num_res_blocks, norm),
-                "b2a": ResnetGenerator(cb, ca, hidden_dim, num_res_blocks, norm),
-            }
-        )
-        self.discriminator = nn.ModuleDict(
-            {
-                "a": PatchDiscriminator(ca, size, d_hidden_dim, d_layers, norm),
-                "b": PatchDiscriminator(cb, size, d_hidden_dim, d_layers, norm),
-            }
-        )
-        self.ema = EMA(self.generator, ema_decay) if ema_decay else None
+        g, d = (hp.hidden_dim, hp.num_res_blocks, hp.norm), (size, hp.d_hidden_dim, hp.d_layers, hp.norm)
+        self.generator = nn.ModuleDict({"a2b": ResnetGenerator(ca, cb, *g), "b2a": ResnetGenerator(cb, ca, *g)})
+        self.discriminator = nn.ModuleDict({"a": PatchDiscriminator(ca, *d), "b": PatchDiscriminator(cb, *d)})
+        self.ema = EMA(self.generator, hp.ema_decay) if hp.ema_decay else None
         # History pools of generated images (module state: saved and restored with the weights).
-        self.register_buffer("pool_a", torch.zeros(pool_size, ca, size, size))
-        self.register_buffer("pool_b", torch.zeros(pool_size, cb, size, size))
+        self.register_buffer("pool_a", torch.zeros(hp.pool_size, ca, size, size))
+        self.register_buffer("pool_b", torch.zeros(hp.pool_size, cb, size, size))
         self.register_buffer("pool_fill", torch.zeros(2, dtype=torch.long))  # stored images in pool a, b
 
     # ---- the contract ----------------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ generator's total); ``val/loss``, the L1 of the sampling generator on the whole 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
-from gen_lightning.img2img.base import ImageTranslator
-from gen_lightning.img2img.nets import NORMS, PatchDiscriminator, UNetGenerator
+from gen_lightning.gan.losses import discriminator_loss, generator_loss
+from gen_lightning.img2img.base import Adversarial, ImageTranslator, PatchGAN
+from gen_lightning.img2img.nets import PatchDiscriminator, UNetGenerator
 from gen_lightning.nn.ema import EMA
 
 
@@ -34,41 +35,29 @@ def same_size(model: str, source_image_size: int, image_size: int) -> None:
         )
 
 
+@dataclass
+class Pix2PixSettings:
+    num_downs: int | None = None  # U-Net levels; None: down to 1x1 (8 for 256x256, 5 for 28x28)
+    dropout: float = 0.5  # in the three innermost decoder blocks: the generator's noise (section 2.1.2)
+    l1_weight: float = 100.0  # lambda of eq. 4
+
+
 class Pix2Pix(ImageTranslator):
     """U-Net generator and PatchGAN discriminator on (input, output) pairs; see the file docstring."""
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        source_channels: int,
-        source_image_size: int,
-        num_classes: int = 0,
-        hidden_dim: int = 64,
-        num_downs: int | None = None,
-        norm: str = "batch",
-        dropout: float = 0.5,
-        d_hidden_dim: int = 64,
-        d_layers: int = 3,
-        loss: str = "bce",
-        l1_weight: float = 100.0,
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        ema_decay: float | None = None,
-        gradient_clip_val: float = 0.0,
-    ) -> None:
-        super().__init__()
-        betas = [float(b) for b in betas]
-        self.save_hyperparameters()
+    settings = (Adversarial, PatchGAN, Pix2PixSettings)
+
+    def __init__(self, **settings) -> None:
+        super().__init__(settings)
+        hp = self.hparams
         self.automatic_optimization = False
-        same_size("pix2pix", source_image_size, image_size)
-        if loss not in LOSSES or norm not in NORMS:
-            raise ValueError(f"model.loss must be one of {LOSSES} and model.norm one of {NORMS}")
+        same_size("pix2pix", hp.source_image_size, hp.image_size)
         # Down to 1x1 like the paper's 256x256 net (8 levels), on the input padded to a power of two.
-        downs = num_downs or min(8, math.ceil(math.log2(image_size)))
-        self.generator = UNetGenerator(source_channels, channels, downs, hidden_dim, norm, dropout)
-        self.discriminator = PatchDiscriminator(source_channels + channels, image_size, d_hidden_dim, d_layers, norm)
-        self.ema = EMA(self.generator, ema_decay) if ema_decay else None
+        downs = hp.num_downs or min(8, math.ceil(math.log2(hp.image_size)))
+        self.generator = UNetGenerator(hp.source_channels, hp.channels, downs, hp.hidden_dim, hp.norm, hp.dropout)
+        pairs = hp.source_channels + hp.channels  # D sees (input, image) pairs
+        self.discriminator = PatchDiscriminator(pairs, hp.image_size, hp.d_hidden_dim, hp.d_layers, hp.norm)
+        self.ema = EMA(self.generator, hp.ema_decay) if hp.ema_decay else None
 
     def on_fit_start(self) -> None:
         self.require_paired()

@@ -18,11 +18,13 @@ Logged: ``train/loss`` (the generator's total), ``train/pixel``, ``train/percept
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.gan.module import LOSSES, discriminator_loss, generator_loss
-from gen_lightning.img2img.base import ImageTranslator
+from gen_lightning.gan.losses import discriminator_loss, generator_loss
+from gen_lightning.img2img.base import Adversarial, ImageTranslator
 from gen_lightning.img2img.nets import SRDiscriminator, SRResNet, upscale_factor
 from gen_lightning.img2img.perceptual import FEATURES, build_features
 from gen_lightning.nn.ema import EMA
@@ -30,51 +32,46 @@ from gen_lightning.nn.ema import EMA
 PIXEL_LOSSES = ("mse", "l1")
 
 
+@dataclass
+class SuperResolutionSettings:
+    num_res_blocks: int = 16  # residual blocks of the generator (the paper: 16)
+    pixel_loss: str = "mse"  # mse (eq. 4) | l1
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 0.0  # weight of the feature-space MSE l_X (eq. 5); 0: SRResNet
+    adversarial_weight: float = 0.0  # weight of l_Gen (eq. 6; the paper: 1e-3); 0: no discriminator
+    features: str = "classifier"  # classifier | vgg19 (perceptual.py)
+    d_dense_dim: int = 1024  # the discriminator's dense layer
+    pretrain_steps: int = 0  # pixel-loss batches before the adversarial phase
+    lr_d: float = 1e-4  # the discriminator's Adam learning rate
+
+    def __post_init__(self) -> None:
+        if self.pixel_loss not in PIXEL_LOSSES:
+            raise ValueError(f"model.pixel_loss must be one of {PIXEL_LOSSES}, got {self.pixel_loss!r}")
+        if self.features not in FEATURES:
+            raise ValueError(f"model.features must be one of {FEATURES}, got {self.features!r}")
+        weights = (self.pixel_weight, self.perceptual_weight, self.adversarial_weight)
+        if min(weights) < 0 or self.pixel_weight + self.perceptual_weight == 0:
+            raise ValueError("loss weights must be >= 0, and pixel_weight or perceptual_weight must be > 0")
+
+
 class SuperResolution(ImageTranslator):
     """SRResNet generator, optionally trained adversarially with a feature loss (SRGAN); see the file docstring."""
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        source_channels: int,
-        source_image_size: int,
-        num_classes: int = 0,
-        hidden_dim: int = 64,
-        num_res_blocks: int = 16,
-        pixel_loss: str = "mse",
-        pixel_weight: float = 1.0,
-        perceptual_weight: float = 0.0,
-        adversarial_weight: float = 0.0,
-        features: str = "classifier",
-        loss: str = "bce",
-        d_hidden_dim: int = 64,
-        d_dense_dim: int = 1024,
-        pretrain_steps: int = 0,
-        lr: float = 1e-4,
-        lr_d: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        ema_decay: float | None = None,
-        gradient_clip_val: float = 0.0,
-    ) -> None:
-        super().__init__()
-        betas = [float(b) for b in betas]  # plain floats: a ListConfig fails torch.load(weights_only=True)
-        self.save_hyperparameters()
+    settings = (Adversarial, SuperResolutionSettings)
+    defaults = {"lr": 1e-4, "betas": (0.9, 0.999)}
+
+    def __init__(self, **settings) -> None:
+        super().__init__(settings)
+        hp = self.hparams
         self.automatic_optimization = False
-        if pixel_loss not in PIXEL_LOSSES:
-            raise ValueError(f"model.pixel_loss must be one of {PIXEL_LOSSES}, got {pixel_loss!r}")
-        if features not in FEATURES:
-            raise ValueError(f"model.features must be one of {FEATURES}, got {features!r}")
-        if loss not in LOSSES:
-            raise ValueError(f"model.loss must be one of {LOSSES}, got {loss!r}")
-        if min(pixel_weight, perceptual_weight, adversarial_weight) < 0 or pixel_weight + perceptual_weight == 0:
-            raise ValueError("loss weights must be >= 0, and pixel_weight or perceptual_weight must be > 0")
-        scale = upscale_factor(source_image_size, image_size)
-        self.generator = SRResNet(source_channels, channels, scale, hidden_dim, num_res_blocks)
+        scale = upscale_factor(hp.source_image_size, hp.image_size)
+        self.generator = SRResNet(hp.source_channels, hp.channels, scale, hp.hidden_dim, hp.num_res_blocks)
         self.discriminator = (
-            SRDiscriminator(channels, image_size, d_hidden_dim, d_dense_dim) if adversarial_weight > 0 else None
+            SRDiscriminator(hp.channels, hp.image_size, hp.d_hidden_dim, hp.d_dense_dim)
+            if hp.adversarial_weight > 0
+            else None
         )
-        self.ema = EMA(self.generator, ema_decay) if ema_decay else None
+        self.ema = EMA(self.generator, hp.ema_decay) if hp.ema_decay else None
         # Generator steps so far: where the adversarial phase starts after pre-training (module state, resumes).
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self._features: list = []  # the frozen feature network, rebuilt from its disk cache, never checkpointed

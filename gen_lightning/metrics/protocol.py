@@ -27,6 +27,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from gen_lightning.metrics.extractors import dist_info
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.tasks import describe, task_of
 
 PER_EVALUATION = ("global_step", "seconds", "nonfinite_samples", "device")  # in metrics.json, not the logged config
@@ -51,18 +52,6 @@ def global_rng_preserved(device: torch.device, owner: str):
                 f"{owner} drew from torch's global RNG during metric evaluation (restored): its outputs depend "
                 "on the training state, not only on the metric seed; pass `generator` through."
             )
-
-
-@contextlib.contextmanager
-def evaluating(module: LightningModule):
-    """Eval mode and no gradients inside; the module's previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        module.train(was_training)
 
 
 def gather_objects(items: list) -> list:

@@ -67,7 +67,7 @@ class TuneValidity(EvaluationCallback):
         }
 
     def _samples(self, module) -> list[str]:
-        from gen_lightning.metrics.extractors import dist_info
+        from gen_lightning.nn.distributed import dist_info
 
         rank, world = dist_info()
         rows = []

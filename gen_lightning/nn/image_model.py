@@ -10,7 +10,7 @@ The VAE (``vae/module.py``), the GAN (``gan/module.py``) and DDPM (``diffusion/m
 It gets ``noise`` (drawn on the generator's device, so a CPU generator gives the same images on any accelerator),
 ``sample_labels`` (defaults, validation and error messages of the ``labels`` option), ``sampling_net`` (the average
 when there is one), ``update_ema`` and the shared part of ``sample_info``. The families sample under
-``nn.sampling.evaluating`` (eval mode, no gradients, the previous mode restored).
+``nn.eval_mode.evaluating`` (eval mode, no gradients, the previous mode restored).
 """
 
 from __future__ import annotations

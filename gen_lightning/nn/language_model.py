@@ -1,8 +1,10 @@
 """What the sequence families share as LightningModules: one loss, one optimiser, one way to sample.
 
-A subclass sets ``self.tokenizer`` and ``self.net`` (a network with ``net(ids) -> logits`` and
-``net.generate(ids, max_new_tokens, temperature=, top_k=, top_p=, generator=, ...)``) after calling
-``save_hyperparameters()``. It gets next-token cross-entropy training and validation (``train/loss``,
+A subclass lists its hyperparameters in ``settings`` (dataclasses, e.g. its network's config; the optimiser's
+``WarmupCosine`` follows) with its own ``defaults``, passes the tokenizer and its keyword arguments to
+``LanguageModel.__init__`` (which checks and saves them, see ``hparams.py``, and sets ``self.tokenizer``), then
+sets ``self.net``: a network with ``net(ids) -> logits`` and ``net.generate(ids, max_new_tokens, temperature=,
+top_k=, top_p=, generator=, ...)``. It gets next-token cross-entropy training and validation (``train/loss``,
 ``val/loss``, ``val/bpc``, ``val/ppl``), AdamW with the warm-up + cosine schedule of ``optim.py`` from its
 hyperparameters, ``sample`` and the per-validation text preview. BERT replaces the loss (masked tokens) and
 keeps the rest.
@@ -16,8 +18,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating, sample_text
+from gen_lightning.data.tokenizers import from_config
+from gen_lightning.nn import hparams
+from gen_lightning.nn.eval_mode import evaluating
+from gen_lightning.nn.optim import WarmupCosine, adamw_warmup_cosine, optimizer_args
+from gen_lightning.nn.sampling import sample_text
 from gen_lightning.nn.token_metrics import TokenLossMetrics
 
 PREVIEW_SAMPLES, PREVIEW_LENGTH = 4, 200
@@ -32,9 +37,24 @@ class LanguageModel(L.LightningModule):
     # Lower is better for each (token_metrics.py): the cross-entropy, in bits per token, and its perplexity.
     metric_directions: dict[str, str] = {"val/loss": "min", "val/bpc": "min", "val/ppl": "min"}
     sample_modes: tuple[str, ...] = ()
+    settings: tuple[type, ...] = ()  # the hyperparameter dataclasses before the optimiser's
+    defaults: dict = {}  # this model's defaults where they differ from the dataclasses'
+    SHAPE = ("vocab_size", "causal")  # network config fields set by the tokenizer and the model, not by the user
 
-    def __init__(self) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = hparams.signature(cls.__init__, cls.groups(), cls.defaults, cls.SHAPE)
+
+    @classmethod
+    def groups(cls) -> tuple[type, ...]:
+        return (*cls.settings, WarmupCosine)
+
+    def __init__(self, tokenizer: dict, settings: dict) -> None:
+        """Checks ``settings`` (the keyword arguments) against ``groups()``; saves them with the tokenizer."""
         super().__init__()
+        groups = hparams.parse(type(self).__name__, settings, self.groups(), self.defaults, self.SHAPE)
+        self.save_hyperparameters({"tokenizer": tokenizer, **{k: v for values in groups for k, v in values.items()}})
+        self.tokenizer = from_config(tokenizer)
         self.val_metrics = TokenLossMetrics("val")
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from functools import partial
 
 import torch
@@ -27,7 +28,20 @@ def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup_steps: int, lr_
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
-OPTIMIZER_ARGS = ("lr", "min_lr", "betas", "weight_decay", "warmup_steps", "lr_decay_steps")
+@dataclass
+class WarmupCosine:
+    """The hyperparameters of ``adamw_warmup_cosine`` (a module's group of them, see ``nn/hparams.py``); the
+    defaults are the translation models' (Vaswani et al. 2017, section 5.3 betas)."""
+
+    lr: float = 1e-3  # peak learning rate after warm-up
+    min_lr: float = 1e-4  # floor of the cosine decay
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 0.01  # AdamW decay, on tensors with dim >= 2 only
+    warmup_steps: int = 400  # linear warm-up, in optimizer steps
+    lr_decay_steps: int = 10000  # step at which the cosine reaches min_lr (set it to trainer.max_steps)
+
+
+OPTIMIZER_ARGS = tuple(f.name for f in fields(WarmupCosine))
 
 
 def optimizer_args(hparams) -> dict:

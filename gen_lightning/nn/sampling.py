@@ -8,9 +8,9 @@ as in Hugging Face ``generate``. Temperature 0 means greedy decoding. Every draw
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
+
+from gen_lightning.nn.eval_mode import evaluating  # noqa: F401  (diffusion/module.py imports it from here)
 
 PRIMER = "\n"  # context of an unprompted sample (as nanoGPT's sample.py): the start of a line
 
@@ -90,18 +90,6 @@ def encode_prompt(tokenizer, prompt: str, n: int, device: torch.device) -> tuple
 def decode_samples(tokenizer, ids: torch.Tensor, hidden: int) -> list[str]:
     """(n, L) ids -> n strings, without the first ``hidden`` primer ids."""
     return [tokenizer.decode(row[hidden:].tolist()) for row in ids.cpu()]
-
-
-@contextmanager
-def evaluating(module: torch.nn.Module):
-    """Eval mode (no dropout) and no gradients inside; the previous mode is restored after."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield module
-    finally:
-        module.train(was_training)
 
 
 def sample_text(generate, tokenizer, n: int, length: int, prompt: str, device, **options) -> list[str]:

@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import torch
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.nn import hparams
 from gen_lightning.nn.language_model import LanguageModel
-from gen_lightning.rnn.nets import RNNNet
+from gen_lightning.rnn.nets import RNNConfig, RNNNet
 
 
 class CharRNN(LanguageModel):
-    def __init__(
-        self,
-        tokenizer: dict,
-        cell: str = "lstm",
-        hidden_dim: int = 512,
-        num_layers: int = 2,
-        dropout: float = 0.2,
-        lr: float = 2e-3,
-        min_lr: float = 2e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        lr_decay_steps: int = 5000,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.tokenizer = from_config(tokenizer)
-        self.net = RNNNet(self.tokenizer.vocab_size, cell, hidden_dim, num_layers, dropout)
+    settings = (RNNConfig,)
+    defaults = {"lr": 2e-3, "min_lr": 2e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "warmup_steps": 0,
+                "lr_decay_steps": 5000}  # fmt: skip
+
+    def __init__(self, tokenizer: dict, **settings) -> None:
+        super().__init__(tokenizer, settings)
+        self.net = RNNNet(hparams.config(RNNConfig, self.hparams, vocab_size=self.tokenizer.vocab_size))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, V) next-token logits, from a zero state."""

@@ -8,6 +8,8 @@ the recurrent state forward one token at a time, so a sample can be as long as w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -16,18 +18,31 @@ from gen_lightning.nn.sampling import sample_next
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
+@dataclass
+class RNNConfig:
+    vocab_size: int
+    cell: str = "lstm"  # lstm or gru
+    hidden_dim: int = 512  # embedding and recurrent state width
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.2  # between recurrent layers and before the output head
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+
+
 class RNNNet(nn.Module):
     """ids (B, T) (and a state) -> next-token logits (B, T, V) and the new state."""
 
-    def __init__(self, vocab_size: int, cell: str, hidden_dim: int, num_layers: int, dropout: float) -> None:
+    def __init__(self, cfg: RNNConfig) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        self.embed = nn.Embedding(vocab_size, hidden_dim)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden_dim)
         # nn.LSTM/GRU apply dropout to the outputs of every layer but the last; self.drop covers the last.
-        self.rnn = CELLS[cell](hidden_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_dim, vocab_size)
+        self.rnn = CELLS[cfg.cell](
+            cfg.hidden_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True, dropout=cfg.dropout
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
 
     def forward(self, idx: torch.Tensor, state=None):
         h, state = self.rnn(self.drop(self.embed(idx)), state)  # (B, T, H)

@@ -10,33 +10,90 @@ and keyword arguments of ``generate`` (per call).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from gen_lightning.data.seq2seq import Vocabulary, pad
-from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
-from gen_lightning.nn.sampling import evaluating
+from gen_lightning.nn import hparams
+from gen_lightning.nn.eval_mode import evaluating
+from gen_lightning.nn.optim import WarmupCosine, adamw_warmup_cosine, optimizer_args
 from gen_lightning.nn.token_metrics import Perplexity
 from gen_lightning.seq2seq.decoding import beam_search, greedy, length_limits
 from gen_lightning.seq2seq.nets import Seq2SeqConfig, TransformerSeq2SeqNet
-from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqNet
+from gen_lightning.seq2seq.rnn_nets import RNNSeq2SeqConfig, RNNSeq2SeqNet
 
-DECODING = ("beam", "length_penalty", "max_len_a", "max_len_b", "temperature", "top_k", "top_p", "use_cache",
-            "no_repeat_ngram")  # fmt: skip
+
+@dataclass
+class Training(WarmupCosine):
+    """How both models learn: the loss's label smoothing and AdamW with warm-up and cosine decay."""
+
+    label_smoothing: float = 0.1  # epsilon_ls of Vaswani et al. section 5.4
+
+
+@dataclass
+class Decoding:
+    """The decoding settings: hyperparameters (a study may vary them per evaluation) and per-call options of
+    ``generate``."""
+
+    beam: int = 1  # 1: greedy (or sampling when temperature > 0); > 1: beam search
+    length_penalty: float = 1.0  # beam scores are sum(log p) / length ** length_penalty
+    max_len_a: float = 1.2  # at most max_len_a * source_length + max_len_b target tokens
+    max_len_b: int = 10
+    temperature: float = 0.0  # 0: deterministic (greedy / beam); > 0: sampling
+    top_k: int | None = None  # sampling: keep the k most probable tokens
+    top_p: float | None = None  # sampling: keep the nucleus of probability top_p
+    use_cache: bool = True  # decoder self-attention KV cache (an RNN always carries its state)
+    no_repeat_ngram: int = 0  # > 0: never repeat an n-gram of this size in one output
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError(f"beam must be >= 1, got {self.beam}")
+        if self.temperature > 0 and self.beam > 1:
+            raise ValueError("sampling (temperature > 0) draws one hypothesis: use beam=1 with it")
+
+
+DECODING = tuple(f.name for f in fields(Decoding))
+VOCAB_SIZES = ("source_vocab_size", "target_vocab_size")  # from the tokenizers, not hyperparameters
 PREVIEW_ROWS = 8
 
 
 class Seq2Seq(L.LightningModule):
+    """A subclass names its ``network`` config dataclass; its hyperparameters are that dataclass's fields (less
+    the vocabulary sizes), ``Training``'s and ``Decoding``'s, with the subclass's own ``defaults`` first."""
+
     task, source_modality, modality = "conditional", "text", "text"
     monitor = ("val/loss", "min")
     metric_directions = {"val/loss": "min", "val/ppl": "min"}
+    network: type
+    defaults: dict = {}
 
-    def _vocabularies(self, tokenizer: dict, source_tokenizer: dict | None) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = hparams.signature(cls.__init__, cls.groups(), cls.defaults, VOCAB_SIZES)
+
+    @classmethod
+    def groups(cls) -> tuple[type, ...]:
+        return (cls.network, Training, Decoding)
+
+    def _configure(self, tokenizer: dict, source_tokenizer: dict | None, settings: dict, **named):
+        """Checks and saves the hyperparameters, builds the vocabularies; returns the network's config."""
+        net, training, decoding = hparams.parse(
+            type(self).__name__, settings, self.groups(), self.defaults, VOCAB_SIZES
+        )
+        # The run logs its config; the tokenizer (~0.7 MB) stays out of the loggers.
+        every = {"tokenizer": tokenizer, "source_tokenizer": source_tokenizer, **named, **net, **training, **decoding}
+        self.save_hyperparameters(every, logger=False)
         self.target_vocab = Vocabulary(tokenizer)
         self.source_vocab = Vocabulary(source_tokenizer) if source_tokenizer else self.target_vocab
         self.val_loss, self.val_ppl = MeanMetric(), Perplexity()
+        sizes = {"source_vocab_size": self.source_vocab.size, "target_vocab_size": self.target_vocab.size}
+        # One embedding for both sides needs one vocabulary: only when the data module has no source tokenizer.
+        share = net["share_embeddings"] and source_tokenizer is None
+        return self.network(**sizes, **{**net, "share_embeddings": share})
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Teacher forcing: (B, T - 1, V) logits of target[:, 1:] given the source and target[:, :-1]."""
@@ -68,13 +125,7 @@ class Seq2Seq(L.LightningModule):
         unknown = sorted(set(options) - set(DECODING))
         if unknown:
             raise ValueError(f"{type(self).__name__}.generate takes the options {list(DECODING)}, not {unknown}")
-        # Checkpoints older than an option decode with its neutral value.
-        settings = {"no_repeat_ngram": 0, **{k: self.hparams[k] for k in DECODING if k in self.hparams}, **options}
-        if settings["beam"] < 1:
-            raise ValueError(f"beam must be >= 1, got {settings['beam']}")
-        if settings["temperature"] > 0 and settings["beam"] > 1:
-            raise ValueError("sampling (temperature > 0) draws one hypothesis: use beam=1 with it")
-        return settings
+        return asdict(Decoding(**{**{k: self.hparams[k] for k in DECODING}, **options}))
 
     def encode_sources(self, sources: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(sources, str) or not all(isinstance(s, str) for s in sources):
@@ -137,102 +188,23 @@ class Seq2Seq(L.LightningModule):
 
 
 class TransformerSeq2Seq(Seq2Seq):
-    """Transformer encoder-decoder (Vaswani et al. 2017), pre-norm; see ``nets.py``."""
+    """Transformer encoder-decoder (Vaswani et al. 2017), pre-norm; see ``nets.py`` (``Seq2SeqConfig``)."""
 
-    def __init__(
-        self,
-        tokenizer: dict,
-        source_tokenizer: dict | None = None,
-        max_len: int = 128,
-        num_layers: int = 3,
-        num_decoder_layers: int = 3,
-        num_heads: int = 4,
-        hidden_dim: int = 256,
-        dropout: float = 0.1,
-        bias: bool = True,
-        positions: str = "sinusoidal",
-        share_embeddings: bool = True,
-        tie_output: bool = True,
-        label_smoothing: float = 0.1,
-        lr: float = 1e-3,
-        min_lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.98),
-        weight_decay: float = 0.01,
-        warmup_steps: int = 400,
-        lr_decay_steps: int = 10000,
-        beam: int = 1,
-        length_penalty: float = 1.0,
-        max_len_a: float = 1.2,
-        max_len_b: int = 10,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        no_repeat_ngram: int = 0,
-    ) -> None:
+    network = Seq2SeqConfig
+    defaults = {"max_len": 128, "share_embeddings": True}
+
+    def __init__(self, tokenizer: dict, source_tokenizer: dict | None = None, **settings) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the run logs its config; the tokenizer (~0.7 MB) stays out
-        self._vocabularies(tokenizer, source_tokenizer)
-        cfg = Seq2SeqConfig(
-            source_vocab_size=self.source_vocab.size,
-            target_vocab_size=self.target_vocab.size,
-            max_len=max_len,
-            num_layers=num_layers,
-            num_decoder_layers=num_decoder_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            dropout=dropout,
-            bias=bias,
-            positions=positions,
-            share_embeddings=share_embeddings and source_tokenizer is None,
-            tie_output=tie_output,
-        )
-        self.net = TransformerSeq2SeqNet(cfg)
+        self.net = TransformerSeq2SeqNet(self._configure(tokenizer, source_tokenizer, settings))
 
 
 class RNNSeq2Seq(Seq2Seq):
     """Attentive RNN encoder-decoder (Bahdanau et al. 2015 / Luong et al. 2015); see ``rnn_nets.py``."""
 
-    def __init__(
-        self,
-        tokenizer: dict,
-        source_tokenizer: dict | None = None,
-        max_len: int = 128,
-        cell: str = "gru",
-        attention: str = "bahdanau",
-        hidden_dim: int = 256,
-        num_layers: int = 1,
-        dropout: float = 0.1,
-        share_embeddings: bool = True,
-        tie_output: bool = True,
-        label_smoothing: float = 0.1,
-        lr: float = 1e-3,
-        min_lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.98),
-        weight_decay: float = 0.01,
-        warmup_steps: int = 200,
-        lr_decay_steps: int = 10000,
-        beam: int = 1,
-        length_penalty: float = 1.0,
-        max_len_a: float = 1.2,
-        max_len_b: int = 10,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        no_repeat_ngram: int = 0,
-    ) -> None:
+    network = RNNSeq2SeqConfig
+    defaults = {"share_embeddings": True, "warmup_steps": 200}
+
+    def __init__(self, tokenizer: dict, source_tokenizer: dict | None = None, max_len: int = 128, **settings) -> None:
+        """``max_len``: the longest generated target (the RNN itself has no position limit)."""
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the run logs its config; the tokenizer (~0.7 MB) stays out
-        self._vocabularies(tokenizer, source_tokenizer)
-        self.net = RNNSeq2SeqNet(
-            self.source_vocab.size,
-            self.target_vocab.size,
-            cell=cell,
-            attention=attention,
-            hidden_dim=hidden_dim,
-            num_layers=num_layers,
-            dropout=dropout,
-            share_embeddings=share_embeddings and source_tokenizer is None,
-            tie_output=tie_output,
-        )
+        self.net = RNNSeq2SeqNet(self._configure(tokenizer, source_tokenizer, settings, max_len=max_len))

@@ -40,45 +40,51 @@ class RNNState:
     feed: torch.Tensor
 
 
-class RNNSeq2SeqNet(nn.Module):
-    def __init__(
-        self,
-        source_vocab_size: int,
-        target_vocab_size: int,
-        cell: str = "gru",
-        attention: str = "bahdanau",
-        hidden_dim: int = 256,
-        num_layers: int = 1,
-        dropout: float = 0.1,
-        share_embeddings: bool = False,
-        tie_output: bool = True,
-    ) -> None:
-        super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-        if hidden_dim % 2:
-            raise ValueError(f"hidden_dim must be even (two encoder directions of hidden_dim / 2), got {hidden_dim}")
-        if share_embeddings and source_vocab_size != target_vocab_size:
+@dataclass
+class RNNSeq2SeqConfig:
+    source_vocab_size: int
+    target_vocab_size: int
+    cell: str = "gru"  # or "lstm"
+    attention: str = "bahdanau"  # or "luong"
+    hidden_dim: int = 256  # embeddings, decoder state and annotations (each encoder direction hidden_dim / 2)
+    num_layers: int = 1  # stacked recurrent layers on each side
+    dropout: float = 0.1  # embeddings, between layers, before the output layer
+    share_embeddings: bool = False  # one embedding for source and target (needs one joint vocabulary)
+    tie_output: bool = True  # output layer = target embedding matrix
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.hidden_dim % 2:
+            raise ValueError(
+                f"hidden_dim must be even (two encoder directions of hidden_dim / 2), got {self.hidden_dim}"
+            )
+        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
             raise ValueError("share_embeddings needs one joint vocabulary for source and target (data.joint_vocab)")
-        H = hidden_dim
-        self.cell_type, self.attention, self.num_layers = cell, attention, num_layers
-        self.target_embed = nn.Embedding(target_vocab_size, H)
-        self.source_embed = self.target_embed if share_embeddings else nn.Embedding(source_vocab_size, H)
-        between = dropout if num_layers > 1 else 0.0
-        self.encoder = CELLS[cell](H, H // 2, num_layers, batch_first=True, bidirectional=True, dropout=between)
+
+
+class RNNSeq2SeqNet(nn.Module):
+    def __init__(self, cfg: RNNSeq2SeqConfig) -> None:
+        super().__init__()
+        H, L, cell = cfg.hidden_dim, cfg.num_layers, CELLS[cfg.cell]
+        self.cell_type, self.attention, self.num_layers = cfg.cell, cfg.attention, L
+        self.target_embed = nn.Embedding(cfg.target_vocab_size, H)
+        self.source_embed = self.target_embed if cfg.share_embeddings else nn.Embedding(cfg.source_vocab_size, H)
+        between = cfg.dropout if L > 1 else 0.0
+        self.encoder = cell(H, H // 2, L, batch_first=True, bidirectional=True, dropout=between)
         self.bridge = nn.Linear(H, H)  # s_0 from the last states of both directions, per layer
-        self.decoder = CELLS[cell](2 * H, H, num_layers, batch_first=True, dropout=between)
+        self.decoder = cell(2 * H, H, L, batch_first=True, dropout=between)
         self.key = nn.Linear(H, H, bias=False)  # U_h (bahdanau) or W_a (luong), applied once per source
-        if attention == "bahdanau":
+        if cfg.attention == "bahdanau":
             self.query = nn.Linear(H, H)
             self.v = nn.Linear(H, 1, bias=False)
         self.combine = nn.Linear(2 * H, H)  # W_c of h~_t = tanh(W_c [c_t; s_t])
-        self.head = nn.Linear(H, target_vocab_size)
-        if tie_output:
+        self.head = nn.Linear(H, cfg.target_vocab_size)
+        if cfg.tie_output:
             self.head.weight = self.target_embed.weight
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(cfg.dropout)
 
     # ---- encoder -------------------------------------------------------------------------------------
     def _initial(self, final: torch.Tensor) -> torch.Tensor:

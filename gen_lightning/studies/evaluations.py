@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from gen_lightning.files import write_json
+from gen_lightning.files import write_json, write_texts
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run.prepare import SavedRun, build_datamodule
 from gen_lightning.run.run_dir import RunDir
@@ -68,8 +68,7 @@ def save_samples(samples, path: Path) -> Path:
     if isinstance(samples, torch.Tensor):
         save_image(image_grid(samples), path.with_suffix(".png"))
         return path.with_suffix(".png")
-    path.with_suffix(".txt").write_text("\n\n---\n\n".join(samples), encoding="utf-8")
-    return path.with_suffix(".txt")
+    return write_texts(path.with_suffix(".txt"), samples)
 
 
 def metric_values(module, cfg) -> dict:

@@ -13,45 +13,37 @@ for every family, and the output head predicts only real symbols. Text is genera
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from gen_lightning.data.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.transformer.nets import BERTNet, TransformerConfig, check_fill_order, mask_tokens
 
 
+@dataclass
+class Masking:
+    mask_prob: float = 0.15  # share of positions per sequence to predict (80% [MASK], 10% random, 10% kept)
+    fill_per_step: int = 1  # sampling: masked positions filled per forward pass
+    fill_order: str = "left_to_right"  # which masks first: left_to_right, confidence (MaskGIT), random
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.fill_per_step < 1:
+            raise ValueError(f"fill_per_step must be >= 1, got {self.fill_per_step}")
+        check_fill_order(self.fill_order)  # at construction, not first at sampling after the training
+
+
 class BERT(LanguageModel):
     metric_directions = {**LanguageModel.metric_directions, "val/mlm_acc": "max"}
+    settings = (TransformerConfig, Masking)
+    defaults = {"dropout": 0.1, "bias": True, "betas": (0.9, 0.99), "warmup_steps": 100, "lr_decay_steps": 5000}
 
-    def __init__(
-        self,
-        tokenizer: dict,
-        block_size: int = 256,
-        num_layers: int = 6,
-        num_heads: int = 6,
-        hidden_dim: int = 384,
-        dropout: float = 0.1,
-        bias: bool = True,
-        mask_prob: float = 0.15,
-        fill_per_step: int = 1,
-        fill_order: str = "left_to_right",
-        lr: float = 1e-3,
-        min_lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.01,
-        warmup_steps: int = 100,
-        lr_decay_steps: int = 5000,
-    ) -> None:
-        super().__init__()
-        if not 0.0 < mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
-        if fill_per_step < 1:
-            raise ValueError(f"fill_per_step must be >= 1, got {fill_per_step}")
-        check_fill_order(fill_order)  # at construction, not first at sampling after the training
-        self.save_hyperparameters()
-        self.tokenizer = from_config(tokenizer)
+    def __init__(self, tokenizer: dict, **settings) -> None:
+        super().__init__(tokenizer, settings)
         self.net = BERTNet(TransformerConfig.from_hparams(self.hparams, self.tokenizer.vocab_size, causal=False))
         self.val_acc = MeanMetric()
 

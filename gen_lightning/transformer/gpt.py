@@ -13,33 +13,24 @@ Trainer's ``precision=bf16-mixed`` (bf16 matrix products; attention stays float3
 
 from __future__ import annotations
 
-from gen_lightning.data.tokenizers import from_config
+from dataclasses import dataclass
+
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.transformer.nets import GPTNet, TransformerConfig
 
 
+@dataclass
+class Speed:
+    fused_optimizer: bool = False  # one-kernel AdamW (benchmarks/nanogpt_profile.py)
+    compile: bool = False  # torch.compile of the training and validation forward
+
+
 class GPT(LanguageModel):
-    def __init__(
-        self,
-        tokenizer: dict,
-        block_size: int = 256,
-        num_layers: int = 6,
-        num_heads: int = 6,
-        hidden_dim: int = 384,
-        dropout: float = 0.2,
-        bias: bool = False,
-        lr: float = 1e-3,
-        min_lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.1,
-        warmup_steps: int = 100,
-        lr_decay_steps: int = 5000,
-        fused_optimizer: bool = False,
-        compile: bool = False,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.tokenizer = from_config(tokenizer)
+    settings = (TransformerConfig, Speed)
+    defaults = {"dropout": 0.2, "betas": (0.9, 0.99), "weight_decay": 0.1, "warmup_steps": 100, "lr_decay_steps": 5000}
+
+    def __init__(self, tokenizer: dict, **settings) -> None:
+        super().__init__(tokenizer, settings)
         self.net = GPTNet(TransformerConfig.from_hparams(self.hparams, self.tokenizer.vocab_size, causal=True))
 
     def sample_info(self) -> dict:

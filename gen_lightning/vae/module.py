@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.image_model import ImageModel
-from gen_lightning.nn.sampling import evaluating
 from gen_lightning.vae.nets import NETWORKS
 
 LIKELIHOODS = ("bernoulli", "gaussian")
