@@ -24,10 +24,15 @@ SHARED_DATA = Path(os.environ.get("GEN_LIGHTNING_TEST_DATA") or Path(__file__).r
 
 
 @pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory, monkeypatch):
+def _isolated_caches(tmp_path_factory):
+    """The session's own caches. A MonkeyPatch of its own: a test's ``monkeypatch.undo()`` must not send the rest of
+    the test to the user's real cache (a classifier trained there by another torch once made SRGAN's resumed run use
+    another perceptual loss than the run it continued)."""
     cache = tmp_path_factory.getbasetemp() / "cache"
-    monkeypatch.setenv("GEN_LIGHTNING_CACHE", str(cache / "gen_lightning"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "hf_datasets"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEN_LIGHTNING_CACHE", str(cache / "gen_lightning"))
+        patch.setenv("HF_DATASETS_CACHE", str(cache / "hf_datasets"))
+        yield
 
 
 @pytest.fixture

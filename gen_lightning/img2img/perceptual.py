@@ -10,12 +10,17 @@
   ``(B, 2 width, H / 2, W / 2)``: a perceptual space learned from the data set itself, for data sets where
   ImageNet features mean little (8x8 or 28x28 digits) or without internet.
 
-Both are caches that can be rebuilt, so they are kept out of the module's state dict (and out of checkpoints).
+VGG-19's weights are a fixed download, rebuilt identically anywhere, so they stay out of checkpoints. The classifier
+is trained here, and a classifier trained on another host, with another torch, or after its cache was cleared is
+another network (its training is not bit-identical across CPUs): a run resumed with it would continue under
+another loss. So the classifier's feature weights are buffers of the model (``ClassifierFeatures``): they go into
+every checkpoint and come back with it on resume; the disk cache only serves a run's start.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FEATURES = ("classifier", "vgg19")
@@ -54,19 +59,44 @@ class VGGFeatures(nn.Module):
 
 
 class ClassifierFeatures(nn.Module):
-    """Images ``(B, 1 or 3, H, W)`` in [-1, 1] -> the digit classifier's second conv map ``(B, 2w, H/2, W/2)``."""
+    """Images ``(B, 1 or 3, H, W)`` in [-1, 1] -> the digit classifier's second conv map ``(B, 2w, H/2, W/2)``.
 
-    def __init__(self, extractor: nn.Module) -> None:
+    ``ClassifierNet.body[:5]`` (conv 5x5, ReLU, max-pool 2, conv 5x5, ReLU) computed from weights held as buffers:
+    saved with the model that uses them, never optimised. Built empty (zeros: no random draw); ``ready`` tells
+    whether they were filled, from the trained classifier (``load_from``) or from a checkpoint. Checkpoints written
+    before these buffers existed load with ``ready`` false, and a run fills them again from the cache."""
+
+    def __init__(self, width: int = 16) -> None:
         super().__init__()
-        # ClassifierNet.body: conv, relu, pool, conv, relu, ... ; it reads RGB scaled to [-1, 1].
-        self.body = extractor.net.body[:5].eval().requires_grad_(False)
+        self.register_buffer("weight1", torch.zeros(width, 3, 5, 5))
+        self.register_buffer("bias1", torch.zeros(width))
+        self.register_buffer("weight2", torch.zeros(2 * width, width, 5, 5))
+        self.register_buffer("bias2", torch.zeros(2 * width))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self._register_load_state_dict_pre_hook(self._fill_missing)
+
+    def _fill_missing(self, state_dict, prefix, *args) -> None:
+        for name, buffer in self.named_buffers():
+            state_dict.setdefault(prefix + name, torch.zeros_like(buffer))  # an older checkpoint: not ready
+
+    @torch.no_grad()
+    def load_from(self, extractor: nn.Module) -> None:
+        """Copy the first two convolutions of a trained classifier extractor (``metrics/extractors.py``)."""
+        conv1, conv2 = extractor.net.body[0], extractor.net.body[3]
+        for buffer, value in ((self.weight1, conv1.weight), (self.bias1, conv1.bias)):
+            buffer.copy_(value)
+        for buffer, value in ((self.weight2, conv2.weight), (self.bias2, conv2.bias)):
+            buffer.copy_(value)
+        self.ready.fill_(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images.expand(-1, 3, -1, -1))
+        h = F.conv2d(images.expand(-1, 3, -1, -1), self.weight1, self.bias1, padding=2).relu()
+        return F.conv2d(F.max_pool2d(h, 2), self.weight2, self.bias2, padding=2).relu()
 
 
 def build_features(kind: str, datamodule, device: torch.device) -> nn.Module:
-    """The frozen feature network named by ``model.features`` (``datamodule`` gives the classifier's data)."""
+    """The frozen network named by ``model.features``: VGG-19's features, or the trained digit classifier
+    extractor whose convolutions ``ClassifierFeatures.load_from`` takes (``datamodule`` gives its data)."""
     if kind == "vgg19":
         return VGGFeatures().to(device)
     if kind == "classifier":
@@ -83,5 +113,5 @@ def build_features(kind: str, datamodule, device: torch.device) -> nn.Module:
                 "these data have none: give the data labels (data.label_column), or use model.features=vgg19 "
                 "(torchvision's VGG-19 weights), or model=srresnet (pixel loss only)"
             )
-        return ClassifierFeatures(build_extractor("classifier", datamodule, device=device)).to(device)
+        return build_extractor("classifier", datamodule, device=device)
     raise ValueError(f"model.features must be one of {FEATURES}, got {kind!r}")

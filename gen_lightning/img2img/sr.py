@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from gen_lightning.gan.losses import discriminator_loss, generator_loss
 from gen_lightning.img2img.base import Adversarial, ImageTranslator
 from gen_lightning.img2img.nets import SRDiscriminator, SRResNet, upscale_factor
-from gen_lightning.img2img.perceptual import FEATURES, build_features
+from gen_lightning.img2img.perceptual import FEATURES, ClassifierFeatures, build_features
+from gen_lightning.metrics.extractors import ClassifierSettings
 from gen_lightning.nn.ema import EMA
 
 PIXEL_LOSSES = ("mse", "l1")
@@ -74,7 +75,11 @@ class SuperResolution(ImageTranslator):
         self.ema = EMA(self.generator, hp.ema_decay) if hp.ema_decay else None
         # Generator steps so far: where the adversarial phase starts after pre-training (module state, resumes).
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
-        self._features: list = []  # the frozen feature network, rebuilt from its disk cache, never checkpointed
+        # The frozen feature network of the perceptual loss: the classifier's in buffers (checkpointed: a resume
+        # elsewhere keeps the run's loss), VGG-19's outside the state dict (a fixed download).
+        classifier = hp.perceptual_weight > 0 and hp.features == "classifier"
+        self.classifier_features = ClassifierFeatures(ClassifierSettings().width) if classifier else None
+        self._vgg: list = []
 
     # ---- losses --------------------------------------------------------------------------------------------
     def pixel_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -82,12 +87,15 @@ class SuperResolution(ImageTranslator):
 
     def on_fit_start(self) -> None:
         self.require_paired()
-        if self.hparams.perceptual_weight > 0 and not self._features:
-            self._features.append(build_features(self.hparams.features, self.trainer.datamodule, self.device))
+        hp = self.hparams
+        if self.classifier_features is not None and not self.classifier_features.ready:  # a new run
+            self.classifier_features.load_from(build_features("classifier", self.trainer.datamodule, self.device))
+        elif hp.perceptual_weight > 0 and hp.features == "vgg19" and not self._vgg:
+            self._vgg.append(build_features("vgg19", self.trainer.datamodule, self.device))
 
     def perceptual_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Feature-space MSE (Ledig et al. eq. 5)."""
-        phi = self._features[0]
+        phi = self.classifier_features if self.classifier_features is not None else self._vgg[0]
         with torch.no_grad():
             phi_target = phi(target)
         return F.mse_loss(phi(output), phi_target)
