@@ -10,9 +10,9 @@ import torch
 
 from gen_lightning.data import buckets
 from gen_lightning.data.buckets import BucketBatchSampler
-from gen_lightning.data.docstrings import stdlib_summaries
-from gen_lightning.data.parallel import read_folder_split
-from gen_lightning.data.seq2seq import Seq2SeqDataModule
+from gen_lightning.data.text.docstrings import stdlib_summaries
+from gen_lightning.data.text.parallel import read_folder_split
+from gen_lightning.data.text.seq2seq import Seq2SeqDataModule
 from gen_lightning.data.sources import DataSourceError
 
 DE = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch.", "Kinder lachen."]

@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from gen_lightning.data import labelled_text as lt
-from gen_lightning.data.classification import TextClassificationDataModule
+from gen_lightning.data.text import labelled as lt
+from gen_lightning.data.text.classification import TextClassificationDataModule
 
 POS = ["a gripping , funny film", "warm and wise", "the best movie of the year", "a joy to watch", "moving"]
 NEG = ["dull and boring", "a waste of time", "flat , lifeless and long", "nothing works", "tedious"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.rnn.nets import RNNNet
 

@@ -28,7 +28,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from gen_lightning.callbacks.resume import STATE_KEY
-from gen_lightning.data.tokenizers import VocabularyError
+from gen_lightning.data.text.tokenizers import VocabularyError
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run.run_dir import RunDir
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from gen_lightning.data.seq2seq import Vocabulary, pad
+from gen_lightning.data.text.seq2seq import Vocabulary, pad
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
 from gen_lightning.nn.sampling import evaluating
 from gen_lightning.nn.token_metrics import Perplexity

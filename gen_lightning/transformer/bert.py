@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.transformer.nets import BERTNet, TransformerConfig, check_fill_order, mask_tokens
 

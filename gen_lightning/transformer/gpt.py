@@ -13,7 +13,7 @@ Trainer's ``precision=bf16-mixed`` (bf16 matrix products; attention stays float3
 
 from __future__ import annotations
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.transformer.nets import GPTNet, TransformerConfig
 

@@ -29,8 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gen_lightning.data import sources
-from gen_lightning.data.derive import apply_transform, load_paired_folders, resize_all
-from gen_lightning.data.images import ImageDataModule, ImageTensorDataset, decode_images
+from gen_lightning.data.images.derive import apply_transform, load_paired_folders, resize_all
+from gen_lightning.data.images.module import ImageDataModule, ImageTensorDataset, decode_images
 from gen_lightning.data.loaders import EpochSampler, eval_loader, evaluation_loader, train_loader
 from gen_lightning.data.sources import DataSourceError
 

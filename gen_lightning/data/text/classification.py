@@ -24,9 +24,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from gen_lightning.data import labelled_text as lt
+from gen_lightning.data.text import labelled as lt
 from gen_lightning.data.loaders import eval_loader, evaluation_loader, train_loader
-from gen_lightning.data.tokenizers import build_tokenizer
+from gen_lightning.data.text.tokenizers import build_tokenizer
 
 SPLITS = ("train", "val", "test")
 

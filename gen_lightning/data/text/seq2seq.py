@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.buckets import BucketBatchSampler
 from gen_lightning.data.loaders import evaluation_loader
-from gen_lightning.data.parallel import Pairs, read_folder_split, read_hub_split
-from gen_lightning.data.subword import ALGORITHMS, train_cached
-from gen_lightning.data.tokenizers import ByteTokenizer, CharTokenizer, from_config
+from gen_lightning.data.text.parallel import Pairs, read_folder_split, read_hub_split
+from gen_lightning.data.text.subword import ALGORITHMS, train_cached
+from gen_lightning.data.text.tokenizers import ByteTokenizer, CharTokenizer, from_config
 
 TOKENIZERS = (*ALGORITHMS, "byte", "char")
 SPLITS = ("train", "val", "test")
@@ -175,7 +175,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             name = self.split_names[split]
             fields = (h.source_field or h.source_lang, h.target_field or h.target_lang)
             if h.embedded is not None:
-                from gen_lightning.data.docstrings import stdlib_summaries
+                from gen_lightning.data.text.docstrings import stdlib_summaries
 
                 self._pairs.update(stdlib_summaries())
             elif h.hub_name is not None:

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
+from gen_lightning.data.text.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
 
 SEPARATOR = "\n"  # between the files of a folder and between the rows of a hub dataset
 

@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.text import Windows
-from gen_lightning.data.tokenizers import build_tokenizer
+from gen_lightning.data.text.corpus import Windows
+from gen_lightning.data.text.tokenizers import build_tokenizer
 from gen_lightning.music import abc
 from gen_lightning.music.convert import SUFFIXES, file_to_abc
 from gen_lightning.music.lengths import with_default_unit
