@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from gen_lightning.data.images.derive import apply_transform, sobel_edges
-from gen_lightning.data.sources import DataSourceError
 from gen_lightning.data.images.img2img import PairedImageDataModule, PairSampler, UnpairedImageDataModule
+from gen_lightning.data.sources import DataSourceError
 
 DIGITS = {"source": "digits", "channels": 1, "image_size": 8}
 

@@ -10,10 +10,10 @@ import torch
 
 from gen_lightning.data import buckets
 from gen_lightning.data.buckets import BucketBatchSampler
+from gen_lightning.data.sources import DataSourceError
 from gen_lightning.data.text.docstrings import stdlib_summaries
 from gen_lightning.data.text.parallel import read_folder_split
 from gen_lightning.data.text.seq2seq import Seq2SeqDataModule
-from gen_lightning.data.sources import DataSourceError
 
 DE = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch.", "Kinder lachen."]
 EN = ["A man rides a bike.", "Two dogs play in the snow.", "A woman reads a book.", "Children laugh."]

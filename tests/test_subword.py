@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from gen_lightning.data.text.subword import SPECIALS, SubwordTokenizer, train_cached
 from gen_lightning.data.text.corpus import embedded_text
+from gen_lightning.data.text.subword import SPECIALS, SubwordTokenizer, train_cached
 from gen_lightning.data.text.tokenizers import from_config
 
 UNICODE = "Héllo,  wörld — 日本語 🎵 ÅΩ\nsecond line\ttab "

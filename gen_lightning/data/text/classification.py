@@ -24,8 +24,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from gen_lightning.data.text import labelled as lt
 from gen_lightning.data.loaders import eval_loader, evaluation_loader, train_loader
+from gen_lightning.data.text import labelled as lt
 from gen_lightning.data.text.tokenizers import build_tokenizer
 
 SPLITS = ("train", "val", "test")
