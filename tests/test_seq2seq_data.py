@@ -62,7 +62,7 @@ def test_bad_files_are_named_with_the_fix(tmp_path):
         read_folder_split(tmp_path, "val", "de", "en", "de", "en")
     write(tmp_path / "test.de", ["Grüße aus Köln"], encoding="latin-1")
     write(tmp_path / "test.en", ["Greetings from Cologne"])
-    with pytest.raises(DataSourceError, match=r"test.de is not UTF-8 text: line 1.*iconv -f latin1"):
+    with pytest.raises(DataSourceError, match=r"test.de is not valid UTF-8 text: line 1.*iconv -f latin1"):
         read_folder_split(tmp_path, "test", "de", "en", "de", "en")
     with pytest.raises(DataSourceError, match=r"no files for split 'dev'.*found \[.*'test.de'.*data.splits"):
         read_folder_split(tmp_path, "dev", "de", "en", "de", "en")
