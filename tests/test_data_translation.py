@@ -1,4 +1,4 @@
-"""Paired and unpaired image data (gen_lightning/data/translation.py, derive.py): pairs, transforms, errors."""
+"""Paired and unpaired image data (gen_lightning/data/images/img2img.py, derive.py): pairs, transforms, errors."""
 
 from __future__ import annotations
 

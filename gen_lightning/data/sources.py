@@ -104,17 +104,15 @@ def hub_column(dataset: datasets.Dataset, column: str, name: str, key: str) -> l
 def load_parquet(path: str) -> datasets.Dataset:
     """All parquet files at ``path`` (a file, a directory searched recursively, or a glob)."""
     _quiet()
-    p = Path(path).expanduser()
+    p, expected = Path(path).expanduser(), "a .parquet file, a folder or a glob of them"
     if p.is_dir():
         files = sorted(str(f) for f in p.rglob("*.parquet"))
     elif any(ch in path for ch in "*?["):
         files = sorted(glob.glob(os.path.expanduser(path), recursive=True))
     else:
-        files = [str(p)] if p.exists() else []
+        files = [str(local_path(path, f"{expected} (no parquet files found at '{path}')"))]
     if not files:
-        raise SourceNotFoundError(
-            f"no parquet files found at '{path}' (data.path): give a .parquet file, a folder or a glob"
-        )
+        raise SourceNotFoundError(f"data.path={path!r} matches no parquet files: give {expected}")
     try:
         return datasets.load_dataset("parquet", data_files=files, split="train")
     except Exception as err:

@@ -127,7 +127,8 @@ class MusicDataModule(DataModule):
             tunes = [t for t, ok in zip(tunes, cached_validity(tunes)) if ok]
         if len(tunes) < 2:
             meter = " with a meter (M:; or set data.require_meter=false)" if h.require_meter else ""
-            raise ValueError(f"{self.source_name} holds {len(tunes)} distinct tunes{meter}; need at least 2 to split")
+            found = f"{self.source_name} holds {len(tunes)} distinct tunes{meter}"
+            raise DataSourceError(f"{found}; need at least 2 to split")
         return tunes
 
     def setup(self, stage: str | None = None) -> None:
@@ -144,7 +145,7 @@ class MusicDataModule(DataModule):
         for split, text in (("training", train_text), ("validation", val_text)):
             ids = self.tokenizer.encode(text)
             if len(ids) < h.block_size + 1:
-                raise ValueError(
+                raise DataSourceError(
                     f"the {split} tunes of {self.source_name} have {len(ids)} tokens, fewer than block_size + 1 = "
                     f"{h.block_size + 1}: use a smaller block_size or more tunes"
                 )

@@ -172,7 +172,7 @@ class TextDataModule(DataModule):
         splits = {"training": ids[:n_train], "validation": ids[n_train:]}
         for split, part in splits.items():
             if len(part) < h.block_size + 1:
-                raise ValueError(
+                raise DataSourceError(
                     f"the {split} split of {self.source_name} has {len(part)} tokens, fewer than "
                     f"block_size + 1 = {h.block_size + 1}: use a smaller block_size or more text"
                 )
