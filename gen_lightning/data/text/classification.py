@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data.base import DataModule
 from gen_lightning.data.loaders import evaluation_loader
+from gen_lightning.data.sources import DataSourceError
 from gen_lightning.data.text import labelled as lt
 from gen_lightning.data.text.tokenizers import build_tokenizer
 
@@ -161,7 +162,7 @@ class TextClassificationDataModule(DataModule):
         index = {name: i for i, name in enumerate(self.class_names)}
         unknown = sorted(set(test_names) - set(index))
         if unknown:
-            raise lt.LabelledTextError(f"the test split of {self.source_name} has labels {unknown} not in training")
+            raise DataSourceError(f"the test split of {self.source_name} has labels {unknown} not in training")
         labels = [index[n] for n in names]
         splits = self._split_indices(labels, hub_test)
         for split, members in splits.items():
@@ -171,7 +172,7 @@ class TextClassificationDataModule(DataModule):
             self.texts["test"], self.labels["test"] = test_texts, [index[n] for n in test_names]
         for split in ("train", "val"):
             if not self.texts[split]:
-                raise lt.LabelledTextError(f"the {split} split of {self.source_name} is empty: more texts are needed")
+                raise DataSourceError(f"the {split} split of {self.source_name} is empty: more texts are needed")
         # A character vocabulary has no unknown symbol: it is every character of every text (no label is read).
         # A subword model is trained on the training split only.
         corpus = texts + test_texts if h.tokenizer == "char" else self.texts["train"]
@@ -182,7 +183,7 @@ class TextClassificationDataModule(DataModule):
     def _encode(self, text: str) -> torch.Tensor:
         ids = self.tokenizer.encode(text)[: self.hparams.max_length]
         if len(ids) == 0:
-            raise lt.LabelledTextError(f"an empty text in {self.source_name}: {text!r}")
+            raise DataSourceError(f"an empty text in {self.source_name}: {text!r}")
         return ids
 
     @property

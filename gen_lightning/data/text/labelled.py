@@ -72,14 +72,14 @@ def read_table(file: Path, text_column: str, label_column: str, encoding: str) -
         try:
             rows = [json.loads(line) for line in content.splitlines() if line.strip()]
         except json.JSONDecodeError as err:
-            raise LabelledTextError(f"{file} is not JSON lines (line {err.lineno}: {err.msg})") from err
+            raise DataSourceError(f"{file} is not JSON lines (line {err.lineno}: {err.msg})") from err
     else:
         rows = list(csv.DictReader(content.splitlines(), delimiter="\t" if file.suffix.lower() == ".tsv" else ","))
     if not rows:
-        raise LabelledTextError(f"table {file} has no rows")
+        raise DataSourceError(f"table {file} has no rows")
     missing = [c for c in (text_column, label_column) if c not in rows[0]]
     if missing:
-        raise LabelledTextError(
+        raise DataSourceError(
             f"table {file} has no column(s) {missing}; it has {sorted(rows[0])}: set data.text_column / "
             "data.label_column"
         )
@@ -89,18 +89,18 @@ def read_table(file: Path, text_column: str, label_column: str, encoding: str) -
 def read_path(path: str | Path, fmt: str, text_column: str, label_column: str, encoding: str):
     """(texts, labels) of a local source in one of the layouts above."""
     if fmt not in FORMATS:
-        raise LabelledTextError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+        raise DataSourceError(f"data.format must be one of {FORMATS}, got {fmt!r}")
     root = local_path(path, LOCAL)
     if fmt == "auto":
         fmt = "table" if root.is_file() else "folders" if any(p.is_dir() for p in _visible(root.iterdir())) else "files"
     if fmt == "table":
         if root.suffix.lower() not in TABLE_SUFFIXES:
-            raise LabelledTextError(
+            raise DataSourceError(
                 f"{root}: a table must be {sorted(TABLE_SUFFIXES)}; a folder of class files works too"
             )
         return read_table(root, text_column, label_column, encoding)
     if not root.is_dir():
-        raise LabelledTextError(f"data.format={fmt} needs a folder, got the file {root}")
+        raise DataSourceError(f"data.format={fmt} needs a folder, got the file {root}")
     return read_class_folders(root, encoding) if fmt == "folders" else read_class_files(root, encoding)
 
 
@@ -117,7 +117,7 @@ def check_classes(labels: list[str], where: str) -> list[str]:
     classes = sorted(set(labels))
     if len(classes) < 2:
         found = f"only the class {classes[0]!r}" if classes else "no labelled texts"
-        raise LabelledTextError(f"{where} has {found}: a classifier needs texts of at least two classes")
+        raise DataSourceError(f"{where} has {found}: a classifier needs texts of at least two classes")
     return classes
 
 
@@ -138,7 +138,7 @@ def stratified_folds(labels: list[int], num_folds: int, seed: int) -> list[int]:
     offset = 0
     for c, members in _shuffled_by_class(list(range(len(labels))), labels, seed).items():
         if len(members) < num_folds:
-            raise LabelledTextError(f"class {c} has {len(members)} texts, fewer than data.num_folds={num_folds}")
+            raise DataSourceError(f"class {c} has {len(members)} texts, fewer than data.num_folds={num_folds}")
         for j, i in enumerate(members):
             fold[i] = (j + offset) % num_folds  # offset: small classes do not all start in fold 0
         offset += len(members)
