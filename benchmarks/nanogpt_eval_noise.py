@@ -32,7 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.data.text.corpus import TextDataModule
+from gen_lightning.data.text import TextDataModule
 from gen_lightning.transformer.gpt import GPT
 
 

@@ -33,7 +33,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.data.text.corpus import TextDataModule
+from gen_lightning.data.text import TextDataModule
 from gen_lightning.nn.optim import adamw_warmup_cosine
 from gen_lightning.transformer.nets import GPTNet, TransformerConfig
 

@@ -84,8 +84,8 @@ def instrument(timer: PhaseTimer) -> None:
     from gen_lightning import tracking
     from gen_lightning.callbacks.samples import SampleLogger
     from gen_lightning.callbacks.summary import RunSummary
-    from gen_lightning.data.images.module import ImageDataModule
-    from gen_lightning.data.text.corpus import TextDataModule
+    from gen_lightning.data.images import ImageDataModule
+    from gen_lightning.data.text import TextDataModule
     from gen_lightning.metrics.callback import ImageMetrics
     from gen_lightning.metrics.protocol import EvaluationCallback
     from gen_lightning.run import train

@@ -63,7 +63,7 @@ def shakespeare_file() -> Path | None:
 
 def text_data(block_size: int = 32, batch_size: int = 16, seed: int = 0):
     """Tiny Shakespeare when present, else the embedded text, set up for fitting."""
-    from gen_lightning.data.text.corpus import TextDataModule
+    from gen_lightning.data.text import TextDataModule
 
     path = shakespeare_file()
     dm = TextDataModule(path=str(path) if path else None, block_size=block_size, batch_size=batch_size, seed=seed)

@@ -168,7 +168,7 @@ def test_resume_refuses_a_vocabulary_changed_under_the_model(tmp_path):
 def test_a_wrong_label_column_is_an_error_not_unlabelled_data(tmp_path, mnist_dir):
     from helpers import write_mnist_parquet
 
-    from gen_lightning.data.images.module import ImageDataModule
+    from gen_lightning.data.images import ImageDataModule
     from gen_lightning.data.sources import DataSourceError
 
     path = write_mnist_parquet(mnist_dir, tmp_path, 64).parent

@@ -10,7 +10,7 @@ from PIL import Image
 
 from gen_lightning.commands.sample import sample_command
 from gen_lightning.config import compose
-from gen_lightning.data.images.module import ImageDataModule
+from gen_lightning.data.images import ImageDataModule
 from gen_lightning.diffusion.edit import edit_timesteps
 from gen_lightning.diffusion.module import DDPM
 from gen_lightning.run import train

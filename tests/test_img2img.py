@@ -15,7 +15,7 @@ from PIL import Image
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from gen_lightning.config import compose
-from gen_lightning.data.images.img2img import PairedImageDataModule, UnpairedImageDataModule
+from gen_lightning.data.images import PairedImageDataModule, UnpairedImageDataModule
 from gen_lightning.img2img.base import ImageTranslator
 from gen_lightning.img2img.bicubic import Resize
 from gen_lightning.img2img.cyclegan import CycleGAN, linear_decay

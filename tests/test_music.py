@@ -122,7 +122,7 @@ def test_piano_roll_and_files(tmp_path):
 
 
 def test_music_data_splits_by_tune(tmp_path):
-    from gen_lightning.data.music.tunes import MusicDataModule
+    from gen_lightning.data.music import MusicDataModule
 
     dm = MusicDataModule(block_size=32, batch_size=4, val_fraction=0.1)
     dm.setup("fit")
@@ -138,7 +138,7 @@ def test_music_data_splits_by_tune(tmp_path):
 
 
 def test_music_data_from_a_folder_of_abc_and_midi(tmp_path):
-    from gen_lightning.data.music.tunes import MusicDataModule
+    from gen_lightning.data.music import MusicDataModule
 
     (tmp_path / "a.abc").write_text("X:1\nT:A\nM:3/4\nL:1/8\nK:G\nD2 | G2 B2 d2 | c2 A2 F2 | G4 |]\n\n" + "X:2\n"
                                     "M:2/4\nL:1/8\nK:D\nA4 | d4 | f4 | d4 |]\n")  # fmt: skip
@@ -153,7 +153,7 @@ def test_music_data_from_a_folder_of_abc_and_midi(tmp_path):
 
 
 def test_music_protocol_scores_samples_and_is_reproducible(tmp_path):
-    from gen_lightning.data.music.tunes import MusicDataModule
+    from gen_lightning.data.music import MusicDataModule
     from gen_lightning.music.protocol import TuneValidity
     from gen_lightning.rnn.module import CharRNN
 

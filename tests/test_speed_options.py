@@ -85,7 +85,7 @@ def test_seq2seq_cross_attention_runs_in_float32_under_cpu_autocast():
 
 
 def test_eval_batch_size_changes_only_the_speed():
-    from gen_lightning.data.text.corpus import TextDataModule
+    from gen_lightning.data.text import TextDataModule
 
     losses = []
     for eval_batch_size in (None, 7):  # 16 (the training batch) or 7 windows per validation batch

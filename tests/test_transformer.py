@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import lm_trainer, shakespeare_file, text_data
 
-from gen_lightning.data.text.corpus import TextDataModule
+from gen_lightning.data.text import TextDataModule
 from gen_lightning.nn.optim import warmup_cosine
 from gen_lightning.nn.sampling import filter_logits, sample_next
 from gen_lightning.transformer.bert import BERT

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
-from gen_lightning.data.images.module import ImageDataModule
+from gen_lightning.data.images import ImageDataModule
 from gen_lightning.vae.module import VAE
 
 # Probabilistic PCA with 4 pixels (a 2x2 image) and 2 latents; W's columns are orthogonal.

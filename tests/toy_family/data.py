@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from gen_lightning.data.images.module import ImageDataModule
+from gen_lightning.data.images import ImageDataModule
 from gen_lightning.data.loaders import evaluation_loader, train_loader
 
 
