@@ -100,7 +100,7 @@ def evaluate_run(run_dir: Path, reverse: bool = False) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from gen_lightning.data.translation import UnpairedImageDataModule
+    from gen_lightning.data.images import UnpairedImageDataModule
     from gen_lightning.img2img.bicubic import Resize
     from gen_lightning.metrics.evaluate import evaluate_module
     from gen_lightning.metrics.paired import PairedImageMetrics

@@ -14,7 +14,7 @@ from helpers import module_weights
 
 from gen_lightning.classifier.module import TextClassifier
 from gen_lightning.config import compose
-from gen_lightning.data.classification import TextClassificationDataModule
+from gen_lightning.data.text import TextClassificationDataModule
 from gen_lightning.run import init_from, train
 from gen_lightning.run.prepare import build_datamodule
 from gen_lightning.run.resume_policy import resolve_for_resume

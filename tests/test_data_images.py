@@ -8,7 +8,7 @@ import torch
 from helpers import mnist_arrays, write_mnist_parquet
 from PIL import Image
 
-from gen_lightning.data.images import ImageDataModule
+from gen_lightning.data.images.module import ImageDataModule
 from gen_lightning.data.sources import DataSourceError
 
 

@@ -1,4 +1,4 @@
-"""Paired and unpaired image data (gen_lightning/data/translation.py, derive.py): pairs, transforms, errors."""
+"""Paired and unpaired image data (gen_lightning/data/images/img2img.py, derive.py): pairs, transforms, errors."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gen_lightning.data.derive import apply_transform, sobel_edges
+from gen_lightning.data.images.derive import apply_transform, sobel_edges
+from gen_lightning.data.images.img2img import PairedImageDataModule, PairSampler, UnpairedImageDataModule
 from gen_lightning.data.sources import DataSourceError
-from gen_lightning.data.translation import PairedImageDataModule, PairSampler, UnpairedImageDataModule
 
 DIGITS = {"source": "digits", "channels": 1, "image_size": 8}
 

@@ -19,7 +19,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.config import compose
-from gen_lightning.data.translation import PairedImageDataModule, UnpairedImageDataModule
+from gen_lightning.data.images import PairedImageDataModule, UnpairedImageDataModule
 from gen_lightning.img2img.base import ImageTranslator
 from gen_lightning.img2img.bicubic import Resize
 from gen_lightning.img2img.cyclegan import CycleGAN, linear_decay

@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from gen_lightning import cli
-from gen_lightning.data.docstrings import stdlib_summaries
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.docstrings import stdlib_summaries
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.metrics.text import TextGenerationMetrics
 from gen_lightning.run.checkpoint import load_module
 

@@ -10,10 +10,10 @@ import torch
 
 from gen_lightning.data import buckets
 from gen_lightning.data.buckets import BucketBatchSampler
-from gen_lightning.data.docstrings import stdlib_summaries
-from gen_lightning.data.parallel import read_folder_split
-from gen_lightning.data.seq2seq import Seq2SeqDataModule
 from gen_lightning.data.sources import DataSourceError
+from gen_lightning.data.text.docstrings import stdlib_summaries
+from gen_lightning.data.text.parallel import read_folder_split
+from gen_lightning.data.text.seq2seq import Seq2SeqDataModule
 
 DE = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest ein Buch.", "Kinder lachen."]
 EN = ["A man rides a bike.", "Two dogs play in the snow.", "A woman reads a book.", "Children laugh."]
@@ -62,7 +62,7 @@ def test_bad_files_are_named_with_the_fix(tmp_path):
         read_folder_split(tmp_path, "val", "de", "en", "de", "en")
     write(tmp_path / "test.de", ["Grüße aus Köln"], encoding="latin-1")
     write(tmp_path / "test.en", ["Greetings from Cologne"])
-    with pytest.raises(DataSourceError, match=r"test.de is not UTF-8 text: line 1.*iconv -f latin1"):
+    with pytest.raises(DataSourceError, match=r"test.de is not valid UTF-8 text: line 1.*iconv -f latin1"):
         read_folder_split(tmp_path, "test", "de", "en", "de", "en")
     with pytest.raises(DataSourceError, match=r"no files for split 'dev'.*found \[.*'test.de'.*data.splits"):
         read_folder_split(tmp_path, "dev", "de", "en", "de", "en")

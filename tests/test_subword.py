@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from gen_lightning.data.subword import SPECIALS, SubwordTokenizer, train_cached
-from gen_lightning.data.text import embedded_text
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.corpus import embedded_text
+from gen_lightning.data.text.subword import SPECIALS, SubwordTokenizer, train_cached
+from gen_lightning.data.text.tokenizers import from_config
 
 UNICODE = "Héllo,  wörld — 日本語 🎵 ÅΩ\nsecond line\ttab "
 

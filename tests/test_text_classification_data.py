@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from gen_lightning.data import labelled_text as lt
-from gen_lightning.data.classification import TextClassificationDataModule
+from gen_lightning.data.text import labelled as lt
+from gen_lightning.data.text.classification import TextClassificationDataModule
 
 POS = ["a gripping , funny film", "warm and wise", "the best movie of the year", "a joy to watch", "moving"]
 NEG = ["dull and boring", "a waste of time", "flat , lifeless and long", "nothing works", "tedious"]
@@ -59,7 +59,7 @@ def test_class_folders_and_tables_give_the_same_examples(tmp_path):
 
 def test_latin1_file_names_the_file_and_the_encoding_option(tmp_path):
     folder = class_files(tmp_path / "mr", "latin-1", pos=[*POS, "un film tr\u00e8s r\u00e9ussi"])
-    with pytest.raises(lt.LabelledTextError, match=r"reviews\.pos is not valid utf-8.*data\.encoding=latin-1"):
+    with pytest.raises(lt.LabelledTextError, match=r"reviews\.pos is not valid UTF-8.*data\.encoding=latin-1"):
         module(folder)
     dm = module(folder, encoding="latin-1")
     assert "un film tr\u00e8s r\u00e9ussi" in all_texts(dm)

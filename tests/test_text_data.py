@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gen_lightning.data.text import SEPARATOR, TextDataModule, embedded_text
-from gen_lightning.data.tokenizers import ByteTokenizer, CharTokenizer, from_config
+from gen_lightning.data.text.corpus import SEPARATOR, TextDataModule, embedded_text
+from gen_lightning.data.text.tokenizers import ByteTokenizer, CharTokenizer, from_config
 
 UNICODE = "Héllo, wörld — 日本語 🎵 ÅΩ\nsecond line\ttab\n"
 

@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from gen_lightning.classifier.nets import BODIES, DEFAULT_POOLING, POOLINGS, ClassifierHead, build_body, pool
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
 

@@ -1,7 +1,13 @@
-"""Where data comes from: the Hugging Face hub, local files, or data embedded in an installed package.
+"""Where data comes from, and how a source that cannot be read is reported.
 
-Every source returns a Hugging Face ``datasets.Dataset``, so hub datasets, local folders and parquet files go
-through one decoding path. Failures name what failed and what to do about it.
+Every data module names its source with one vocabulary of config keys (``gen_lightning/data/base.py``):
+``path`` (a local file, folder or glob), ``hub_name`` (a Hugging Face dataset, with ``hub_config``, ``hub_split``,
+``hub_kwargs``), or an embedded default that ships with an installed package (``embedded``; images say
+``source: digits``, music ``corpus: essen``). Hub datasets and parquet files load here as a ``datasets.Dataset``;
+image folders in ``images/folders.py``; text files are decoded by ``decoding.py``.
+
+Every problem is a ``DataSourceError`` whose message names the config key, its value and the fix:
+``data.path='/x/train.txt' does not exist (...): give ...``.
 """
 
 from __future__ import annotations
@@ -13,8 +19,37 @@ from pathlib import Path
 import datasets
 
 
-class DataSourceError(RuntimeError):
-    """A data source could not be read; the message says which and how to fix it."""
+class DataSourceError(RuntimeError, ValueError):
+    """Data could not be read as configured; the message names the key, the value and how to fix it.
+
+    Both a RuntimeError and a ValueError: the readers it unifies raised one or the other (text files a ValueError,
+    image and parallel sources a RuntimeError), and code that caught either still catches it."""
+
+
+class SourceNotFoundError(DataSourceError, FileNotFoundError):
+    """A local path (``data.path``) that does not exist."""
+
+
+class TextDecodingError(DataSourceError):
+    """A text file whose bytes are not valid in the configured ``data.encoding``."""
+
+
+class EmptySourceError(DataSourceError):
+    """A source that holds nothing to learn from (an empty file, a file of blank lines)."""
+
+
+def missing_path(path: str | Path, expected: str, key: str = "path") -> SourceNotFoundError:
+    """The one error for a local path that is not there: ``data.KEY='PATH' does not exist: give EXPECTED``."""
+    where = "" if Path(path).expanduser().is_absolute() else f" (relative to {Path.cwd()})"
+    return SourceNotFoundError(f"data.{key}={str(path)!r} does not exist{where}: give {expected}")
+
+
+def local_path(path: str | Path, expected: str, key: str = "path") -> Path:
+    """``path`` (``~`` expanded) when it exists; else ``missing_path``'s error."""
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise missing_path(path, expected, key)
+    return resolved
 
 
 def _quiet() -> None:
@@ -22,15 +57,27 @@ def _quiet() -> None:
     datasets.logging.set_verbosity_error()
 
 
-def load_hub(name: str, split: str, **kwargs) -> datasets.Dataset:
-    """``datasets.load_dataset(name, split=split)``; a hub name or a local dataset directory of the same layout."""
+# What the hub error suggests when no local copy is described by the caller.
+LOCAL_COPY = (
+    "download the dataset's parquet files yourself and use data=parquet data.path=DIR (or data=image_folder for a "
+    "folder of images)"
+)
+
+
+def load_hub(
+    name: str, split: str, config: str | None = None, *, local_copy: str = LOCAL_COPY, **kwargs
+) -> datasets.Dataset:
+    """``datasets.load_dataset(name, config, split=split, **kwargs)``: a hub name, or a local dataset directory of
+    the same layout. A failure says what to do, ending with ``local_copy`` (how to use the data without the hub)."""
     _quiet()
+    where = f"the hub dataset {name!r} (data.hub_name; config {config!r}, split {split!r})"
     try:
-        return datasets.load_dataset(name, split=split, **kwargs)
+        # The config positionally only when given: hub_kwargs may name it too ({name: 3.0.0}, as load_dataset does).
+        return datasets.load_dataset(name, *([config] if config is not None else []), split=split, **kwargs)
     except ValueError as err:
-        if "split" in str(err).lower() or "Unknown split" in str(err):
-            raise DataSourceError(f"dataset '{name}' has no split '{split}': {err}") from err
-        raise DataSourceError(f"could not load dataset '{name}' (split '{split}'): {err}") from err
+        if "split" in str(err).lower():
+            raise DataSourceError(f"{where} has no split {split!r}: {err}") from err
+        raise DataSourceError(f"could not load {where}: {err}") from err
     except Exception as err:  # connection errors come in many types (requests, httpx, hub, OSError)
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         hint = (
@@ -39,69 +86,34 @@ def load_hub(name: str, split: str, **kwargs) -> datasets.Dataset:
             else "check the name and your internet connection"
         )
         raise DataSourceError(
-            f"could not load the hub dataset '{name}' (split '{split}'): {type(err).__name__}: {err}. "
-            f"Likely cause: {hint}. To fix: run once with internet access (the download is cached under "
-            f"{datasets.config.HF_DATASETS_CACHE}), or download the dataset's parquet files yourself and use "
-            "data=parquet data.path=DIR (or data=image_folder for a folder of images)."
+            f"could not load {where}: {type(err).__name__}: {err}. Likely cause: {hint}. To fix: Connect to the "
+            f"internet once (the download is cached under {datasets.config.HF_DATASETS_CACHE}; HF_DATASETS_OFFLINE=1 "
+            f"then uses the cache), or {local_copy}."
         ) from err
+
+
+def hub_column(dataset: datasets.Dataset, column: str, name: str, key: str) -> list:
+    """The values of ``column``; a missing column is an error naming the columns there are and the key to set."""
+    if column not in dataset.column_names:
+        raise DataSourceError(
+            f"data.{key}={column!r}: the hub dataset {name!r} has no column {column!r}; it has {dataset.column_names}"
+        )
+    return dataset[column]
 
 
 def load_parquet(path: str) -> datasets.Dataset:
     """All parquet files at ``path`` (a file, a directory searched recursively, or a glob)."""
     _quiet()
-    p = Path(path).expanduser()
+    p, expected = Path(path).expanduser(), "a .parquet file, a folder or a glob of them"
     if p.is_dir():
         files = sorted(str(f) for f in p.rglob("*.parquet"))
     elif any(ch in path for ch in "*?["):
         files = sorted(glob.glob(os.path.expanduser(path), recursive=True))
     else:
-        files = [str(p)] if p.exists() else []
+        files = [str(local_path(path, f"{expected} (no parquet files found at '{path}')"))]
     if not files:
-        raise DataSourceError(
-            f"no parquet files found at '{path}' (data.path): give a .parquet file, a folder or a glob"
-        )
+        raise SourceNotFoundError(f"data.path={path!r} matches no parquet files: give {expected}")
     try:
         return datasets.load_dataset("parquet", data_files=files, split="train")
     except Exception as err:
-        raise DataSourceError(f"could not read parquet files at '{path}': {err}") from err
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-def load_image_folder(path: str) -> datasets.Dataset:
-    """Images in ``path``; immediate sub-folders are class names (labels), as in the imagefolder builder.
-
-    Files are listed here rather than by ``datasets``' imagefolder builder so that a folder with no images, or
-    with unreadable files, fails with a message naming them (decoding happens later, per file).
-    """
-    _quiet()
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataSourceError(f"image folder '{path}' (data.path) does not exist or is not a directory")
-    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataSourceError(
-            f"image folder '{path}' contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
-    classes = sorted({f.parent.name for f in files if f.parent != root})
-    features = {"image": datasets.Image(decode=False)}
-    rows: dict[str, list] = {"image": [{"path": str(f), "bytes": None} for f in files]}
-    if classes and all(f.parent != root for f in files):
-        features["label"] = datasets.ClassLabel(names=classes)
-        rows["label"] = [classes.index(f.parent.name) for f in files]
-    return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
-
-
-def load_digits() -> datasets.Dataset:
-    """scikit-learn's bundled 8x8 digits (UCI optdigits test set): 1,797 images, 17 grey levels, 10 classes."""
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    _quiet()
-    bunch = sk_load_digits()
-    # 0..16 grey levels -> 0..255 uint8 exactly (16 * 255 / 16); the image stays lossless.
-    images = (bunch.images * (255.0 / 16.0)).round().astype("uint8")
-    features = datasets.Features(
-        {"image": datasets.Array2D(shape=(8, 8), dtype="uint8"), "label": datasets.ClassLabel(num_classes=10)}
-    )
-    return datasets.Dataset.from_dict({"image": list(images), "label": bunch.target.tolist()}, features=features)
+        raise DataSourceError(f"could not read parquet files at '{path}' (data.path): {err}") from err

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn import hparams
 from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import WarmupCosine, adamw_warmup_cosine, optimizer_args

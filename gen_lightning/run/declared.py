@@ -33,6 +33,12 @@ LIGHTNING_MODULES = ("lightning.pytorch.callbacks.", "lightning.pytorch.profiler
 # Classes that moved: their old paths, still named by configs and checkpoints written before the move.
 MOVED = {
     "gen_lightning.search.TrialPruning": "gen_lightning.commands.search.TrialPruning",
+    "gen_lightning.data.translation.PairedImageDataModule": "gen_lightning.data.images.PairedImageDataModule",
+    "gen_lightning.data.translation.UnpairedImageDataModule": "gen_lightning.data.images.UnpairedImageDataModule",
+    "gen_lightning.data.seq2seq.Seq2SeqDataModule": "gen_lightning.data.text.Seq2SeqDataModule",
+    "gen_lightning.data.classification.TextClassificationDataModule": (
+        "gen_lightning.data.text.TextClassificationDataModule"
+    ),
 }
 _registered: set[str] = set()
 _config_dirs: set[Path] = set()

@@ -265,7 +265,7 @@ def build(what: str, node: DictConfig, **kwargs):
 def build_datamodule(data_cfg: DictConfig, carried: dict | None = None, source=None, stage: str | None = "fit"):
     """Instantiate the data module (with ``carried`` constructor arguments, e.g. a pre-trained tokenizer), prepare
     and set it up for ``stage``. ``source``: where ``carried`` came from, for the message when the data do not fit."""
-    from gen_lightning.data.tokenizers import VocabularyError
+    from gen_lightning.data.text.tokenizers import VocabularyError
 
     datamodule = build("data", data_cfg, **(carried or {}))
     try:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from gen_lightning.data.seq2seq import Vocabulary, pad
+from gen_lightning.data.text.seq2seq import Vocabulary, pad
 from gen_lightning.nn import hparams
 from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import WarmupCosine, adamw_warmup_cosine, optimizer_args

@@ -8,43 +8,28 @@ A local folder holds one set of files per split, named as WMT and Multi30k ship 
 - or ``SPLIT.jsonl``: one JSON object per line, the texts under named fields (``source_field`` / ``target_field``,
   dotted for nested ones: ``translation.de``).
 
-Each may be gzip-compressed (``.gz``). A Hugging Face dataset is read by name with the same field names
-(``wmt16`` de-en: ``translation.de`` / ``translation.en``; ``xsum``: ``document`` / ``summary``). Every problem is
-an error naming the file, the line and the fix: files of different lengths (misaligned), an empty text, bytes
-that are not UTF-8, a TSV line without exactly one tab, a JSON line without the field.
+Each may be gzip-compressed (``.gz``); files are decoded with ``data.encoding`` by ``data/decoding.py``. A Hugging
+Face dataset is read by name with the same field names (``wmt16`` de-en: ``translation.de`` / ``translation.en``;
+``xsum``: ``document`` / ``summary``). Every problem is a ``DataSourceError`` naming the file, the line and the fix:
+files of different lengths (misaligned), an empty text, bytes that do not decode, a TSV line without exactly one
+tab, a JSON line without the field.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
-from gen_lightning.data.sources import DataSourceError, load_hub
+from gen_lightning.data.decoding import read_text
+from gen_lightning.data.sources import DataSourceError, hub_column, local_path
 
 Pairs = tuple[list[str], list[str]]  # sources, targets (aligned)
+LOCAL = "a folder of SPLIT.SRC / SPLIT.TGT line files, SPLIT.tsv or SPLIT.jsonl files (each optionally .gz)"
 
 
-def _open_text(path: Path) -> str:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise DataSourceError(f"{path} is not a readable gzip file ({err}); decompress or re-create it") from err
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataSourceError(
-            f"{path} is not UTF-8 text: line {line}, byte {err.start} ({err.reason}). Re-encode it as UTF-8, "
-            f"e.g. iconv -f latin1 -t utf-8 {path.name}"
-        ) from err
-
-
-def read_lines(path: Path) -> list[str]:
+def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
     """The lines of a text file (``\\n``, optionally ``\\r\\n``), without the final newline's empty line."""
-    text = _open_text(path)
+    text = read_text(path, encoding, what="parallel text file")
     if text.endswith("\n"):
         text = text[:-1]
     # Not str.splitlines(): it also splits at U+2028, U+0085 and form feeds, which would misalign a corpus.
@@ -67,8 +52,8 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _aligned(src: Path, tgt: Path) -> Pairs:
-    sources, targets = read_lines(src), read_lines(tgt)
+def _aligned(src: Path, tgt: Path, encoding: str) -> Pairs:
+    sources, targets = read_lines(src, encoding), read_lines(tgt, encoding)
     if len(sources) != len(targets):
         raise DataSourceError(
             f"misaligned parallel files: {src} has {len(sources)} lines, {tgt} has {len(targets)}; line i of one "
@@ -79,9 +64,9 @@ def _aligned(src: Path, tgt: Path) -> Pairs:
     return sources, targets
 
 
-def _tsv(path: Path) -> Pairs:
+def _tsv(path: Path, encoding: str) -> Pairs:
     sources, targets = [], []
-    for i, line in enumerate(read_lines(path)):
+    for i, line in enumerate(read_lines(path, encoding)):
         cells = line.split("\t")
         if len(cells) != 2:
             raise DataSourceError(f"{path} line {i + 1}: expected 'source<TAB>target', found {len(cells)} columns")
@@ -103,9 +88,9 @@ def field(row: dict, name: str, where: str):
     return value
 
 
-def _jsonl(path: Path, source_field: str, target_field: str) -> Pairs:
+def _jsonl(path: Path, source_field: str, target_field: str, encoding: str) -> Pairs:
     sources, targets = [], []
-    for i, line in enumerate(read_lines(path)):
+    for i, line in enumerate(read_lines(path, encoding)):
         if not line.strip():
             continue
         try:
@@ -119,22 +104,30 @@ def _jsonl(path: Path, source_field: str, target_field: str) -> Pairs:
     return sources, targets
 
 
-def read_folder_split(folder: str | Path, split: str, source: str, target: str, source_field: str, target_field: str):
+def read_folder_split(
+    folder: str | Path,
+    split: str,
+    source: str,
+    target: str,
+    source_field: str,
+    target_field: str,
+    encoding: str = "utf-8",
+) -> Pairs:
     """The pairs of one split of a folder: aligned line files, else a TSV, else a JSONL file."""
-    folder = Path(folder).expanduser()
+    folder = local_path(folder, LOCAL)
     if not folder.is_dir():
-        raise DataSourceError(f"data.path={folder} is not a folder of SPLIT.{source}/SPLIT.{target} files")
+        raise DataSourceError(f"data.path={str(folder)!r} is a file: give {LOCAL}")
     src, tgt = _find(folder, f"{split}.{source}"), _find(folder, f"{split}.{target}")
     if src and tgt:
-        return _aligned(src, tgt)
+        return _aligned(src, tgt, encoding)
     if src or tgt:
         raise DataSourceError(
             f"{folder}: found {(src or tgt).name} but not its other side ({split}.{target if src else source})"
         )
     if tsv := _find(folder, f"{split}.tsv"):
-        return _tsv(tsv)
+        return _tsv(tsv, encoding)
     if jsonl := _find(folder, f"{split}.jsonl"):
-        return _jsonl(jsonl, source_field, target_field)
+        return _jsonl(jsonl, source_field, target_field, encoding)
     present = sorted(p.name for p in folder.iterdir() if p.is_file())
     raise DataSourceError(
         f"{folder} has no files for split '{split}': looked for {split}.{source} + {split}.{target}, {split}.tsv "
@@ -143,15 +136,10 @@ def read_folder_split(folder: str | Path, split: str, source: str, target: str, 
     )
 
 
-def read_hub_split(name: str, split: str, source_field: str, target_field: str, **kwargs) -> Pairs:
-    """The pairs of one split of a Hugging Face dataset (offline: an error saying how to get the data)."""
-    dataset = load_hub(name, split, **kwargs).flatten()  # nested fields become dotted columns: translation.de
-    for name_ in (source_field, target_field):
-        if name_ not in dataset.column_names:
-            raise DataSourceError(
-                f"hub dataset '{name}' [{split}] has no field {name_!r}; its fields are {dataset.column_names} "
-                "(set data.source_field / data.target_field)"
-            )
-    sources, targets = [str(t) for t in dataset[source_field]], [str(t) for t in dataset[target_field]]
+def hub_pairs(dataset, name: str, source_field: str, target_field: str) -> Pairs:
+    """The pairs of a split of a Hugging Face dataset (nested fields dotted: ``translation.de``)."""
+    dataset = dataset.flatten()  # nested fields become dotted columns: translation.de
+    sources = [str(t) for t in hub_column(dataset, source_field, name, "source_field")]
+    targets = [str(t) for t in hub_column(dataset, target_field, name, "target_field")]
     keep = [i for i in range(len(sources)) if sources[i].strip() and targets[i].strip()]  # hub sets have a few
     return [sources[i] for i in keep], [targets[i] for i in keep]

@@ -18,24 +18,25 @@ Validation uses the fixed non-overlapping windows of the validation split, in or
 ``eval_batch_size`` (default: ``batch_size``); the loss is a token-weighted mean, so the batch size changes only
 the speed (larger batches run the forward pass at a higher rate) and the floating-point summation order.
 
-Sources: a local file or folder (``path``; a folder is the concatenation of its files in sorted order, one
-newline between files, hidden files skipped), a Hugging Face dataset (``hub_name``, ``text_column``,
-``hub_split``; rows joined by newlines), or, when neither is given, an embedded English text that ships with
-Python: CPython's ``pydoc_data.topics`` (the language reference topics shown by ``help()``, ~465,000
-characters), so the module works with no download. Any symbol stream (ABC music notation, code, ...) works
-through ``path``.
+Sources (``data/base.py``'s keys): a local file or folder (``path``; a folder is the concatenation of its files in
+sorted order, one newline between files, hidden files skipped; decoded by ``data/decoding.py``), a Hugging Face
+dataset (``hub_name``, ``text_column``, ``hub_split``; rows joined by newlines), or, when neither is given
+(``embedded: pydoc_topics``), an embedded English text that ships with Python: CPython's ``pydoc_data.topics`` (the
+language reference topics shown by ``help()``, ~465,000 characters), so the module works with no download. Any
+symbol stream (ABC music notation, code, ...) works through ``path``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
+from gen_lightning.data.base import DataModule
+from gen_lightning.data.decoding import decode_text, read_bytes
+from gen_lightning.data.sources import DataSourceError, EmptySourceError, hub_column, local_path
+from gen_lightning.data.text.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
 
 SEPARATOR = "\n"  # between the files of a folder and between the rows of a hub dataset
 
@@ -45,16 +46,18 @@ def embedded_text() -> str:
     try:
         from pydoc_data.topics import topics
     except ImportError as err:  # some distributions strip it from the standard library
-        raise RuntimeError(
-            "the embedded text (CPython's pydoc_data.topics) is missing from this Python installation; "
-            "pass path=<text file or folder> or hub_name=<dataset> instead"
+        raise DataSourceError(
+            "data.embedded='pydoc_topics': the embedded text (CPython's pydoc_data.topics) is missing from this Python "
+            "installation: give data.path=<text file or folder> or data.hub_name=<dataset> instead"
         ) from err
     return SEPARATOR.join(topics[name] for name in sorted(topics))
 
 
+LOCAL = "a text file, or a folder of text files (read in sorted order)"
+BYTE_HINT = ", or use tokenizer=byte, which reads any bytes"
+
+
 def _files(path: Path) -> list[Path]:
-    if not path.exists():
-        raise FileNotFoundError(f"text path not found: {path}")
     if path.is_file():
         return [path]
     # Hidden below `path` only: a path given as ../data must not count as hidden itself.
@@ -62,49 +65,24 @@ def _files(path: Path) -> list[Path]:
         p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
     )
     if not files:
-        raise ValueError(f"text folder {path} contains no (non-hidden) files")
+        raise EmptySourceError(f"data.path={str(path)!r} is a folder with no (non-hidden) files: give {LOCAL}")
     return files
-
-
-def _decode(data: bytes, file: Path, encoding: str = "utf-8") -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{file} is not valid {encoding.upper()} (byte {err.start}: {err.reason}); set data.encoding to the file's "
-            "encoding (e.g. data.encoding=latin-1), re-encode it as UTF-8, or use tokenizer=byte, which reads any bytes"
-        ) from err
 
 
 def read_path(path: str | Path, *, decode: bool, encoding: str = "utf-8") -> str | bytes:
     """The file, or the folder's files in sorted order joined by ``SEPARATOR``; str when ``decode``."""
     contents = []
-    for file in _files(Path(path)):
-        data = file.read_bytes()
-        if not data:
-            raise ValueError(f"text file {file} is empty")
-        contents.append(_decode(data, file, encoding) if decode else data)
+    for file in _files(local_path(path, LOCAL)):
+        data = read_bytes(file)
+        contents.append(decode_text(data, file, encoding, BYTE_HINT) if decode else data)
     return SEPARATOR.join(contents) if decode else SEPARATOR.encode().join(contents)
 
 
-def load_hub_text(name: str, column: str = "text", split: str = "train", config: str | None = None, **kwargs) -> str:
-    """Rows of ``column`` of a ``datasets.load_dataset(name, config, split=split, **kwargs)`` dataset."""
-    import datasets  # imported here: a second to import, and only hub sources need it
-
-    try:
-        dataset = datasets.load_dataset(name, config, split=split, **kwargs)
-    except Exception as err:  # offline: ConnectionError; unknown name: DatasetNotFoundError; ...
-        raise RuntimeError(
-            f"could not load the hub dataset {name!r} (config {config!r}, split {split!r}) with "
-            f"datasets.load_dataset: {type(err).__name__}: {err}. Connect to the internet (a dataset loaded "
-            "once is then cached; set HF_DATASETS_OFFLINE=1 to use the cache offline), or download the text "
-            "yourself and pass path=<file or folder>."
-        ) from err
-    if column not in dataset.column_names:
-        raise ValueError(f"hub dataset {name!r} has no column {column!r}; it has {dataset.column_names}")
-    text = SEPARATOR.join(row for row in dataset[column] if row)
+def hub_text(dataset, name: str, column: str = "text") -> str:
+    """Rows of ``column`` of a hub dataset joined by ``SEPARATOR`` (empty rows skipped)."""
+    text = SEPARATOR.join(row for row in hub_column(dataset, column, name, "text_column") if row)
     if not text:
-        raise ValueError(f"column {column!r} of hub dataset {name!r} (split {split!r}) is empty")
+        raise DataSourceError(f"data.text_column={column!r}: the column of hub dataset {name!r} is empty")
     return text
 
 
@@ -125,10 +103,13 @@ class Windows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(DataModule):
     """Next-token windows of a text (file, folder, hub dataset or the embedded default)."""
 
     task, source_modality, modality = "unconditional", None, "text"  # docs/CONTRACT.md
+    EMBEDDED = {"pydoc_topics": "the embedded text (pydoc_data.topics)"}
+    LOCAL = LOCAL
+    LOCAL_COPY = "download the text yourself and pass data.path=<file or folder>"
 
     def __init__(
         self,
@@ -138,6 +119,7 @@ class TextDataModule(L.LightningDataModule):
         hub_split: str = "train",
         text_column: str = "text",
         hub_kwargs: dict | None = None,
+        embedded: str | None = None,
         tokenizer: str | dict = "char",
         vocab_size: int = 8000,
         pre_tokenizer: str = "byte_level",
@@ -151,8 +133,6 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if path is not None and hub_name is not None:
-            raise ValueError("give either path (local text) or hub_name (Hugging Face dataset), not both")
         if tokenizer not in (*KINDS, *SUBWORD) and not isinstance(tokenizer, dict):
             raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a description, got {tokenizer!r}")
         if not 0.0 < val_fraction < 1.0:
@@ -163,6 +143,7 @@ class TextDataModule(L.LightningDataModule):
             if value < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value}")
         self.save_hyperparameters(logger=False)  # the run logs the whole config itself
+        self.check_source()
         self.tokenizer: Tokenizer | None = None
         self.train_set: Windows | None = None
         self.val_set: Windows | None = None
@@ -173,29 +154,11 @@ class TextDataModule(L.LightningDataModule):
         tokenizer = self.hparams.tokenizer
         return tokenizer if isinstance(tokenizer, str) else tokenizer["kind"]
 
-    @property
-    def source_name(self) -> str:
-        h = self.hparams
-        if h.path is not None:
-            return str(h.path)
-        if h.hub_name is not None:
-            return f"hub dataset {h.hub_name!r} [{h.hub_split}]"
-        return "the embedded text (pydoc_data.topics)"
-
-    def _hub_text(self) -> str:
-        h = self.hparams
-        return load_hub_text(h.hub_name, h.text_column, h.hub_split, h.hub_config, **dict(h.hub_kwargs or {}))
-
-    def prepare_data(self) -> None:
-        # Runs on one process per node: download (and cache) hub data before every process reads it in setup.
-        if self.hparams.hub_name is not None:
-            self._hub_text()
-
     def _corpus(self) -> str | bytes:
-        h = self.hparams
-        if h.path is not None:
+        h, kind = self.hparams, self.source.kind
+        if kind == "path":
             return read_path(h.path, decode=self.kind != "byte", encoding=h.encoding)
-        return self._hub_text() if h.hub_name is not None else embedded_text()
+        return hub_text(self.load_hub(), h.hub_name, h.text_column) if kind == "hub" else embedded_text()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -209,7 +172,7 @@ class TextDataModule(L.LightningDataModule):
         splits = {"training": ids[:n_train], "validation": ids[n_train:]}
         for split, part in splits.items():
             if len(part) < h.block_size + 1:
-                raise ValueError(
+                raise DataSourceError(
                     f"the {split} split of {self.source_name} has {len(part)} tokens, fewer than "
                     f"block_size + 1 = {h.block_size + 1}: use a smaller block_size or more text"
                 )
@@ -217,12 +180,10 @@ class TextDataModule(L.LightningDataModule):
         self.val_set = Windows(splits["validation"], h.block_size, h.block_size)
 
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        return train_loader(self.train_set, h.batch_size, seed=h.seed, num_workers=h.num_workers)
+        return self.train_loader(self.train_set)
 
     def val_dataloader(self) -> DataLoader:
-        size = self.hparams.eval_batch_size or self.hparams.batch_size
-        return eval_loader(self.val_set, size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self.val_set)
 
     def unigram_bpc(self, num_windows: int | None = None) -> float:
         """The baseline every model must beat: bits per token of the validation targets (of the first

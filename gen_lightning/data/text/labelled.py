@@ -6,9 +6,10 @@ Layouts of ``path`` (``format: auto`` picks by what is there):
   -> ``pos`` / ``neg``);
 - ``folders``: a folder with one sub-folder per class (its name is the label), one text per file (IMDB's layout);
 - ``table``: a CSV / TSV file or a JSON-lines file with a text column and a label column.
-Files are decoded with ``encoding`` (real corpora are not all UTF-8: MR is Latin-1); a file that does not decode
-is an error naming it. Splits are stratified: each class is shuffled with a fixed seed and dealt out, so every
-split (and every cross-validation fold) holds the classes in the data's proportions.
+Files are decoded with ``encoding`` by ``data/decoding.py`` (real corpora are not all UTF-8: MR is Latin-1); a file
+that does not decode is an error naming it, the line and the fix. Every problem is a ``DataSourceError``. Splits are
+stratified: each class is shuffled with a fixed seed and dealt out, so every split (and every cross-validation fold)
+holds the classes in the data's proportions.
 """
 
 from __future__ import annotations
@@ -19,21 +20,15 @@ from pathlib import Path
 
 import torch
 
+from gen_lightning.data.decoding import read_text
+from gen_lightning.data.sources import DataSourceError, EmptySourceError, hub_column, local_path
+
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}
 FORMATS = ("auto", "files", "folders", "table")
 
 
-class LabelledTextError(ValueError):
-    """The labelled data cannot be used as given; the message names the file and the fix."""
-
-
-def decode(data: bytes, file: Path, encoding: str) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-        fix = "data.encoding=latin-1 (e.g. the MR movie reviews)" if utf8 else "data.encoding=<the file's encoding>"
-        raise LabelledTextError(f"{file} is not valid {encoding} (byte {err.start}: {err.reason}); set {fix}") from err
+LabelledTextError = DataSourceError  # the name this module's errors had (a ValueError; DataSourceError is one)
+LOCAL = "class files (one text a line), class folders (one text a file), or a CSV / JSON-lines table"
 
 
 def _visible(paths) -> list[Path]:
@@ -52,10 +47,8 @@ def read_class_files(folder: Path, encoding: str) -> tuple[list[str], list[str]]
     texts, labels = [], []
     for file, label in zip(files, _file_labels(files)):
         # Split at newlines only: str.splitlines also breaks at U+0085, which Latin-1's byte 0x85 decodes to.
-        lines = [line.strip() for line in decode(file.read_bytes(), file, encoding).split("\n")]
+        lines = [line.strip() for line in read_text(file, encoding, what="class file").split("\n")]
         lines = [line for line in lines if line]
-        if not lines:
-            raise LabelledTextError(f"class file {file} is empty: each class file needs one text a line")
         texts += lines
         labels += [label] * len(lines)
     return texts, labels
@@ -66,30 +59,27 @@ def read_class_folders(folder: Path, encoding: str) -> tuple[list[str], list[str
     for sub in (d for d in _visible(folder.iterdir()) if d.is_dir()):
         files = [f for f in _visible(sub.rglob("*")) if f.is_file()]
         if not files:
-            raise LabelledTextError(f"class folder {sub} holds no files: each class folder needs one text a file")
+            raise EmptySourceError(f"class folder {sub} holds no files: each class folder needs one text a file")
         for file in files:
-            text = decode(file.read_bytes(), file, encoding).strip()
-            if not text:
-                raise LabelledTextError(f"text file {file} is empty")
-            texts.append(text)
+            texts.append(read_text(file, encoding).strip())
             labels.append(sub.name)
     return texts, labels
 
 
 def read_table(file: Path, text_column: str, label_column: str, encoding: str) -> tuple[list[str], list[str]]:
-    content = decode(file.read_bytes(), file, encoding)
+    content = read_text(file, encoding, what="table")
     if file.suffix.lower() in (".jsonl", ".json"):
         try:
             rows = [json.loads(line) for line in content.splitlines() if line.strip()]
         except json.JSONDecodeError as err:
-            raise LabelledTextError(f"{file} is not JSON lines (line {err.lineno}: {err.msg})") from err
+            raise DataSourceError(f"{file} is not JSON lines (line {err.lineno}: {err.msg})") from err
     else:
         rows = list(csv.DictReader(content.splitlines(), delimiter="\t" if file.suffix.lower() == ".tsv" else ","))
     if not rows:
-        raise LabelledTextError(f"table {file} has no rows")
+        raise DataSourceError(f"table {file} has no rows")
     missing = [c for c in (text_column, label_column) if c not in rows[0]]
     if missing:
-        raise LabelledTextError(
+        raise DataSourceError(
             f"table {file} has no column(s) {missing}; it has {sorted(rows[0])}: set data.text_column / "
             "data.label_column"
         )
@@ -98,43 +88,28 @@ def read_table(file: Path, text_column: str, label_column: str, encoding: str) -
 
 def read_path(path: str | Path, fmt: str, text_column: str, label_column: str, encoding: str):
     """(texts, labels) of a local source in one of the layouts above."""
-    root = Path(path).expanduser()
     if fmt not in FORMATS:
-        raise LabelledTextError(f"data.format must be one of {FORMATS}, got {fmt!r}")
-    if not root.exists():
-        raise FileNotFoundError(f"labelled text path not found: {root}")
+        raise DataSourceError(f"data.format must be one of {FORMATS}, got {fmt!r}")
+    root = local_path(path, LOCAL)
     if fmt == "auto":
         fmt = "table" if root.is_file() else "folders" if any(p.is_dir() for p in _visible(root.iterdir())) else "files"
     if fmt == "table":
         if root.suffix.lower() not in TABLE_SUFFIXES:
-            raise LabelledTextError(
+            raise DataSourceError(
                 f"{root}: a table must be {sorted(TABLE_SUFFIXES)}; a folder of class files works too"
             )
         return read_table(root, text_column, label_column, encoding)
     if not root.is_dir():
-        raise LabelledTextError(f"data.format={fmt} needs a folder, got the file {root}")
+        raise DataSourceError(f"data.format={fmt} needs a folder, got the file {root}")
     return read_class_folders(root, encoding) if fmt == "folders" else read_class_files(root, encoding)
 
 
-def read_hub(name: str, config: str | None, split: str, text_column: str, label_column: str, **kwargs):
+def hub_examples(dataset, name: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     """(texts, labels) of a Hugging Face dataset split; label ids become their ClassLabel names when it has them."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, config, split=split, **kwargs)
-    except Exception as err:  # offline: ConnectionError / hub errors; unknown names or splits
-        raise LabelledTextError(
-            f"could not load the hub dataset {name!r} (config {config!r}, split {split!r}): {type(err).__name__}: "
-            f"{err}. Connect to the internet once (the download is cached; HF_DATASETS_OFFLINE=1 then uses the "
-            "cache), or save the texts and labels as a CSV / JSON-lines file and pass data.path=FILE."
-        ) from err
-    missing = [c for c in (text_column, label_column) if c not in dataset.column_names]
-    if missing:
-        raise LabelledTextError(f"hub dataset {name!r} has no column(s) {missing}; it has {dataset.column_names}")
-    feature = dataset.features[label_column]
-    names = getattr(feature, "names", None)
-    labels = [names[i] if names and i >= 0 else str(i) for i in dataset[label_column]]
-    return list(dataset[text_column]), labels
+    texts = list(hub_column(dataset, text_column, name, "text_column"))
+    ids = hub_column(dataset, label_column, name, "label_column")
+    names = getattr(dataset.features[label_column], "names", None)
+    return texts, [names[i] if names and i >= 0 else str(i) for i in ids]
 
 
 def check_classes(labels: list[str], where: str) -> list[str]:
@@ -142,7 +117,7 @@ def check_classes(labels: list[str], where: str) -> list[str]:
     classes = sorted(set(labels))
     if len(classes) < 2:
         found = f"only the class {classes[0]!r}" if classes else "no labelled texts"
-        raise LabelledTextError(f"{where} has {found}: a classifier needs texts of at least two classes")
+        raise DataSourceError(f"{where} has {found}: a classifier needs texts of at least two classes")
     return classes
 
 
@@ -163,7 +138,7 @@ def stratified_folds(labels: list[int], num_folds: int, seed: int) -> list[int]:
     offset = 0
     for c, members in _shuffled_by_class(list(range(len(labels))), labels, seed).items():
         if len(members) < num_folds:
-            raise LabelledTextError(f"class {c} has {len(members)} texts, fewer than data.num_folds={num_folds}")
+            raise DataSourceError(f"class {c} has {len(members)} texts, fewer than data.num_folds={num_folds}")
         for j, i in enumerate(members):
             fold[i] = (j + offset) % num_folds  # offset: small classes do not all start in fold 0
         offset += len(members)

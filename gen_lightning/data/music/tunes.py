@@ -14,37 +14,42 @@ learns regular tunes; the verdicts are cached on disk after the first run (a few
 Splits are by tune, never inside one: the distinct tunes are shuffled with ``split_seed`` (fixed, so every run
 of a study validates on the same tunes) and ``val_fraction`` of them form the validation split. Each split is
 one stream of its tunes, each ended by a blank line (ABC's end of tune, which the model learns to write), cut
-into next-token windows as in gen_lightning/data/text.py.
+into next-token windows as in gen_lightning/data/text/corpus.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.text import Windows
-from gen_lightning.data.tokenizers import build_tokenizer
+from gen_lightning.data.base import DataModule, Source
+from gen_lightning.data.decoding import read_text
+from gen_lightning.data.sources import DataSourceError, EmptySourceError, local_path
+from gen_lightning.data.text.corpus import Windows
+from gen_lightning.data.text.tokenizers import build_tokenizer
 from gen_lightning.music import abc
 from gen_lightning.music.convert import SUFFIXES, file_to_abc
 from gen_lightning.music.lengths import with_default_unit
 from gen_lightning.music.validity import cached_validity
 
+LOCAL = "a folder (or file) of .abc, MIDI or MusicXML tunes"
+
 
 def folder_tunes(path: str | Path, encoding: str = "utf-8") -> list[abc.Tune]:
     """Tunes of a file or folder: ``.abc`` files as written, MIDI / MusicXML files converted by music21."""
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"music path not found: {root}")
+    root = local_path(path, LOCAL)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     abc_files = [f for f in files if f.suffix.lower() == ".abc"]
     scores = [f for f in files if f.suffix.lower() in SUFFIXES]
     if not abc_files and not scores:
-        raise ValueError(f"{root} holds no .abc, MIDI or MusicXML files ({', '.join(sorted(SUFFIXES | {'.abc'}))})")
-    tunes = abc.read_abc_files(abc_files, encoding)
+        raise EmptySourceError(
+            f"data.path={str(path)!r} holds no .abc, MIDI or MusicXML files ({', '.join(sorted(SUFFIXES | {'.abc'}))})"
+        )
+    tunes = []
+    for file in abc_files:
+        tunes.extend(abc.parse_tunes(read_text(file, encoding, what="ABC file"), source=file.name))
     for file in scores:
         tunes.extend(abc.parse_tunes(f"X:1\n{file_to_abc(file)}", source=file.name))
     return tunes
@@ -55,10 +60,11 @@ def tune_stream(tunes: list[str]) -> str:
     return "".join(t + abc.TUNE_SEPARATOR for t in tunes)
 
 
-class MusicDataModule(L.LightningDataModule):
+class MusicDataModule(DataModule):
     """Next-token windows over ABC tunes, split by tune."""
 
     task, source_modality, modality = "unconditional", None, "text"
+    LOCAL = LOCAL
 
     def __init__(
         self,
@@ -79,8 +85,6 @@ class MusicDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if corpus is None and path is None:
-            raise ValueError(f"give data.corpus (one of {sorted(abc.CORPORA)}) or data.path (a folder of tunes)")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         for key, value in {"block_size": block_size, "batch_size": batch_size, "train_stride": train_stride}.items():
@@ -89,6 +93,7 @@ class MusicDataModule(L.LightningDataModule):
         keep_headers = [str(k) for k in keep_headers]  # plain values: checkpoints load with weights_only=True
         tokenizer = tokenizer if isinstance(tokenizer, str) else dict(tokenizer)
         self.save_hyperparameters(logger=False)
+        self.check_source()
         self.tokenizer = None
         self.train_tunes: list[str] = []
         self.val_tunes: list[str] = []
@@ -96,8 +101,21 @@ class MusicDataModule(L.LightningDataModule):
         self.val_set: Windows | None = None
 
     @property
+    def source(self) -> Source:
+        """``path`` when given, else the embedded ``corpus`` (the key music configs have always used)."""
+        h, corpora = self.hparams, ", ".join(sorted(abc.CORPORA))
+        if h.path is not None:
+            return Source("path", str(h.path), "path")
+        if h.corpus is None:
+            raise DataSourceError(f"give one source: data.path ({LOCAL}) or data.corpus (one of {corpora})")
+        if h.corpus not in abc.CORPORA:
+            raise DataSourceError(f"data.corpus={h.corpus!r} is not a corpus music21 ships; choose one of {corpora}")
+        return Source("embedded", h.corpus, "corpus")
+
+    @property
     def source_name(self) -> str:
-        return str(self.hparams.path) if self.hparams.path else f"music21's {self.hparams.corpus} corpus"
+        source = self.source
+        return source.value if source.kind == "path" else f"music21's {source.value} corpus"
 
     def _tunes(self) -> list[str]:
         h = self.hparams
@@ -109,7 +127,8 @@ class MusicDataModule(L.LightningDataModule):
             tunes = [t for t, ok in zip(tunes, cached_validity(tunes)) if ok]
         if len(tunes) < 2:
             meter = " with a meter (M:; or set data.require_meter=false)" if h.require_meter else ""
-            raise ValueError(f"{self.source_name} holds {len(tunes)} distinct tunes{meter}; need at least 2 to split")
+            found = f"{self.source_name} holds {len(tunes)} distinct tunes{meter}"
+            raise DataSourceError(f"{found}; need at least 2 to split")
         return tunes
 
     def setup(self, stage: str | None = None) -> None:
@@ -126,7 +145,7 @@ class MusicDataModule(L.LightningDataModule):
         for split, text in (("training", train_text), ("validation", val_text)):
             ids = self.tokenizer.encode(text)
             if len(ids) < h.block_size + 1:
-                raise ValueError(
+                raise DataSourceError(
                     f"the {split} tunes of {self.source_name} have {len(ids)} tokens, fewer than block_size + 1 = "
                     f"{h.block_size + 1}: use a smaller block_size or more tunes"
                 )
@@ -140,11 +159,10 @@ class MusicDataModule(L.LightningDataModule):
                 self.val_set = windows
 
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        return train_loader(self.train_set, h.batch_size, seed=h.seed, num_workers=h.num_workers)
+        return self.train_loader(self.train_set)
 
     def val_dataloader(self) -> DataLoader:
-        return eval_loader(self.val_set, self.hparams.batch_size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self.val_set)
 
     def model_kwargs(self) -> dict:
         if self.tokenizer is None:

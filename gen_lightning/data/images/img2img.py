@@ -1,4 +1,4 @@
-"""Conditional image data (image -> image): paired A -> B, and unpaired domains A and B.
+"""Image-to-image data (the img2img family's): paired A -> B, and unpaired domains A and B.
 
 Batches are dicts (docs/CONTRACT.md): ``"source"`` and ``"target"`` images ``float32 (B, C, H, W)`` in [-1, 1],
 ``"source_label"`` and ``"target_label"`` ``int64 (B,)`` (-1 unknown), for content-preservation metrics.
@@ -11,27 +11,25 @@ Batches are dicts (docs/CONTRACT.md): ``"source"`` and ``"target"`` images ``flo
 - ``UnpairedImageDataModule``: two image data sets (``domain_a``, ``domain_b``: image data configs), sampled
   independently each epoch (CycleGAN); ``paired = False``.
 
-Images are decoded once in ``setup`` by ``images.py`` and kept as uint8 tensors. Training loaders resume exactly
+Images are decoded once in ``setup`` by ``module.py`` and kept as uint8 tensors. Training loaders resume exactly
 mid-epoch and validation/evaluation loaders are unpadded under DDP (``loaders.py``). The target domain is the
 "real set" of the metrics: ``reference_loader``/``dataset_key`` describe it, as for an unconditional data module.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import datasets
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gen_lightning.data import sources
-from gen_lightning.data.derive import apply_transform, load_paired_folders, resize_all
-from gen_lightning.data.images import ImageDataModule, ImageTensorDataset, decode_images
-from gen_lightning.data.loaders import EpochSampler, eval_loader, evaluation_loader, train_loader
+from gen_lightning.data.base import DataModule, Source, digest
+from gen_lightning.data.images.derive import apply_transform, resize_all
+from gen_lightning.data.images.folders import load_paired_folders
+from gen_lightning.data.images.module import ImageDataModule, ImageTensorDataset, decode_images
+from gen_lightning.data.loaders import EpochSampler, evaluation_loader
 from gen_lightning.data.sources import DataSourceError
 
 PAIRED_SOURCES = ("derived", "folders", "parquet", "hub")
@@ -95,13 +93,14 @@ def image_data(config) -> ImageDataModule:
     return module
 
 
-class TranslationData(L.LightningDataModule):
+class ImagePairData(DataModule):
     """What paired and unpaired data share: shapes, loaders and the target domain for the metrics."""
 
     task = "conditional"
     source_modality = "image"
     modality = "image"
     paired = True
+    LOCAL = "a folder holding A/ (inputs) and B/ (targets) with matching file names, or parquet files"
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,11 +123,10 @@ class TranslationData(L.LightningDataModule):
         self.num_classes = int(labels.max()) + 1 if bool((labels >= 0).all()) else 0
 
     def train_dataloader(self) -> DataLoader:
-        return train_loader(self.splits["train"], self.hparams.batch_size, seed=self.hparams.seed,
-                            num_workers=self.hparams.num_workers)  # fmt: skip
+        return self.train_loader(self.splits["train"])
 
     def val_dataloader(self) -> DataLoader:
-        return eval_loader(self._split("val"), self.hparams.eval_batch_size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self._split("val"))
 
     def _split(self, split: str) -> PairDataset:
         if split not in self.splits:
@@ -141,10 +139,10 @@ class TranslationData(L.LightningDataModule):
 
     def reference_loader(self, split: str, batch_size: int) -> DataLoader:
         """The target domain's images and labels of ``split`` ``(image, label)``: the real set of the metrics."""
-        return eval_loader(self._split(split).target, batch_size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self._split(split).target, batch_size)
 
 
-class PairedImageDataModule(TranslationData):
+class PairedImageDataModule(ImagePairData):
     """Aligned (input, target) pairs from one of ``PAIRED_SOURCES``; see the file docstring."""
 
     def __init__(
@@ -154,6 +152,7 @@ class PairedImageDataModule(TranslationData):
         transform: str | None = "downscale:4",
         path: str | None = None,
         name: str | None = None,
+        hub_name: str | None = None,
         source_column: str = "source",
         target_column: str = "target",
         label_column: str | None = None,
@@ -177,8 +176,10 @@ class PairedImageDataModule(TranslationData):
             raise ValueError("data.source=derived needs data.images (an image data config) and data.transform")
         if source in ("folders", "parquet") and not path:
             raise ValueError(f"data.source={source} needs data.path")
-        if source == "hub" and not name:
-            raise ValueError("data.source=hub needs data.name (a hub dataset with two image columns)")
+        if name and hub_name and name != hub_name:
+            raise ValueError(f"data.name={name!r} and data.hub_name={hub_name!r} differ: give one (hub_name)")
+        if source == "hub" and not (name or hub_name):
+            raise ValueError("data.source=hub needs data.name or data.hub_name (a hub dataset with two image columns)")
         if batch_size <= 0 or not 0.0 < val_fraction < 1.0:
             raise ValueError("data.batch_size must be positive and data.val_fraction in (0, 1)")
         if isinstance(images, DictConfig):
@@ -187,6 +188,18 @@ class PairedImageDataModule(TranslationData):
         self.inner: ImageDataModule | None = None
 
     # ---- building the pairs --------------------------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        hp = self.hparams
+        if hp.source == "derived":
+            return Source("embedded", f"pairs derived by {hp.transform}", "source")
+        if hp.source == "hub":
+            return Source("hub", hp.get("hub_name") or hp.name, "hub_name")
+        return Source("path", hp.path, "path")
+
+    def hub_splits(self) -> set[str]:
+        return {self.hparams.train_split, self.hparams.val_split} - {None}
+
     def _derived(self) -> dict[str, PairDataset]:
         hp = self.hparams
         self.inner = image_data(hp.images)
@@ -205,7 +218,7 @@ class PairedImageDataModule(TranslationData):
             return load_paired_folders(f"{hp.path}/{split}" if hp.val_split else hp.path)
         if hp.source == "parquet":
             return sources.load_parquet(f"{hp.path}/{split}" if hp.val_split else hp.path)
-        return sources.load_hub(hp.name, split)
+        return self.load_hub(split)
 
     def _decode(self, table: datasets.Dataset) -> PairDataset:
         hp = self.hparams
@@ -235,11 +248,6 @@ class PairedImageDataModule(TranslationData):
             out[split] = PairDataset(*sides)
         return out
 
-    def prepare_data(self) -> None:
-        if self.hparams.source == "hub":
-            for split in {self.hparams.train_split, self.hparams.val_split} - {None}:
-                self._table(split)
-
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -258,14 +266,15 @@ class PairedImageDataModule(TranslationData):
         """The target domain's key: derived pairs share the underlying image data's (and its cached classifier)."""
         if self.inner is not None:
             return self.inner.dataset_key
-        hp = {k: v for k, v in dict(self.hparams).items() if k not in ("batch_size", "eval_batch_size",
-              "num_workers", "seed", "source_column", "source_channels", "source_image_size")}  # fmt: skip
-        digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        # As before hub_name existed: the target side's settings, the hub name keyed as `name`.
+        hp = {k: v for k, v in self.data_params().items()
+              if k not in ("source_column", "source_channels", "source_image_size", "hub_name")}  # fmt: skip
+        hp["name"] = hp.get("name") or self.hparams.get("hub_name")
         label = str(hp.get("name") or hp["source"]).replace("/", "_")
-        return f"{label}-target-{self._shapes()[1][1]}px-{digest}"
+        return f"{label}-target-{self._shapes()[1][1]}px-{digest(hp)}"
 
 
-class UnpairedImageDataModule(TranslationData):
+class UnpairedImageDataModule(ImagePairData):
     """Two image data sets, A (inputs) and B (targets), drawn independently; see the file docstring."""
 
     paired = False
@@ -286,6 +295,10 @@ class UnpairedImageDataModule(TranslationData):
                               for d in (domain_a, domain_b))  # fmt: skip
         self.save_hyperparameters(logger=False)
         self.domains: dict[str, ImageDataModule] = {}
+
+    @property
+    def source(self) -> Source:
+        return Source("embedded", "two image data sets (domain_a, domain_b)", "domain_a")
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

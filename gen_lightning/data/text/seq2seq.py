@@ -1,31 +1,31 @@
 """Pairs of texts for sequence-to-sequence models (translation, summarisation) as a LightningDataModule.
 
-Sources (``gen_lightning/data/parallel.py``): a local folder of aligned line files, TSV or JSONL per split, a
-Hugging Face dataset, or (``embedded=stdlib_summaries``) the code-summarisation corpus of the installed standard
-library (``gen_lightning/data/docstrings.py``). The tokenizer is trained at setup on the training split: subword
-(``bpe``/``unigram``, ``gen_lightning/data/subword.py``), or ``byte``/``char``. ``joint_vocab`` trains one
-vocabulary on sources and targets together (required to share embeddings); otherwise the source side has its own,
-given to the model as ``source_tokenizer``.
+Sources (``data/base.py``'s keys; readers in ``parallel.py``): a local folder of aligned line files, TSV or JSONL
+per split, a Hugging Face dataset, or (``embedded=stdlib_summaries``) the code-summarisation corpus of the installed
+standard library (``docstrings.py``). The tokenizer is trained at setup on the training split: subword
+(``bpe``/``unigram``, ``subword.py``), or ``byte``/``char``. ``joint_vocab`` trains one vocabulary on sources and
+targets together (required to share embeddings); otherwise the source side has its own, given to the model as
+``source_tokenizer``.
 
 Batches (docs/CONTRACT.md, conditional text): ``{"source", "target"}`` int64 (B, S) / (B, T) padded on the right
 with the tokenizer's pad id, ``"source_mask"`` / ``"target_mask"`` bool (True at real tokens). A source is its
 ids and eos; a target is bos, its ids and eos (the decoder reads target[:, :-1] and predicts target[:, 1:]); both
-truncated to ``max_len`` tokens. Batches hold sentences of similar length (``buckets.py``).
+truncated to ``max_len`` tokens. Batches hold sentences of similar length (``data/buckets.py``).
 ``evaluation_loader`` yields the raw, untokenised texts for the metric protocols.
 """
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from gen_lightning.data.base import DataModule
 from gen_lightning.data.buckets import BucketBatchSampler
 from gen_lightning.data.loaders import evaluation_loader
-from gen_lightning.data.parallel import Pairs, read_folder_split, read_hub_split
-from gen_lightning.data.subword import ALGORITHMS, train_cached
-from gen_lightning.data.tokenizers import ByteTokenizer, CharTokenizer, from_config
+from gen_lightning.data.text.parallel import LOCAL, Pairs, hub_pairs, read_folder_split
+from gen_lightning.data.text.subword import ALGORITHMS, train_cached
+from gen_lightning.data.text.tokenizers import ByteTokenizer, CharTokenizer, from_config
 
 TOKENIZERS = (*ALGORITHMS, "byte", "char")
 SPLITS = ("train", "val", "test")
@@ -118,10 +118,13 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
 
 
-class Seq2SeqDataModule(L.LightningDataModule):
+class Seq2SeqDataModule(DataModule):
     """Source/target text pairs: translation (``conf/data/translation.yaml``), summarisation (``summarization``)."""
 
     task, source_modality, modality = "conditional", "text", "text"
+    EMBEDDED = {"stdlib_summaries": "the embedded standard-library summaries"}
+    LOCAL = LOCAL
+    LOCAL_COPY = "save the pairs as SPLIT.tsv or SPLIT.jsonl files in a folder and pass data.path=FOLDER"
 
     def __init__(
         self,
@@ -134,6 +137,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         hub_name: str | None = None,
         hub_kwargs: dict | None = None,
         embedded: str | None = None,
+        encoding: str = "utf-8",
         tokenizer: str = "bpe",
         vocab_size: int = 8000,
         joint_vocab: bool = True,
@@ -145,13 +149,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if sum(x is not None for x in (path, hub_name, embedded)) != 1:
-            raise ValueError(
-                "give exactly one source of pairs: data.path=FOLDER (SPLIT.SRC/SPLIT.TGT line files, SPLIT.tsv or "
-                "SPLIT.jsonl), data.hub_name=NAME (a Hugging Face dataset), or data.embedded=stdlib_summaries"
-            )
-        if embedded not in (None, "stdlib_summaries"):
-            raise ValueError(f"embedded must be stdlib_summaries (the only embedded corpus), got {embedded!r}")
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         if max_len < 3 or batch_size < 1:
@@ -159,6 +156,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         # Plain containers (Hydra passes DictConfigs): checkpoints keep these and load with weights_only=True.
         splits, hub_kwargs = _plain(splits), _plain(hub_kwargs)
         self.save_hyperparameters(logger=False)
+        self.check_source()
         self.split_names = {**{s: s for s in SPLITS}, **dict(splits or {})}
         self.source_vocab: Vocabulary | None = None
         self.target_vocab: Vocabulary | None = None
@@ -174,21 +172,20 @@ class Seq2SeqDataModule(L.LightningDataModule):
             h = self.hparams
             name = self.split_names[split]
             fields = (h.source_field or h.source_lang, h.target_field or h.target_lang)
-            if h.embedded is not None:
-                from gen_lightning.data.docstrings import stdlib_summaries
+            kind = self.source.kind
+            if kind == "embedded":
+                from gen_lightning.data.text.docstrings import stdlib_summaries
 
                 self._pairs.update(stdlib_summaries())
-            elif h.hub_name is not None:
-                self._pairs[split] = read_hub_split(h.hub_name, name, *fields, **dict(h.hub_kwargs or {}))
+            elif kind == "hub":
+                self._pairs[split] = hub_pairs(self.load_hub(name), h.hub_name, *fields)
             else:
-                self._pairs[split] = read_folder_split(h.path, name, h.source_lang, h.target_lang, *fields)
+                encoding = h.get("encoding", "utf-8")
+                self._pairs[split] = read_folder_split(h.path, name, h.source_lang, h.target_lang, *fields, encoding)
         return self._pairs[split]
 
-    def prepare_data(self) -> None:
-        # Once per node: download (and cache) hub data before every process reads it in setup.
-        if self.hparams.hub_name is not None:
-            for split in ("train", "val"):
-                self.pairs(split)
+    def hub_splits(self) -> set[str]:
+        return {self.split_names["train"], self.split_names["val"]}
 
     def _train_vocab(self, texts: list[str]) -> Vocabulary:
         h = self.hparams

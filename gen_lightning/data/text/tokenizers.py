@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from gen_lightning.data.subword import SubwordTokenizer, train_cached
+from gen_lightning.data.text.subword import SubwordTokenizer, train_cached
 
 
 def _code_points(text: str) -> np.ndarray:

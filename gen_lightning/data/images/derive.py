@@ -1,4 +1,4 @@
-"""Input images derived from target images by a named transform, and paired folders (the paired data's sources).
+"""Input images derived from target images by a named transform (the ``derived`` source of paired image data).
 
 Transforms act on uint8 images ``(N, C, H, W)`` and are deterministic (the ``mask`` holes come from a seeded
 generator), so every run sees the same pairs:
@@ -13,15 +13,12 @@ generator), so every run sees the same pairs:
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from gen_lightning.data.sources import IMAGE_SUFFIXES, DataSourceError
+from gen_lightning.data.sources import DataSourceError
 
 TRANSFORMS = ("downscale:K", "edges", "grayscale", "mask[:F]")
 EDGE_THRESHOLD = 0.25  # of each image's largest gradient magnitude
@@ -93,48 +90,16 @@ def mask_holes(images: torch.Tensor, fraction: float, seed: int) -> torch.Tensor
 def apply_transform(name: str, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The input images of the named transform (see the file docstring) for target images uint8 (N, C, H, W)."""
     kind, _, arg = str(name).partition(":")
-    try:
-        if kind == "downscale" and arg:
-            return downscale(images, int(arg))
-        if kind == "edges" and not arg:
-            return sobel_edges(images)
-        if kind == "grayscale" and not arg:
-            return luma(images)
-        if kind == "mask":
-            return mask_holes(images, float(arg) if arg else 0.5, seed)
+    try:  # parsed before any transform runs: their own errors (DataSourceError, a ValueError too) pass unchanged
+        number = (int(arg) if kind == "downscale" else float(arg)) if arg and kind in ("downscale", "mask") else None
     except ValueError as err:
         raise DataSourceError(f"cannot read the transform '{name}': {err}") from err
+    if kind == "downscale" and arg:
+        return downscale(images, number)
+    if kind == "edges" and not arg:
+        return sobel_edges(images)
+    if kind == "grayscale" and not arg:
+        return luma(images)
+    if kind == "mask":
+        return mask_holes(images, 0.5 if number is None else number, seed)
     raise DataSourceError(f"unknown transform '{name}' (data.transform); choose one of {', '.join(TRANSFORMS)}")
-
-
-# ---------------------------------------------------------------------------------------- paired folders
-
-
-def _images_by_stem(folder: Path) -> dict[str, Path]:
-    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    return {str(f.relative_to(folder).with_suffix("")): f for f in files}
-
-
-def load_paired_folders(path: str | Path) -> datasets.Dataset:
-    """Images ``path/A/NAME.*`` paired with ``path/B/NAME.*`` (same relative name, any image suffix)."""
-    root = Path(path).expanduser()
-    folders = {side: root / side for side in ("A", "B")}
-    missing = [str(f) for f in folders.values() if not f.is_dir()]
-    if missing:
-        raise DataSourceError(
-            f"paired folders need '{root}/A' (inputs) and '{root}/B' (targets) with matching file names; "
-            f"missing: {', '.join(missing)}"
-        )
-    a, b = _images_by_stem(folders["A"]), _images_by_stem(folders["B"])
-    if not a:
-        raise DataSourceError(f"'{folders['A']}' holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if only_a or only_b:
-        raise DataSourceError(
-            f"the images in '{root}/A' and '{root}/B' must pair up by file name: {len(only_a)} only in A "
-            f"({', '.join(only_a[:5])}), {len(only_b)} only in B ({', '.join(only_b[:5])})"
-        )
-    names = sorted(a)
-    features = datasets.Features({"source": datasets.Image(decode=False), "target": datasets.Image(decode=False)})
-    rows = {side: [{"path": str(files[n]), "bytes": None} for n in names] for side, files in zip(features, (a, b))}
-    return datasets.Dataset.from_dict(rows, features=features)

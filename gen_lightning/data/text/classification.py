@@ -1,11 +1,12 @@
 """Text classification data (the prediction task, docs/CONTRACT.md): labelled texts, split, tokenized, padded.
 
-Sources (gen_lightning/data/labelled_text.py): a local ``path`` (class files, class folders, a CSV / JSON-lines
-table), a Hugging Face dataset (``hub_name`` with ``text_column`` / ``label_column``, e.g. ``stanfordnlp/sst2``
-sentence/label, ``stanfordnlp/imdb`` text/label, ``fancyzhx/ag_news`` text/label), or, with neither, an embedded
-default that ships inside music21: Essen folk songs labelled by their region of origin (China, Lothringen,
-Luxemburg, Deutschland; the ``O:`` field), each text a tune in ABC notation with only meter, unit length and key
-as headers (gen_lightning/music/abc.py), so the label is read from the music, not from a title.
+Sources (``data/base.py``'s keys; readers in ``labelled.py``): a local ``path`` (class files, class folders, a CSV /
+JSON-lines table), a Hugging Face dataset (``hub_name`` with ``text_column`` / ``label_column``, e.g.
+``stanfordnlp/sst2`` sentence/label, ``stanfordnlp/imdb`` text/label, ``fancyzhx/ag_news`` text/label), or, with
+neither (``embedded: essen_regions``), an embedded default that ships inside music21: Essen folk songs labelled by
+their region of origin (China, Lothringen, Luxemburg, Deutschland; the ``O:`` field), each text a tune in ABC
+notation with only meter, unit length and key as headers (gen_lightning/music/abc.py), so the label is read from the
+music, not from a title.
 
 Splits: with ``num_folds = K > 0``, stratified K-fold cross-validation (the protocol of the classic sentence
 classification results): fold ``fold`` is the test split, and ``val_fraction`` of the other folds (stratified)
@@ -19,14 +20,15 @@ of gen_lightning/data/loaders.py; ``evaluation_loader`` yields raw texts, unpadd
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from gen_lightning.data import labelled_text as lt
-from gen_lightning.data.loaders import eval_loader, evaluation_loader, train_loader
-from gen_lightning.data.tokenizers import build_tokenizer
+from gen_lightning.data.base import DataModule
+from gen_lightning.data.loaders import evaluation_loader
+from gen_lightning.data.sources import DataSourceError
+from gen_lightning.data.text import labelled as lt
+from gen_lightning.data.text.tokenizers import build_tokenizer
 
 SPLITS = ("train", "val", "test")
 
@@ -69,8 +71,13 @@ class Padder:
         return pad_batch(items, self.pad_id)
 
 
-class TextClassificationDataModule(L.LightningDataModule):
+class TextClassificationDataModule(DataModule):
+    """Labelled texts, tokenized and padded, in stratified (or cross-validation) splits; see the file docstring."""
+
     task, source_modality, modality = "prediction", "text", "label"
+    EMBEDDED = {"essen_regions": "the Essen folk songs"}
+    LOCAL = lt.LOCAL
+    LOCAL_COPY = "save the texts and labels as a CSV / JSON-lines file and pass data.path=FILE"
 
     def __init__(
         self,
@@ -84,6 +91,7 @@ class TextClassificationDataModule(L.LightningDataModule):
         hub_split: str = "train",
         hub_test_split: str | None = None,
         hub_kwargs: dict | None = None,
+        embedded: str | None = None,
         regions: list[str] | None = None,
         tokenizer: str | dict = "char",
         vocab_size: int = 8000,
@@ -99,8 +107,6 @@ class TextClassificationDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if path is not None and hub_name is not None:
-            raise ValueError("give either data.path (local files) or data.hub_name (a hub dataset), not both")
         if num_folds == 1 or num_folds < 0 or (num_folds and not 0 <= fold < num_folds):
             raise ValueError(f"need num_folds >= 2 and 0 <= fold < num_folds (or num_folds=0), got {num_folds}, {fold}")
         if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
@@ -114,31 +120,22 @@ class TextClassificationDataModule(L.LightningDataModule):
         hub_kwargs = None if hub_kwargs is None else OmegaConf.to_container(OmegaConf.create(dict(hub_kwargs)))
         tokenizer = tokenizer if isinstance(tokenizer, str) else dict(tokenizer)
         self.save_hyperparameters(logger=False)
+        self.check_source()
         self.tokenizer = None
         self.class_names: list[str] = []
         self.texts: dict[str, list[str]] = {}
         self.labels: dict[str, list[int]] = {}
         self.encoded: dict[str, list[torch.Tensor]] = {}
 
-    @property
-    def source_name(self) -> str:
-        h = self.hparams
-        return str(h.path) if h.path else f"hub dataset {h.hub_name!r}" if h.hub_name else "the Essen folk songs"
-
     def _read(self, split: str | None = None) -> tuple[list[str], list[str]]:
-        h = self.hparams
-        if h.path is not None:
+        h, kind = self.hparams, self.source.kind
+        if kind == "path":
             return lt.read_path(h.path, h.format, h.text_column, h.label_column, h.encoding)
-        if h.hub_name is not None:
-            extra = dict(h.hub_kwargs or {})
-            return lt.read_hub(h.hub_name, h.hub_config, split or h.hub_split, h.text_column, h.label_column, **extra)
+        if kind == "hub":
+            return lt.hub_examples(self.load_hub(split), h.hub_name, h.text_column, h.label_column)
         from gen_lightning.music.abc import ESSEN_REGIONS, essen_regions
 
         return essen_regions(tuple(h.regions or ESSEN_REGIONS))
-
-    def prepare_data(self) -> None:
-        if self.hparams.hub_name is not None:  # download (and cache) once per node before setup reads it
-            self._read()
 
     def _split_indices(self, labels: list[int], has_test: bool) -> dict[str, list[int]]:
         h = self.hparams
@@ -159,13 +156,13 @@ class TextClassificationDataModule(L.LightningDataModule):
             return
         h = self.hparams
         texts, names = self._read()
-        hub_test = h.hub_name is not None and h.hub_test_split is not None and not h.num_folds
+        hub_test = self.source.kind == "hub" and h.hub_test_split is not None and not h.num_folds
         test_texts, test_names = self._read(h.hub_test_split) if hub_test else ([], [])
         self.class_names = lt.check_classes(names, self.source_name)
         index = {name: i for i, name in enumerate(self.class_names)}
         unknown = sorted(set(test_names) - set(index))
         if unknown:
-            raise lt.LabelledTextError(f"the test split of {self.source_name} has labels {unknown} not in training")
+            raise DataSourceError(f"the test split of {self.source_name} has labels {unknown} not in training")
         labels = [index[n] for n in names]
         splits = self._split_indices(labels, hub_test)
         for split, members in splits.items():
@@ -175,7 +172,7 @@ class TextClassificationDataModule(L.LightningDataModule):
             self.texts["test"], self.labels["test"] = test_texts, [index[n] for n in test_names]
         for split in ("train", "val"):
             if not self.texts[split]:
-                raise lt.LabelledTextError(f"the {split} split of {self.source_name} is empty: more texts are needed")
+                raise DataSourceError(f"the {split} split of {self.source_name} is empty: more texts are needed")
         # A character vocabulary has no unknown symbol: it is every character of every text (no label is read).
         # A subword model is trained on the training split only.
         corpus = texts + test_texts if h.tokenizer == "char" else self.texts["train"]
@@ -186,7 +183,7 @@ class TextClassificationDataModule(L.LightningDataModule):
     def _encode(self, text: str) -> torch.Tensor:
         ids = self.tokenizer.encode(text)[: self.hparams.max_length]
         if len(ids) == 0:
-            raise lt.LabelledTextError(f"an empty text in {self.source_name}: {text!r}")
+            raise DataSourceError(f"an empty text in {self.source_name}: {text!r}")
         return ids
 
     @property
@@ -194,14 +191,10 @@ class TextClassificationDataModule(L.LightningDataModule):
         return int(self.tokenizer.to_config().get("pad_id", 0))
 
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        data = Examples(self.encoded["train"], self.labels["train"])
-        return train_loader(data, h.batch_size, seed=h.seed, num_workers=h.num_workers, collate_fn=Padder(self.pad_id))
+        return self.train_loader(Examples(self.encoded["train"], self.labels["train"]), Padder(self.pad_id))
 
     def val_dataloader(self) -> DataLoader:
-        data = Examples(self.encoded["val"], self.labels["val"])
-        h = self.hparams
-        return eval_loader(data, h.batch_size, num_workers=h.num_workers, collate_fn=Padder(self.pad_id))
+        return self.eval_loader(Examples(self.encoded["val"], self.labels["val"]), collate_fn=Padder(self.pad_id))
 
     def evaluation_loader(self, split: str = "test", num_items: int | None = None, batch_size: int = 64):
         """Raw texts and int64 labels of a split (its first ``num_items``), in order, this process's batches."""

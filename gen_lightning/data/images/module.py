@@ -1,26 +1,24 @@
-"""The image ``LightningDataModule``: hub datasets, local folders, parquet files, and the embedded digits.
+"""The image data module: hub datasets, local folders, parquet files, and the embedded digits.
 
-Every source becomes a Hugging Face dataset (``sources.py``); its images are decoded once in ``setup`` to a
-uint8 tensor ``(N, C, H, W)`` (resized, padded, grey or RGB as configured) and scaled to [-1, 1] per item. A file
-that cannot be decoded fails with its path (or its row) in the message. Splits are fixed by ``split_seed``, so
-every run and every seed is evaluated on the same validation images.
+Every source becomes a Hugging Face dataset (``data/sources.py``, ``folders.py``); its images are decoded once in
+``setup`` to a uint8 tensor ``(N, C, H, W)`` (resized, padded, grey or RGB as configured) and scaled to [-1, 1] per
+item. A file that cannot be decoded fails with its path (or its row) in the message. Splits are fixed by
+``split_seed``, so every run and every seed is evaluated on the same validation images.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 
 import datasets
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data import sources
-from gen_lightning.data.loaders import eval_loader, train_loader
+from gen_lightning.data.base import DataModule, Source, digest
+from gen_lightning.data.images.folders import load_digits, load_image_folder
 from gen_lightning.data.sources import DataSourceError
 
 SOURCES = ("digits", "hub", "parquet", "image_folder")
@@ -108,16 +106,22 @@ def decode_images(
     return x, torch.tensor(labels, dtype=torch.long)
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``."""
+class ImageDataModule(DataModule):
+    """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``.
+
+    ``source`` picks the kind (``digits``: embedded; ``hub``: ``hub_name``, or ``name`` as older configs say;
+    ``parquet`` / ``image_folder``: ``path``)."""
 
     task, source_modality, modality = "unconditional", None, "image"  # docs/CONTRACT.md
+    EMBEDDED = {"digits": "the embedded 8x8 digits (scikit-learn)"}
+    LOCAL = "a folder of images (sub-folders name the classes), or parquet files (a file, a folder or a glob)"
 
     def __init__(
         self,
         source: str = "digits",
         name: str | None = None,
         path: str | None = None,
+        hub_name: str | None = None,
         image_column: str = "image",
         label_column: str | None = "auto",
         train_split: str = "train",
@@ -135,8 +139,10 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source must be one of {SOURCES}, got '{source}'")
-        if source == "hub" and not name:
-            raise ValueError("data.source=hub needs data.name (a hub dataset such as ylecun/mnist)")
+        if name and hub_name and name != hub_name:
+            raise ValueError(f"data.name={name!r} and data.hub_name={hub_name!r} differ: give one (hub_name)")
+        if source == "hub" and not (name or hub_name):
+            raise ValueError("data.source=hub needs data.name or data.hub_name (a hub dataset such as ylecun/mnist)")
         if source in ("parquet", "image_folder") and not path:
             raise ValueError(f"data.source={source} needs data.path")
         if channels not in (1, 3):
@@ -150,21 +156,27 @@ class ImageDataModule(L.LightningDataModule):
         self.num_classes = 0
 
     # ---- loading -------------------------------------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        hp = self.hparams
+        if hp.source == "digits":
+            return Source("embedded", "digits", "source")
+        if hp.source == "hub":
+            return Source("hub", hp.get("hub_name") or hp.name, "hub_name")
+        return Source("path", hp.path, "path")
+
+    def hub_splits(self) -> set[str]:
+        return {self.hparams.train_split, self.hparams.val_split} - {None}
+
     def _load(self, split: str) -> datasets.Dataset:
         hp = self.hparams
         if hp.source == "digits":
-            return sources.load_digits()
+            return load_digits()
         if hp.source == "hub":
-            return sources.load_hub(hp.name, split)
+            return self.load_hub(split)
         if hp.source == "parquet":
             return sources.load_parquet(hp.path)
-        return sources.load_image_folder(hp.path)
-
-    def prepare_data(self) -> None:
-        # Rank 0 only: downloads into the Hugging Face cache, which setup() then reads on every process.
-        if self.hparams.source == "hub":
-            for split in {self.hparams.train_split, self.hparams.val_split} - {None}:
-                self._load(split)
+        return load_image_folder(hp.path)
 
     def _decode(self, ds: datasets.Dataset) -> ImageTensorDataset:
         hp = self.hparams
@@ -211,20 +223,24 @@ class ImageDataModule(L.LightningDataModule):
             raise DataSourceError(f"images are {h}x{w}; models need square images: set data.image_size")
         return {"channels": c, "image_size": h, "num_classes": self.num_classes}
 
+    def data_params(self) -> dict:
+        # hub_name and name are one setting: keyed as `name`, so a key (and the cached statistics and classifier
+        # it names) is the same whichever a config says, and the same as before hub_name existed.
+        params = super().data_params()
+        params["name"] = params.get("name") or params.pop("hub_name", None)
+        params.pop("hub_name", None)
+        return params
+
     @property
     def dataset_key(self) -> str:
         """Identifies the data and its preprocessing (cache key for metric statistics and extractors)."""
-        hp = dict(self.hparams)
-        for k in ("batch_size", "eval_batch_size", "num_workers", "seed"):
-            hp.pop(k, None)
-        digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        label = hp["name"] or hp["source"]
-        return f"{str(label).replace('/', '_')}-{self.image_shape[1]}px-{digest}"
+        params = self.data_params()
+        label = params["name"] or params["source"]
+        return f"{str(label).replace('/', '_')}-{self.image_shape[1]}px-{digest(params)}"
 
     # ---- loaders -------------------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        return train_loader(self.splits["train"], hp.batch_size, seed=hp.seed, num_workers=hp.num_workers)
+        return self.train_loader(self.splits["train"])
 
     def val_dataloader(self) -> DataLoader:
         return self.reference_loader("val", self.hparams.eval_batch_size)
@@ -233,4 +249,4 @@ class ImageDataModule(L.LightningDataModule):
         """Ordered, unpadded loader over a split (metrics' real images, reconstructions for `sample`)."""
         if split not in self.splits:
             raise ValueError(f"unknown split '{split}'; choose from {sorted(self.splits)}")
-        return eval_loader(self.splits[split], batch_size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self.splits[split], batch_size)

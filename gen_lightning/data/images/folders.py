@@ -1,0 +1,84 @@
+"""Local and embedded image sources: a folder of images, paired ``A``/``B`` folders, and the embedded digits.
+
+Each returns a Hugging Face ``datasets.Dataset`` (as the hub and parquet sources of ``data/sources.py`` do), so every
+source goes through one decoding path (``module.py``'s ``decode_images``). Files are listed here rather than by
+``datasets``' imagefolder builder so that a folder with no images fails with a message naming it (decoding happens
+later, per file, and a file that cannot be decoded is named then).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from gen_lightning.data.sources import DataSourceError, _quiet, local_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image_folder(path: str) -> datasets.Dataset:
+    """Images in ``path``; immediate sub-folders are class names (labels), as in the imagefolder builder."""
+    _quiet()
+    root = local_path(path, "a folder of images (sub-folders name the classes)")
+    if not root.is_dir():
+        raise DataSourceError(f"data.path={path!r} is a file: give a folder of images (sub-folders name the classes)")
+    files = _images(root)
+    if not files:
+        raise DataSourceError(
+            f"image folder '{path}' (data.path) contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    classes = sorted({f.parent.name for f in files if f.parent != root})
+    features = {"image": datasets.Image(decode=False)}
+    rows: dict[str, list] = {"image": [{"path": str(f), "bytes": None} for f in files]}
+    if classes and all(f.parent != root for f in files):
+        features["label"] = datasets.ClassLabel(names=classes)
+        rows["label"] = [classes.index(f.parent.name) for f in files]
+    return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
+
+
+def load_digits() -> datasets.Dataset:
+    """scikit-learn's bundled 8x8 digits (UCI optdigits test set): 1,797 images, 17 grey levels, 10 classes."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    _quiet()
+    bunch = sk_load_digits()
+    # 0..16 grey levels -> 0..255 uint8 exactly (16 * 255 / 16); the image stays lossless.
+    images = (bunch.images * (255.0 / 16.0)).round().astype("uint8")
+    features = datasets.Features(
+        {"image": datasets.Array2D(shape=(8, 8), dtype="uint8"), "label": datasets.ClassLabel(num_classes=10)}
+    )
+    return datasets.Dataset.from_dict({"image": list(images), "label": bunch.target.tolist()}, features=features)
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    return {str(f.relative_to(folder).with_suffix("")): f for f in _images(folder)}
+
+
+def load_paired_folders(path: str | Path) -> datasets.Dataset:
+    """Images ``path/A/NAME.*`` paired with ``path/B/NAME.*`` (same relative name, any image suffix)."""
+    root = local_path(path, "a folder holding A/ (inputs) and B/ (targets) with matching file names")
+    folders = {side: root / side for side in ("A", "B")}
+    missing = [str(f) for f in folders.values() if not f.is_dir()]
+    if missing:
+        raise DataSourceError(
+            f"paired folders need '{root}/A' (inputs) and '{root}/B' (targets) with matching file names; "
+            f"missing: {', '.join(missing)}"
+        )
+    a, b = _images_by_stem(folders["A"]), _images_by_stem(folders["B"])
+    if not a:
+        raise DataSourceError(f"'{folders['A']}' holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        raise DataSourceError(
+            f"the images in '{root}/A' and '{root}/B' must pair up by file name: {len(only_a)} only in A "
+            f"({', '.join(only_a[:5])}), {len(only_b)} only in B ({', '.join(only_b[:5])})"
+        )
+    names = sorted(a)
+    features = datasets.Features({"source": datasets.Image(decode=False), "target": datasets.Image(decode=False)})
+    rows = {side: [{"path": str(files[n]), "bytes": None} for n in names] for side, files in zip(features, (a, b))}
+    return datasets.Dataset.from_dict(rows, features=features)
