@@ -59,3 +59,57 @@ def test_the_last_epoch_validates_when_the_schedule_skips_it(tmp_path):
     summary = train.fit(compose(tiny_overrides(tmp_path / "run", *extra)))
     assert [row["step"] for row in summary["history"]] == [46, 69]
     assert summary["final"]["val/elbo"] == summary["history"][-1]["val/elbo"]
+
+
+def test_callbacks_are_configured_removed_and_added_by_config(tmp_path):
+    """conf/callbacks/default.yaml: one override configures, removes or adds a callback; the ones every run needs
+    cannot be removed; a resume's change of checkpoint.every_n_train_steps reaches the callback (config.yaml keeps
+    the callbacks' references unresolved)."""
+    import pytest
+    import torch
+    import yaml
+
+    from gen_lightning.run.resume_policy import resolve_for_resume
+
+    run_dir = tmp_path / "run"
+    given = ["trainer.max_steps=6", "trainer.max_epochs=-1", "callbacks.sample_logger=null",
+             "+callbacks.timer._target_=lightning.pytorch.callbacks.Timer"]  # fmt: skip
+    cfg = compose(tiny_overrides(run_dir, *given))
+    names = [type(cb).__name__ for cb in train.build_callbacks(cfg, run_dir, object.__new__(_Monitored))]
+    assert "SampleLogger" not in names and names[-1] == "Timer"
+    assert names.index("LastCheckpoint") < names.index("StopOnSignal")
+    train.fit(cfg)
+    assert not (run_dir / "samples").exists()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["callbacks"]["last_checkpoint"]["every_n_train_steps"] == "${checkpoint.every_n_train_steps}"
+    with pytest.raises(ValueError, match=r"callbacks.run_summary is part of every run"):
+        removed = compose(tiny_overrides(tmp_path / "x", "callbacks.run_summary=null"))
+        train.build_callbacks(removed, run_dir, object.__new__(_Monitored))
+    # The resume asks for a checkpoint every 3 steps: the last periodic save of steps 7-11 is at step 9.
+    cont = [
+        "trainer.max_steps=11",
+        "checkpoint.every_n_train_steps=3",
+        "callbacks.last_checkpoint.every_n_train_steps=3",
+    ]
+    cfg, changes = resolve_for_resume(compose(tiny_overrides(run_dir, "resume=true", *cont)), ["resume=true", *cont])
+    seen = []
+
+    class Spy(train.L.Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            seen.append(trainer.global_step)
+
+    original = train.build_callbacks
+    train.build_callbacks = lambda *a: [*original(*a), Spy()]
+    try:
+        train.fit(cfg, resume_changes=changes)
+    finally:
+        train.build_callbacks = original
+    assert 9 in seen and 8 not in seen, seen
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 11
+
+
+class _Monitored:
+    monitor = ("val/loss", "min")
+
+    def parameters(self):
+        return iter(())

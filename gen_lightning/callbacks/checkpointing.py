@@ -27,9 +27,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gen_lightning.callbacks.validation import validation_follows
 from gen_lightning.files import replacing
+from gen_lightning.run.run_dir import RunDir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -44,8 +46,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(L.Callback):
-    def __init__(self, path: str | Path, every_n_train_steps: int = 200) -> None:
-        self.path = Path(path)
+    def __init__(self, run_dir: str | Path, every_n_train_steps: int = 200) -> None:
+        self.path = RunDir(run_dir).last
         self.every_n_train_steps = every_n_train_steps
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -61,6 +63,21 @@ class LastCheckpoint(L.Callback):
         # Before the metric protocols' final evaluation (they come later in the callback list): a run killed
         # during that evaluation resumes from its final weights and only evaluates (train.finish_evaluations).
         trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``checkpoints/best.ckpt``: Lightning's ``ModelCheckpoint`` keeping the one best state by ``monitor``."""
+
+    def __init__(self, run_dir: str | Path, monitor: str, mode: str = "min") -> None:
+        layout = RunDir(run_dir)
+        super().__init__(
+            dirpath=layout.checkpoints,
+            filename=layout.best.stem,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
 
 
 class RunInterrupted(Exception):
@@ -84,8 +101,8 @@ class RunInterrupted(Exception):
 class StopOnSignal(L.Callback):
     """See the file docstring; ``signum`` and ``saved_step`` tell ``train.fit`` what happened."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = RunDir(run_dir).last
         self.signum: int | None = None
         self.saved_step: int | None = None
         self._previous_sigint = None

@@ -18,6 +18,7 @@ from torchvision.utils import make_grid, save_image
 
 from gen_lightning import tracking
 from gen_lightning.files import write_texts
+from gen_lightning.run.run_dir import RunDir
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
@@ -27,8 +28,8 @@ def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
 
 
 class SampleLogger(L.Callback):
-    def __init__(self, out_dir: str | Path, every_n_epochs: int = 1, seed: int = 1234) -> None:
-        self.out_dir = Path(out_dir)
+    def __init__(self, run_dir: str | Path, every_n_epochs: int = 1, seed: int = 1234) -> None:
+        self.out_dir = RunDir(run_dir).samples
         self.every_n_epochs = every_n_epochs
         self.seed = seed
         self._batch = None

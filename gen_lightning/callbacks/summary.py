@@ -23,6 +23,7 @@ import lightning as L
 import torch
 
 from gen_lightning.files import write_json
+from gen_lightning.run.run_dir import RunDir
 
 DIRECTIONS = ("min", "max")
 
@@ -75,8 +76,8 @@ def improves(value: float, best: float | None, direction: str) -> bool:
 class RunSummary(L.Callback):
     """Writes ``metrics.json``; the directions of its module and callbacks decide which values are "best"."""
 
-    def __init__(self, path: str | Path, extra: dict | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, run_dir: str | Path, extra: dict | None = None) -> None:
+        self.path = RunDir(run_dir).metrics
         self.extra = extra or {}
         self.directions: dict[str, str] = {}
         self.history: list[dict] = []

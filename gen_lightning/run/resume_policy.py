@@ -27,9 +27,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gen_lightning.files import append_jsonl, write_with
+from gen_lightning.files import append_jsonl
 from gen_lightning.run import declared
-from gen_lightning.run.run_dir import RunDir, RunDirError
+from gen_lightning.run.run_dir import RunDir, RunDirError, save_config
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
 EXACT = (
@@ -38,7 +38,7 @@ EXACT = (
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "checkpoint.", "samples.", "metrics.every_n_epochs", "logger.wandb.tags", "logger.wandb.group",
     "logger.wandb.mode", "logger.wandb.job_type", "logger.tags", "logger.group", "logger.mode", "logger.job_type",
-    "data.num_workers", "data.eval_batch_size", "validation.",
+    "data.num_workers", "data.eval_batch_size", "validation.", "callbacks.",
 )  # fmt: skip
 HARDWARE = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",
@@ -123,7 +123,7 @@ def record(run_dir: str | Path, cfg: DictConfig, changes: dict) -> None:
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
     append_jsonl(run.resumes, entry)
     if changes:
-        write_with(run.config, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+        save_config(cfg, run.config)
 
 
 def model_overrides(changes: dict) -> dict:

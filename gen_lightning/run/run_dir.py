@@ -181,3 +181,17 @@ def is_locked(run_dir: str | Path) -> bool:
     finally:
         os.close(fd)  # closing releases a lock taken here
     return False
+
+
+def save_config(cfg, path: str | Path) -> None:
+    """Write a run's ``config.yaml`` (whole or not at all): every value resolved (a ``${now:...}`` must not change on
+    resume), except the ``callbacks`` node, whose ``${checkpoint.*}``/``${samples.*}``/``${metrics}`` references
+    stay so that what a resume changes there reaches the callbacks too."""
+    from omegaconf import OmegaConf
+
+    from gen_lightning.files import write_with
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    if "callbacks" in cfg:
+        container["callbacks"] = OmegaConf.to_container(cfg.callbacks, resolve=False)
+    write_with(path, lambda tmp: OmegaConf.save(OmegaConf.create(container), tmp))

@@ -7,30 +7,28 @@ flow from data to model are the data module's ``model_kwargs()``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import loggers, tracking
-from gen_lightning.callbacks import ExactResume, FiniteLossGuard, RunSummary, SampleLogger
+from gen_lightning.callbacks import ExactResume, RunSummary
 from gen_lightning.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, RunInterrupted, StopOnSignal
 from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.summary import metric_directions
-from gen_lightning.callbacks.validation import FinalValidation, step_schedule
-from gen_lightning.files import write_with
+from gen_lightning.callbacks.validation import step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.run import prepare
 from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.resume_policy import record as record_resume
-from gen_lightning.run.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +60,40 @@ def monitored(cfg: DictConfig, model) -> tuple[str, str]:
     return monitor, cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
 
 
+# The callbacks a run cannot do without (resume, metrics.json, signals): configurable, not removable.
+REQUIRED_CALLBACKS = {"exact_resume": ExactResume, "run_summary": RunSummary, "last_checkpoint": LastCheckpoint,
+                      "stop_on_signal": StopOnSignal}  # fmt: skip
+
+
+def callback_configs(cfg: DictConfig) -> dict:
+    """``cfg.callbacks`` by name (conf/callbacks/); a config saved before the group existed (its ``callbacks`` held
+    only extras) gets the defaults it lacks, an entry set to null stays off."""
+    from gen_lightning.config import config_dir
+
+    defaults = OmegaConf.load(config_dir() / "callbacks" / "default.yaml")
+    given = cfg.get("callbacks") or {}
+    merged = {**{k: defaults[k] for k in defaults if k not in given}, **given}  # defaults first, in their order
+    return {k: OmegaConf.to_container(OmegaConf.merge(cfg, {"callbacks": {k: merged[k]}}).callbacks[k], resolve=True)
+            if merged[k] is not None else None for k in merged}  # fmt: skip
+
+
 def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:
-    layout = RunDir(run_dir)
+    """The run's callbacks from ``cfg.callbacks`` (conf/callbacks/default.yaml), each given the facts of the run
+    its constructor takes: ``run_dir``, and ``monitor``/``mode`` where the config leaves them null."""
     monitor, mode = monitored(cfg, model)
-    callbacks: list[L.Callback] = [
-        ExactResume(validation_seed=cfg.seed),
-        FiniteLossGuard(),
-        SampleLogger(layout.samples, every_n_epochs=cfg.samples.every_n_epochs, seed=cfg.samples.seed),
-        RunSummary(layout.metrics, extra={"monitor": monitor, "mode": mode, "num_params": num_params(model)}),
-        LastCheckpoint(layout.last, every_n_train_steps=cfg.checkpoint.every_n_train_steps),
-        StopOnSignal(layout.last),  # after LastCheckpoint: it stops once that one saved at a validation's end
-        FinalValidation(),  # the final weights are always validated, whatever the budget
-        # best.ckpt by the monitored validation metric.
-        ModelCheckpoint(
-            dirpath=layout.checkpoints,
-            filename=layout.best.stem,
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            enable_version_counter=False,
-        ),
-    ]
-    if cfg.get("metrics") and "_target_" in cfg.metrics:
-        callbacks.append(instantiate(cfg.metrics))
-    # Extra callbacks by name (debug presets, a search's pruning); an entry set to null is off.
-    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    facts = {"run_dir": run_dir, "monitor": monitor, "mode": mode}
+    callbacks = []
+    for name, node in callback_configs(cfg).items():
+        if name in REQUIRED_CALLBACKS and not node:
+            raise ValueError(f"callbacks.{name} is part of every run (resume, metrics.json, signals): configure it, "
+                             "do not remove it")  # fmt: skip
+        if not node or "_target_" not in node:  # off (null), or an empty protocol (metrics=none)
+            continue
+        accepted = inspect.signature(get_class(node["_target_"]).__init__).parameters
+        given = {k: v for k, v in facts.items() if k in accepted and node.get(k) is None}
+        callbacks.append(prepare.build(f"callbacks.{name}", OmegaConf.create(node), **given))
+    summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    summary.extra.update(monitor=monitor, mode=mode, num_params=num_params(model))
     return callbacks
 
 
@@ -108,7 +115,7 @@ def fit(cfg: DictConfig, resume_changes: dict | None = None, overrides: list[str
 def _fit(run: prepare.Run) -> dict:
     cfg, layout, model = run.cfg, run.dir, run.model
     if rank_zero_only.rank == 0 and run.resume_from is None:
-        write_with(layout.config, lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
+        run_dirs.save_config(cfg, layout.config)
     if cfg.trainer.get("deterministic") and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto"):
         # Deterministic cuBLAS needs a fixed workspace; without it PyTorch raises at the first CUDA matmul.
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
