@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,9 +39,9 @@ from gen_lightning.run.resume_policy import resolve_for_resume
 CMD = [sys.executable, "-m", "gen_lightning.cli"]
 
 
-def fit(run_dir: Path, *extra: str, steps: int = 4) -> dict:
+def fit(run_dir: Path, *extra: str, steps: int = 4, model: str = "vae") -> dict:
     given = [f"trainer.max_steps={steps}", *extra]
-    cfg = compose(tiny_overrides(run_dir, "trainer.max_epochs=-1", *given))
+    cfg = compose(tiny_overrides(run_dir, "trainer.max_epochs=-1", *given, model=model))
     changes = None
     if cfg.resume:
         cfg, changes = resolve_for_resume(cfg, given)
@@ -218,3 +219,68 @@ def test_sigterm_saves_exits_143_and_the_resume_is_exact(tmp_path):
     a = module_weights(tmp_path / "full" / "checkpoints" / "last.ckpt")
     b = module_weights(cut / "checkpoints" / "last.ckpt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- values refused in one line, before anything is written ----------------------------------------------
+BAD = {
+    "a width of 0": (["model.hidden_dim=0"], r"model.hidden_dim=0: a size"),
+    "no heads": (["model=gpt", "data=text_embedded", "model.num_heads=0"], r"model.num_heads=0: a size"),
+    "a latent size of 0": (["model.latent_dim=0"], r"model.latent_dim=0: a size"),
+    "a learning rate that is text": (["model.lr=abc"], r"model.lr='abc': expected a number"),
+    "dropout above 1": (["model=gpt", "data=text_embedded", "model.dropout=1.5"], r"model.dropout=1.5: a dropout"),
+    "a batch size of 0": (["data.batch_size=0"], r"data: .*batch_size"),
+    "an unknown model key": (["model.hiden_dim=8"], r"hiden_dim"),
+    "heads that do not divide the width": (
+        ["model=gpt", "data=text_embedded", "model.hidden_dim=30", "model.num_heads=4"],
+        r"model: .*head",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_value_is_refused_in_one_line_and_writes_nothing(tmp_path, case):
+    overrides, match = BAD[case]
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fit", f"run_dir={run_dir}", "logger=none", "metrics=none", *overrides])
+    message = str(info.value)
+    assert message.startswith("gen-lightning fit: ") and "\n" not in message and "HYDRA_FULL_ERROR" not in message
+    assert re.search(match, message), message
+    assert not run_dir.exists(), "a refused command wrote the run directory"
+
+
+def test_a_resume_below_the_steps_done_is_refused_and_the_config_stays(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir, ignore=shutil.ignore_patterns(".lock"))
+    config = (run_dir / "config.yaml").read_text()
+    with pytest.raises(SystemExit, match=r"trainer.max_steps=2 is below the 4 steps this run has done"):
+        cli.main(["fit", f"run_dir={run_dir}", "resume=true", "trainer.max_steps=2"])
+    assert (run_dir / "config.yaml").read_text() == config
+
+
+def test_data_changed_in_place_refuses_the_resume(tmp_path, shakespeare_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text(shakespeare_path.read_text(encoding="utf-8")[:20000], encoding="utf-8")
+    run_dir = tmp_path / "run"
+    fit(run_dir, "data=text", f"data.path={text}", steps=2, model="lstm")
+    lines = text.read_text(encoding="utf-8").splitlines(keepends=True)
+    text.write_text("".join(reversed(lines)), encoding="utf-8")  # the same characters, another order
+    with pytest.raises(ValueError, match=r"training data differ .*changed: .*corpus.txt"):
+        fit(run_dir, "data=text", f"data.path={text}", "resume=true", steps=4, model="lstm")
+
+
+def test_init_from_a_run_still_training_is_refused(finished, tmp_path):
+    from gen_lightning.run import run_dir as run_dirs
+
+    busy = tmp_path / "busy"
+    shutil.copytree(finished, busy, ignore=shutil.ignore_patterns(".lock"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gen_lightning.run.run_dir import lock; lock(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(60)", str(busy)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run_dirs.is_locked(busy)
+        with pytest.raises(Exception, match=r"still training"):
+            fit(tmp_path / "new", f"init_from={busy / 'checkpoints' / 'last.ckpt'}")
+    finally:
+        holder.kill()

@@ -30,7 +30,7 @@ from gen_lightning import loggers
 from gen_lightning.callbacks.resume import seed_all
 from gen_lightning.files import remove_stale_temporaries
 from gen_lightning.run import checkpoint as ckpt_io
-from gen_lightning.run import declared, init_from
+from gen_lightning.run import declared, fingerprint, init_from
 from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.resume_policy import model_overrides, resolve_for_resume
 from gen_lightning.run.run_dir import RunDir, RunDirError
@@ -66,6 +66,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
     ckpt = ckpt_io.read(resume_from) if resume_from is not None else None
     if ckpt is not None:
         check_budget(cfg, ckpt, resume_from)
+        fingerprint.check(cfg.data, RunDir(cfg.run_dir).data_fingerprint)
     seed_all(cfg.seed)
     pretrained = init_from.for_run(cfg, resume_from, ckpt)
     datamodule = build_datamodule(cfg.data, init_from.carried(pretrained, cfg.data), source=pretrained)

@@ -12,6 +12,7 @@
       error.txt              the traceback of a run that failed
       train.log              what a run of a study printed (Lightning's messages, library warnings)
       resumes.jsonl          what each resume changed (README, "Resume")
+      data_fingerprint.json  size and sha256 of every local data file the run reads (checked on resume)
       .lock                  held by the process writing the run (one writer at a time)
 
 Every module that reads or writes one of these names asks this object.
@@ -100,6 +101,10 @@ class RunDir:
     @property
     def resumes(self) -> Path:
         return self.path / "resumes.jsonl"
+
+    @property
+    def data_fingerprint(self) -> Path:
+        return self.path / "data_fingerprint.json"
 
 
 def resumable_state(run_dir: str | Path) -> str:

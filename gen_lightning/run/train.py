@@ -26,7 +26,7 @@ from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.callbacks.validation import step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
-from gen_lightning.run import prepare
+from gen_lightning.run import fingerprint, prepare
 from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.resume_policy import record as record_resume
 
@@ -116,6 +116,7 @@ def _fit(run: prepare.Run) -> dict:
     cfg, layout, model = run.cfg, run.dir, run.model
     if rank_zero_only.rank == 0 and run.resume_from is None:
         run_dirs.save_config(cfg, layout.config)
+        fingerprint.record(cfg.data, layout.data_fingerprint)
     if cfg.trainer.get("deterministic") and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto"):
         # Deterministic cuBLAS needs a fixed workspace; without it PyTorch raises at the first CUDA matmul.
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
