@@ -36,7 +36,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from gen_lightning.callbacks.finite import NonFiniteLossError
     from gen_lightning.data.sources import DataSourceError
     from gen_lightning.run.checkpoint import CheckpointError
-    from gen_lightning.run.run_dir import RunDirError, RunDirLocked
+    from gen_lightning.run_dir import RunDirError, RunDirLocked
 
     return (
         CheckpointError, DataSourceError, RunDirError, RunDirLocked, NonFiniteLossError, MisconfigurationException,
@@ -84,12 +84,12 @@ def _fit_task(cfg) -> float | None:
         if not isinstance(err, _user_errors()) or os.environ.get("GEN_LIGHTNING_DEBUG") or hc.mode == RunMode.MULTIRUN:
             raise
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            from gen_lightning.run.run_dir import resumable_state
+            from gen_lightning.run_dir import resumable_state
 
             err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
         raise SystemExit(f"gen-lightning fit: {one_line(err)}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
-        from gen_lightning.run.run_dir import RunDir
+        from gen_lightning.run_dir import RunDir
 
         final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
         print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 # MLflow 3 refuses its old ./mlruns file store by default; a local SQLite store is its own default now.
 DEFAULT_MLFLOW_URI = "sqlite:///runs/mlflow.db"

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from gen_lightning.files import TEXT_SEPARATOR, write_texts
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 
 class StepWandbLogger(WandbLogger):

@@ -270,12 +270,12 @@ def test_data_changed_in_place_refuses_the_resume(tmp_path, shakespeare_path):
 
 
 def test_init_from_a_run_still_training_is_refused(finished, tmp_path):
-    from gen_lightning.run import run_dir as run_dirs
+    from gen_lightning import run_dir as run_dirs
 
     busy = tmp_path / "busy"
     shutil.copytree(finished, busy, ignore=shutil.ignore_patterns(".lock"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gen_lightning.run.run_dir import lock; lock(sys.argv[1]); "
+        [sys.executable, "-c", "import sys, time; from gen_lightning.run_dir import lock; lock(sys.argv[1]); "
          "print('locked', flush=True); time.sleep(60)", str(busy)], stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -31,7 +31,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gen_lightning.callbacks.validation import validation_follows
 from gen_lightning.files import replacing
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -11,7 +11,7 @@ import math
 import lightning as L
 import torch
 
-from gen_lightning.run.run_dir import resumable_state
+from gen_lightning.run_dir import resumable_state
 
 
 class NonFiniteLossError(RuntimeError):

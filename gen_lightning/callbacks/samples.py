@@ -18,7 +18,7 @@ from torchvision.utils import make_grid, save_image
 
 from gen_lightning import tracking
 from gen_lightning.files import write_texts
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:

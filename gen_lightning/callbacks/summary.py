@@ -23,7 +23,7 @@ import lightning as L
 import torch
 
 from gen_lightning.files import write_json
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 DIRECTIONS = ("min", "max")
 

@@ -26,7 +26,7 @@ from gen_lightning.commands.inputs import model_sources, read_images
 from gen_lightning.commands.outputs import text_writer
 from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import task_of
 
 

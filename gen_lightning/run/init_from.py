@@ -27,11 +27,11 @@ import lightning as L
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks.resume import STATE_KEY
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared
-from gen_lightning.run import run_dir as run_dirs
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 CARRIED = ("tokenizer",)  # hyperparameters of the checkpoint that the data module takes over

@@ -27,13 +27,13 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import loggers
+from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks.resume import seed_all
 from gen_lightning.files import remove_stale_temporaries
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared, fingerprint, init_from
-from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.resume_policy import model_overrides, resolve_for_resume
-from gen_lightning.run.run_dir import RunDir, RunDirError
+from gen_lightning.run_dir import RunDir, RunDirError
 
 
 @dataclass

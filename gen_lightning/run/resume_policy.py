@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import append_jsonl
 from gen_lightning.run import declared
-from gen_lightning.run.run_dir import RunDir, RunDirError, save_config
+from gen_lightning.run_dir import RunDir, RunDirError, save_config
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
 EXACT = (

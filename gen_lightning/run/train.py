@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import loggers, tracking
+from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks import ExactResume, RunSummary
 from gen_lightning.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, RunInterrupted, StopOnSignal
 from gen_lightning.callbacks.overrides import OptimizerOverrides
@@ -27,7 +28,6 @@ from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.callbacks.validation import step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.run import fingerprint, prepare
-from gen_lightning.run import run_dir as run_dirs
 from gen_lightning.run.resume_policy import record as record_resume
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import yaml
 from gen_lightning.files import write_json, write_texts
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run.prepare import SavedRun, build_datamodule
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec

@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex, progress, run_state
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec

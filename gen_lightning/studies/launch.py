@@ -21,7 +21,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex, duration, progress, run_state
 from gen_lightning.studies.plan import PlannedRun
 from gen_lightning.studies.spec import StudySpec

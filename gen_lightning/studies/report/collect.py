@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from gen_lightning.callbacks.summary import read_directions
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import load_index
 
 SAMPLE_TIME = "val/sample_time"

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from gen_lightning.run.run_dir import RunDir
+from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.report.collect import SeedResult, in_study_order
 
 COLORS = [f"C{i}" for i in range(10)]
