@@ -15,10 +15,37 @@ Data: the embedded 8x8 digits, and the 10,000 MNIST test images (../shared/data/
 
     PYTHONPATH=. python benchmarks/latent_diffusion.py [--seconds 45 --mnist-seconds 75 --vae-seconds 30]
 
-Measured 2026-12-06 (Intel Xeon @ 2.20GHz, 2 cores shared with other jobs: load average ~4-6; one thread per
-run; budgets are small, so these numbers rank early progress, not converged quality):
+Measured 2026-12-06 on "Intel(R) Xeon(R) CPU @ 2.20GHz", 2 cores shared with other agents' jobs (load average
+5-9), one thread per run. The budgets are small (CPU seconds, to keep the whole benchmark near 10 minutes): the
+numbers rank early progress, not converged quality. FID_clf: classifier features, lower is better, comparable only
+within a data set. ``steps``: optimizer steps reached in the budget; ``train s``: RunSummary's clock (validation
+and the final evaluation included, hence above the budget for the slow pixel model); s/image: DDIM 20 steps.
 
-    (filled in below from the run)
+Default command (732 s in all), ``--seconds 45 --mnist-seconds 75 --vae-seconds 30 --num-samples 300``:
+
+    data    model        train s  steps  FID_clf  s/image  load (1/5/15 min, before -> after)
+    digits  latent_ddpm       46    300   102.77   0.0052  6.22/5.99/6.84 -> 5.92/5.94/6.72
+    digits  ddpm              47    208   146.01   0.0177  5.92/5.94/6.72 -> 5.76/5.87/6.63
+    mnist   latent_ddpm       77   1189   536.17   0.0034  5.63/5.85/6.57 -> 6.38/5.91/6.46
+    mnist   ddpm             121     24  2276.00   0.1714  6.38/5.91/6.46 -> 3.48/5.06/6.04
+    autoencoders (MLP VAE, latent_dim 16, in 30 s): digits 426 steps, MNIST 529 steps
+
+An earlier run (1034 s), ``--seconds 60 --mnist-seconds 90 --vae-seconds 40 --num-samples 500``, pixel DDPM on
+MNIST with its preset's lr 2e-4 and 1,000 warm-up steps:
+
+    digits  latent_ddpm       61    489    84.32   0.0064  (VAE: 898 steps in 40 s)
+    digits  ddpm              65    162   194.63   0.0212
+    mnist   latent_ddpm       91   1157   615.00   0.0053  (VAE: 422 steps in 40 s)
+    mnist   ddpm             145     22  2283.82   0.3697
+
+Reading: at equal training time the latent model wins on both sets, by the most where a pixel U-Net step is dear:
+its 16-dimensional MLP takes 1,200 steps on MNIST while the 28x28 U-Net (batch 128, one thread, ~3 s a step)
+takes 24 and still draws noise; it also samples 3x (digits) to 50-70x (MNIST) faster per image. On the digits the
+pixel model's 200 steps give digit-like strokes with speckle, the latent model's 300-500 clean but VAE-blurred
+digits. The latent model's quality is capped by its autoencoder (half a minute of VAE training: blurred
+reconstructions; FID_clf of 536-615 on MNIST reflects that blur); the pixel model has no such cap: whether it
+overtakes with a longer budget, this CPU benchmark does not measure.
+Grids: ``samples_<data>_<model>.png`` in --out.
 """
 
 from __future__ import annotations

@@ -15,15 +15,19 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import preset
+from conftest import preset, tiny_overrides
+from PIL import Image
 from test_resume import assert_same_weights
 from test_resume import run as resumable_run
 
 from gen_lightning.callbacks import ExactResume
+from gen_lightning.commands.sample import sample_command
+from gen_lightning.config import compose
 from gen_lightning.data.images import ImageDataModule
 from gen_lightning.diffusion.samplers import sampler_names
 from gen_lightning.latent_diffusion import LatentDDPM
 from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "latent_vae_digits.ckpt"
 TINY = dict(hidden_dim=32, num_layers=2, num_timesteps=100, sample_steps=5, sample_time_batch=0, warmup_steps=10)
@@ -161,3 +165,16 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
     assert resumed["global_step"] == full["global_step"] == 30
     assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")
     assert resumed["history"] == [{**r, "time_s": a["time_s"]} for r, a in zip(full["history"], resumed["history"])]
+
+
+def test_the_sample_command_samples_and_edits_with_any_sampler(tmp_path):
+    """``gen-lightning sample`` on a latent run: a sampler by name, SDEdit of real images, steps=0 refused."""
+    run_dir = tmp_path / "run"
+    train.fit(compose(tiny_overrides(run_dir, "trainer.max_steps=2", model="latent_ddpm")))
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    grid = sample_command(ckpt, n=4, out=str(tmp_path / "heun.png"), sampler="heun", steps=3)
+    edits = sample_command(ckpt, n=4, mode="edit", out=str(tmp_path / "edit.png"), strength=0.5)
+    with Image.open(grid) as a, Image.open(edits) as b:
+        assert a.size == (2 * 9 + 1, 2 * 9 + 1) and b.size == (4 * 9 + 1, 2 * 9 + 1)  # 4 samples; 4 pairs
+    with pytest.raises(ValueError, match=r"^DDIM steps must be in \[1, num_timesteps=100\], got steps=0"):
+        sample_command(ckpt, n=2, out=str(tmp_path / "x.png"), steps=0)

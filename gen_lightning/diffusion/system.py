@@ -149,8 +149,9 @@ class DiffusionSystem(ImageModel):
             return self.decode(sdedit(self.process, model, self.encode(images), strength, generator, chosen))
 
     def render_edit(self, images: torch.Tensor, labels, **options) -> tuple[torch.Tensor, int]:
-        """(original, edit) pairs side by side, about as many rows as pairs per row."""
-        edited = self.edit(images, labels=labels, **options)
+        """(original, edit) pairs side by side, about as many rows as pairs per row. The images' own classes steer
+        only a conditional model (an unconditional one ignores them, as inpainting does)."""
+        edited = self.edit(images, labels=labels if self.num_conditional_classes else None, **options)
         return torch.stack([images, edited], dim=1).flatten(0, 1), 2 * math.ceil(math.sqrt(images.shape[0]))
 
     def preview(self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
