@@ -60,7 +60,7 @@ import torch
 from cli_runs import ROOT, command, load_average, run, shown
 
 sys.path.insert(0, str(ROOT))
-from gen_lightning.diffusion.solvers import evaluations  # noqa: E402
+from gen_lightning.diffusion.samplers import get_sampler  # noqa: E402
 
 METRICS = ("fid_clf", "is_clf", "kid_clf", "precision_clf", "recall_clf")
 SOLVER_ROWS = ("dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras")
@@ -97,7 +97,8 @@ def fit_command(args: argparse.Namespace, run_dir: Path) -> list[str]:
 
 def evaluate(ckpt: Path, sampler: str, steps: int, args: argparse.Namespace) -> dict:
     """Metrics of one sampler through ``gen-lightning evaluate`` (its ``<ckpt>.eval.json``, kept per sampler)."""
-    overrides = [f"model.sampler={sampler}"] + ([f"model.sample_steps={steps}"] if sampler != "ddpm" else [])
+    all_timesteps = get_sampler(sampler).all_timesteps  # DDPM's ancestral sampler takes no step count
+    overrides = [f"model.sampler={sampler}"] + ([] if all_timesteps else [f"model.sample_steps={steps}"])
     cmd = command(
         "evaluate",
         f"ckpt={ckpt}",
@@ -118,7 +119,7 @@ def evaluate(ckpt: Path, sampler: str, steps: int, args: argparse.Namespace) -> 
     return {
         "sampler": sampler,
         "steps": steps,
-        "evaluations": evaluations(sampler, steps) if sampler != "ddpm" else steps,
+        "evaluations": get_sampler(sampler).network_evaluations(steps),
         **{name: result["metrics"][f"val/{name}"] for name in METRICS},
         "eval_s": round(card["seconds"], 1),
         "load": f"{load_before} -> {load_average()}",
@@ -138,7 +139,7 @@ def time_sampling(ckpt: Path, rows: list[dict], args: argparse.Namespace) -> Non
     module = load_module(ckpt)
     module.sample(2, torch.Generator().manual_seed(0), sampler="ddim", steps=2)  # warm-up
     for row in rows:
-        steps = row["steps"] if row["sampler"] != "ddpm" else None
+        steps = None if get_sampler(row["sampler"]).all_timesteps else row["steps"]
         start = time.perf_counter()
         images = module.sample(args.time_batch, torch.Generator().manual_seed(0), sampler=row["sampler"], steps=steps)
         row["s_per_image"] = (time.perf_counter() - start) / args.time_batch

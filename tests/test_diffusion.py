@@ -17,7 +17,9 @@ from torch.utils.data import TensorDataset
 
 from gen_lightning.data.loaders import eval_loader, train_loader
 from gen_lightning.diffusion import DDPM, GaussianDiffusion, UNet
-from gen_lightning.diffusion.process import inpaint_mask, repaint_schedule
+from gen_lightning.diffusion.process import inpaint_mask
+from gen_lightning.diffusion.samplers.ddim import DDIM
+from gen_lightning.diffusion.samplers.stepwise import repaint_schedule
 
 
 def toy_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -117,7 +119,7 @@ def test_ddim_sampler_matches_diffusers(schedule, prediction, eta, steps):
     )
     ref.set_timesteps(steps)
     same_schedule(process, ref)
-    assert process.timesteps("ddim", steps) == [*ref.timesteps.tolist(), -1]
+    assert DDIM(process, steps).timesteps() == [*ref.timesteps.tolist(), -1]
 
     shape = (2, 1, 4, 4)
     ours = process.sample(toy_model, shape, torch.Generator().manual_seed(2), sampler="ddim", steps=steps, eta=eta)

@@ -1,4 +1,5 @@
-"""The few-step solvers (gen_lightning/diffusion/solvers.py) step for step against diffusers' schedulers.
+"""The few-step solvers (gen_lightning/diffusion/samplers/: dpmpp_2m.py, dpmpp_2m_sde.py, heun.py) step for step
+against diffusers' schedulers.
 
 DPM-Solver++(2M) and its SDE variant against ``DPMSolverMultistepScheduler``, Heun (Karras et al. 2022, Algorithm 1)
 on Karras et al.'s noise levels against ``HeunDiscreteScheduler``: the same schedule, initial sample, model
@@ -14,8 +15,16 @@ from test_diffusion import reference, same_schedule, toy_model
 
 from gen_lightning.diffusion import GaussianDiffusion
 from gen_lightning.diffusion.edit import sdedit
-from gen_lightning.diffusion.process import SOLVERS, inpaint_mask
-from gen_lightning.diffusion.solvers import evaluations
+from gen_lightning.diffusion.process import inpaint_mask
+from gen_lightning.diffusion.samplers import get_sampler, make_sampler, sampler_names
+from gen_lightning.diffusion.samplers.solver import SolverSampler
+
+SOLVERS = [name for name in sampler_names() if issubclass(get_sampler(name), SolverSampler)]
+
+
+def evaluations(sampler: str, levels: int) -> int:
+    return get_sampler(sampler).network_evaluations(levels)
+
 
 SHAPE = (2, 1, 4, 4)
 
@@ -56,7 +65,7 @@ def test_dpm_solver_matches_diffusers(schedule, prediction, sampler, steps):
     ref.set_timesteps(steps)
     ref.set_begin_index(0)  # Karras levels can share a (rounded) timestep: no look-up of the first one
     same_schedule(process, ref)
-    ts, sigmas = process.noise_levels(sampler, steps)
+    ts, sigmas = make_sampler(sampler, process, steps).levels()
     torch.testing.assert_close(sigmas, ref.sigmas, rtol=1e-5, atol=1e-6)
     if "karras" not in sampler:
         assert ts.tolist() == ref.timesteps.tolist()
@@ -90,7 +99,7 @@ def test_heun_matches_diffusers(schedule, prediction, steps):
     ref.set_timesteps(steps)
     ref.set_begin_index(0)  # Karras levels can share a (rounded) timestep: no look-up of the first one
     same_schedule(process, ref)
-    ts, sigmas = process.noise_levels("heun", steps)
+    ts, sigmas = make_sampler("heun", process, steps).levels()
     torch.testing.assert_close(ts, ref.timesteps[::2], rtol=1e-5, atol=1e-4)  # diffusers lists each twice
 
     calls = []
@@ -110,7 +119,7 @@ def test_heun_matches_diffusers(schedule, prediction, steps):
 
 def two_point_denoiser(process: GaussianDiffusion, level: float):
     """The exact denoiser of "constant image +level or -level" at real timesteps (log sigma interpolated between
-    the trained ones, as ``solvers.sigma_to_t`` maps the Karras levels)."""
+    the trained ones, as ``samplers.solver.sigma_to_t`` maps the Karras levels)."""
     abar = process.abar_ext[1:]  # (T,)
     log_sigma = ((1 - abar) / abar).sqrt().log()
 
@@ -175,7 +184,7 @@ def test_solvers_edit_from_part_way(sampler):
     # t0 = 40 of 200: the input's signal (sum over 64 pixels) is ~5 noise std, so each edit keeps its point.
     out = sdedit(process, model, images, 0.2, g(), sampler, 20)
     assert (out - images).abs().max() < 1e-3
-    ts, _ = process.noise_levels(sampler, 20)
+    ts, _ = make_sampler(sampler, process, 20).levels()
     kept = [round(float(t), 3) for t in ts if t < 40]
     assert 0 < len(kept) < 20 and seen[0] == kept[0] and len(seen) == evaluations(sampler, len(kept))
     if sampler == "dpmpp_2m":

@@ -5,7 +5,9 @@ inpaint (RePaint, Lugmayr et al. 2022) and to edit a given image (SDEdit, Meng e
 optionally steered to another class.
 
 The module composes two independent parts: ``self.net`` (``nets.UNet``, no knowledge of the schedule) and
-``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument).
+``self.process`` (``process.GaussianDiffusion``, which takes the network as an argument); training, sampling,
+SDEdit and guidance are ``system.DiffusionSystem``'s, shared with latent diffusion; DDPM adds the pixel shape of
+its samples (``sample_shape``) and inpainting.
 
 Arguments left ``None`` come from ``SIZE_PRESETS`` by image side, and the resolved values are the ones saved
 in the checkpoint.
@@ -14,18 +16,14 @@ in the checkpoint.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 import torch
-from torchmetrics import MeanMetric
 
-from gen_lightning.diffusion.edit import sdedit
 from gen_lightning.diffusion.nets import UNet
-from gen_lightning.diffusion.process import Denoiser, GaussianDiffusion, inpaint_mask
-from gen_lightning.diffusion.solvers import evaluations
+from gen_lightning.diffusion.process import GaussianDiffusion, inpaint_mask
+from gen_lightning.diffusion.system import DiffusionSystem
 from gen_lightning.nn.ema import EMA
-from gen_lightning.nn.image_model import ImageModel
 from gen_lightning.nn.sampling import evaluating
 
 # The U-Net, schedule and optimisation by image side (like DiT's size table): the first row whose side is at least
@@ -50,14 +48,10 @@ def size_preset(image_size: int) -> dict:
     return next(dict(row) for side, row in SIZE_PRESETS if image_size <= side)
 
 
-class DDPM(ImageModel):
+class DDPM(DiffusionSystem):
     """Denoising diffusion probabilistic model of ``channels x image_size x image_size`` images in [-1, 1]."""
 
-    monitor = ("val/loss", "min")
-    metric_directions = {"val/loss": "min", "val/sample_time": "min"}
     sample_modes = ("inpaint", "edit")
-    sampling_network = "net"
-    default_labels = "in_turn"
 
     def __init__(
         self,
@@ -111,86 +105,12 @@ class DDPM(ImageModel):
         self.process = GaussianDiffusion(num_timesteps, hp.schedule, prediction, variance)
         # 0 (or null) disables the average; EMA itself rejects decays outside [0, 1).
         self.ema = EMA(self.net, decay=ema_decay) if ema_decay else None
-        self.val_loss = MeanMetric()
         self._sampling_options(None, None, None, None)  # fail now, not at the first validation, on bad defaults
 
-    # ---- training ------------------------------------------------------------------------------------------
+    def sample_shape(self, n: int) -> tuple[int, ...]:
+        return (n, self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x0, labels = batch  # (B, C, H, W) in [-1, 1], (B,)
-        t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
-        kwargs = {}
-        if self.num_conditional_classes:
-            # Classifier-free guidance training: drop the label to the null class with probability p_uncond.
-            drop = torch.rand(x0.shape[0], device=x0.device) < self.hparams.p_uncond
-            kwargs["labels"] = labels.masked_fill(drop, self.num_conditional_classes)
-        loss = self.process.training_losses(self.net, x0, t, noise, kwargs).mean()
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
-        self.update_ema()  # once per optimizer step, also under gradient accumulation
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x0, labels = batch
-        # Fixed timesteps and noise per batch index, from a private generator: the loss is comparable across
-        # epochs and validation never draws from the global RNG (exact resume), whatever the callbacks.
-        g = torch.Generator().manual_seed(batch_idx)
-        t = torch.randint(0, self.process.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)
-        noise = self.noise(x0.shape, g)
-        kwargs = {"labels": labels} if self.num_conditional_classes else {}
-        losses = self.process.training_losses(self.sampling_net(), x0, t, noise, kwargs)  # (B,)
-        self.val_loss.update(losses)
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-
-    def on_validation_epoch_end(self) -> None:
-        # Wall-clock seconds per image of the configured sampler, on a small fixed batch.
-        n = self.hparams.sample_time_batch
-        if n <= 0 or self.trainer.sanity_checking:
-            return
-        self._synchronize()
-        start = time.perf_counter()
-        self.sample(n, torch.Generator(self.device).manual_seed(0))  # noise drawn where it is used
-        self._synchronize()
-        self.log("val/sample_time", (time.perf_counter() - start) / n, sync_dist=True)
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(
-            self.net.parameters(),
-            lr=self.hparams.lr,
-            betas=tuple(self.hparams.betas),
-            weight_decay=self.hparams.weight_decay,
-        )
-        warmup = max(1, self.hparams.warmup_steps)  # linear warm-up (Ho et al.: 5000 steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    # ---- sampling ------------------------------------------------------------------------------------------
-
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        eta: float | None = None,
-        labels: torch.Tensor | None = None,
-        guidance: float | None = None,
-    ) -> torch.Tensor:
-        """``n`` images (n, C, H, W) in [-1, 1]; options default to the configured ones (see ``sample_info``).
-
-        A conditional model without ``labels`` draws the classes in turn (0, 1, ..., num_classes - 1, 0, ...).
-        """
-        if n < 1:
-            raise ValueError(f"number of samples must be positive, got {n}")
-        opts = self._sampling_options(sampler, steps, eta, guidance)
-        labels = self.sample_labels(n, labels)
-        shape = (n, self.hparams.channels, self.hparams.image_size, self.hparams.image_size)
-        with evaluating(self):
-            model = self._denoiser(labels, opts.pop("guidance"))
-            return self.process.sample(model, shape, generator, **opts).clamp(-1, 1)
+    # ---- inpainting ----------------------------------------------------------------------------------------
 
     def inpaint(
         self,
@@ -210,54 +130,14 @@ class DDPM(ImageModel):
         steps."""
         images = images.to(self.device)
         known = self._mask(mask, images.shape)
-        opts = self._sampling_options(sampler, steps, eta, guidance)
+        chosen, guidance = self._sampling_options(sampler, steps, eta, guidance)
         labels = self.sample_labels(images.shape[0], labels)
         with evaluating(self):
-            model = self._denoiser(labels, opts.pop("guidance"))
+            model = self._denoiser(labels, guidance)
             out = self.process.sample(
-                model,
-                tuple(images.shape),
-                generator,
-                known=images,
-                mask=known,
-                resample=resample,
-                jump=jump,
-                **opts,
+                model, tuple(images.shape), generator, chosen, known=images, mask=known, resample=resample, jump=jump
             )
             return torch.where(known, images, out.clamp(-1, 1))
-
-    def edit(
-        self,
-        images: torch.Tensor,
-        strength: float = 0.5,
-        generator: torch.Generator | None = None,
-        labels=None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        eta: float | None = None,
-        guidance: float | None = None,
-    ) -> torch.Tensor:
-        """SDEdit (``edit.py``): ``images`` (N, C, H, W) noised to ``strength`` and denoised. A conditional model
-        is steered to ``labels`` (one class or N; -1 or None: no class, the unconditional prediction) with the
-        configured or given classifier-free ``guidance``."""
-        images = images.to(self.device)
-        opts = self._sampling_options(sampler, steps, eta, guidance)
-        with evaluating(self):
-            model = self._denoiser(self._edit_labels(images.shape[0], labels), opts.pop("guidance"))
-            return sdedit(self.process, model, images, strength, generator, **opts).clamp(-1, 1)
-
-    def _edit_labels(self, n: int, labels) -> torch.Tensor | None:
-        """Classes to steer to; unknown ones (-1, None) take the null class of classifier-free guidance."""
-        k = self.num_conditional_classes
-        if labels is None:
-            return torch.full((n,), k, device=self.device) if k else None
-        y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        y = y.reshape(()) if y.numel() == 1 else y  # labels=[7]: one class for every image
-        y = y.expand(n) if y.dim() == 0 else y
-        unknown = y < 0
-        if bool(unknown.all()):
-            return torch.full((n,), k, device=self.device) if k else None
-        return torch.where(unknown, k, self.sample_labels(n, torch.where(unknown, 0, y)))  # checks shape, range
 
     def render(
         self,
@@ -277,49 +157,14 @@ class DDPM(ImageModel):
         labels = torch.as_tensor(labels).to(self.device)
         labels = labels.repeat_interleave(n, dim=0) if labels.dim() and len(labels) > 1 else labels
         if mode == "edit":
-            edited = self.edit(images, labels=labels, **options)
-            return torch.stack([images, edited], dim=1).flatten(0, 1), 2 * math.ceil(math.sqrt(images.shape[0]))
+            return self.render_edit(images, labels, **options)
         known = self._mask(mask, images.shape)
         completed = self.inpaint(images, known, labels=labels if self.num_conditional_classes else None, **options)
         masked = torch.where(known, images, torch.zeros_like(images))  # the hidden region shown grey
         grid = torch.stack([images, masked, completed], dim=1).flatten(0, 1)  # (3N, C, H, W)
         return grid, 3 * math.ceil(math.sqrt(images.shape[0]))
 
-    def preview(self, batch: tuple[torch.Tensor, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Samples from the fixed noise of ``generator`` (conditional: the batch's classes), at most 64."""
-        images, labels = batch
-        n = min(images.shape[0], 64)
-        labels = labels[:n].to(self.device) if self.num_conditional_classes else None
-        return {"samples": self.sample(n, generator, labels=labels)}
-
-    def sample_info(self) -> dict:
-        """What ``sample()`` uses by default: one key per sampler setting, so numbers never mix samplers."""
-        opts = self._sampling_options(None, None, None, None)
-        steps = len(self.process.timesteps(opts["sampler"], opts["steps"])) - 1
-        return {
-            "sampler": opts["sampler"],
-            "steps": steps,
-            "evaluations": evaluations(opts["sampler"], steps),  # of the network per image (Heun: 2 steps - 1)
-            "eta": opts["eta"] if opts["sampler"] == "ddim" else None,
-            **super().sample_info(),
-            "guidance": opts["guidance"],
-        }
-
     # ---- helpers -------------------------------------------------------------------------------------------
-
-    def _sampling_options(self, sampler, steps, eta, guidance) -> dict:
-        hp = self.hparams
-        sampler = sampler or hp.sampler
-        if steps is None and sampler != "ddpm":
-            steps = hp.sample_steps  # the configured step count is DDIM's or a solver's; DDPM runs all T steps
-        eta = hp.eta if eta is None else eta
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"DDIM eta must be in [0, 1], got {eta}")
-        if guidance is not None and not self.num_conditional_classes:
-            raise ValueError("guidance needs a class-conditional model (conditional: true)")
-        guidance = (hp.guidance if guidance is None else guidance) if self.num_conditional_classes else None
-        self.process.timesteps(sampler, steps)  # validates sampler and steps
-        return {"sampler": sampler, "steps": steps, "eta": eta, "guidance": guidance}
 
     def _mask(self, mask: str | torch.Tensor, shape: torch.Size) -> torch.Tensor:
         if isinstance(mask, str):
@@ -328,23 +173,3 @@ class DDPM(ImageModel):
         if mask.dtype != torch.bool:
             raise ValueError(f"an inpainting mask tensor must be boolean (True = known pixel), got {mask.dtype}")
         return mask.expand(shape)
-
-    def _denoiser(self, labels: torch.Tensor | None, guidance: float | None) -> Denoiser:
-        net = self.sampling_net()
-        if labels is None:
-            return net
-        if guidance == 1.0:
-            return lambda x, t: net(x, t, labels)
-        null = torch.full_like(labels, self.num_conditional_classes)
-
-        def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            # Ho & Salimans eq. 6 written with s = 1 + w: out = uncond + s (cond - uncond); s = 1 is
-            # conditional.
-            cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-            return uncond + guidance * (cond - uncond)
-
-        return guided
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
