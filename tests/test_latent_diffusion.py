@@ -155,12 +155,17 @@ def test_training_learns_the_distribution_of_the_codes():
 
 
 def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """... also when the autoencoder's file is gone by the time of the resume (the checkpoint stands alone)."""
     assert preset("latent_ddpm")[0].startswith("model.autoencoder_ckpt=")
-    full = resumable_run(tmp_path / "full", "checkpoint.every_n_train_steps=1000", model="latent_ddpm")
+    autoencoder = tmp_path / "vae.ckpt"
+    shutil.copy(FIXTURE, autoencoder)
+    given = f"model.autoencoder_ckpt={autoencoder}"
+    full = resumable_run(tmp_path / "full", "checkpoint.every_n_train_steps=1000", given, model="latent_ddpm")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        resumable_run(tmp_path / "cut", "checkpoint.every_n_train_steps=7", crash_at=14, monkeypatch=monkeypatch,
-                      model="latent_ddpm")  # fmt: skip
+        resumable_run(tmp_path / "cut", "checkpoint.every_n_train_steps=7", given, crash_at=14,
+                      monkeypatch=monkeypatch, model="latent_ddpm")  # fmt: skip
     monkeypatch.undo()
+    autoencoder.unlink()
     resumed = resumable_run(tmp_path / "cut", "resume=true", model="latent_ddpm")
     assert resumed["global_step"] == full["global_step"] == 30
     assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")

@@ -70,7 +70,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
     seed_all(cfg.seed)
     pretrained = init_from.for_run(cfg, resume_from, ckpt)
     datamodule = build_datamodule(cfg.data, init_from.carried(pretrained, cfg.data), source=pretrained)
-    model = build("model", cfg.model, **datamodule.model_kwargs())
+    model = build("model", cfg.model, **model_arguments(cfg.model, datamodule, ckpt))
     if ckpt is not None:
         ckpt_io.check_compatible(ckpt, model, resume_from, allowed=model_overrides(changes or {}))
     elif pretrained is not None:
@@ -252,6 +252,17 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 
 
 # ---- building -------------------------------------------------------------------------------------------
+def model_arguments(model_cfg: DictConfig, datamodule, ckpt: dict | None) -> dict:
+    """The constructor arguments besides ``model_cfg``: the data's shape facts, and on resume what the model
+    recorded at its first construction that the config leaves null (a frozen sub-model's description: the
+    latent diffusion model's ``autoencoder``), so a resume needs the checkpoint alone."""
+    given = datamodule.model_kwargs()
+    if ckpt is not None:
+        saved = ckpt.get("hyper_parameters", {})
+        given |= {k: v for k, v in saved.items() if v is not None and k not in given and model_cfg.get(k) is None}
+    return given
+
+
 def build(what: str, node: DictConfig, **kwargs):
     """``instantiate(node, **kwargs)`` with the constructor's own message in one line (Hydra wraps it in four)."""
     try:
