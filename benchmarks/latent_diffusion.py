@@ -15,7 +15,7 @@ Data: the embedded 8x8 digits, and the 10,000 MNIST test images (../shared/data/
 
     PYTHONPATH=. python benchmarks/latent_diffusion.py [--seconds 45 --mnist-seconds 75 --vae-seconds 30]
 
-Measured 2026-12-06 on "Intel(R) Xeon(R) CPU @ 2.20GHz", 2 cores shared with other agents' jobs (load average
+Measured 2026-12-06 on "AMD EPYC" (AVX2, no AVX-512), 2 cores shared with other agents' jobs (load average
 5-9), one thread per run. The budgets are small (CPU seconds, to keep the whole benchmark near 10 minutes): the
 numbers rank early progress, not converged quality. FID_clf: classifier features, lower is better, comparable only
 within a data set. ``steps``: optimizer steps reached in the budget; ``train s``: RunSummary's clock (validation
