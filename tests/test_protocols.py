@@ -340,3 +340,24 @@ def test_evaluate_split_test_on_a_run_scores_the_whole_test_split(tmp_path):
         test_pairs,
     )
     assert len((ckpt.parent / "last.test.outputs.txt").read_text(encoding="utf-8").splitlines()) == test_pairs
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("num_items: 0", "metrics.num_items must be a positive integer or null (all), got 0"),
+        ("num_items: abc", "metrics.num_items must be a positive integer or null (all), got 'abc'"),
+        ("batch_size: -4", "metrics.batch_size must be a positive integer, got -4"),
+        ("every_n_epochs: 1.5", "metrics.every_n_epochs must be an integer >= 0 (0: only at the end), got 1.5"),
+    ],
+)
+def test_bad_protocol_settings_are_one_message_naming_the_key(setting, message):
+    """`evaluate metrics.num_items=0` printed Hydra's InstantiationException, `=abc` a TypeError from a comparison."""
+    import yaml
+
+    from gen_lightning.metrics.evaluate import build_protocol
+
+    config = {"_target_": "gen_lightning.metrics.text.TextGenerationMetrics", **yaml.safe_load(setting)}
+    with pytest.raises(ValueError) as info:
+        build_protocol(config)
+    assert str(info.value) == message

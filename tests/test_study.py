@@ -166,7 +166,9 @@ def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, t
     spec = write_study(tmp_path / "mini.yaml")
     study_dir = tmp_path / "out"
     crash_run(monkeypatch, "conv_seed0", at=4)
-    with pytest.raises(SystemExit, match="1 of 4 runs did not complete: conv_seed0 \\(failed\\).*again resumes"):
+    with pytest.raises(
+        SystemExit, match="1 of 4 runs of study 'mini' did not complete: conv_seed0 \\(failed\\).*again resumes"
+    ):
         cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
     monkeypatch.undo()
     index = json.loads((study_dir / "study.json").read_text())
@@ -228,7 +230,9 @@ def test_runs_that_cannot_be_trained_refuse_the_study_before_any_trains(tmp_path
 def test_failing_runs_are_recorded_the_others_run_and_the_study_exits_non_zero(tmp_path):
     runs = {"nan": ["model=vae", "model.lr=1.0e+30"], "mlp": ["model=vae"]}
     spec = write_study(tmp_path / "bad.yaml", name="bad", seeds=[0], runs=runs)
-    with pytest.raises(SystemExit, match=r"study 'bad': 1 of 2 runs did not complete: nan_seed0 \(failed\)\. "):
+    with pytest.raises(
+        SystemExit, match=r"^gen-lightning study: 1 of 2 runs of study 'bad' did not complete: nan_seed0 \(failed\)\. "
+    ):
         cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
     index = json.loads((tmp_path / "out" / "study.json").read_text())["runs"]
     assert index["nan_seed0"]["status"] == "failed" and "NonFiniteLossError" in index["nan_seed0"]["error"]

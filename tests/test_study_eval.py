@@ -41,7 +41,9 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
     spec = tmp_path / "samplers.yaml"
     spec.write_text(yaml.safe_dump({"study": DIFFUSION}, sort_keys=False))
     study_dir = tmp_path / "out"
-    with pytest.raises(SystemExit, match=r"1 of 3 evaluations did not complete: ddpm_seed0/typo \(failed\)"):
+    with pytest.raises(
+        SystemExit, match=r"1 of 3 evaluations of study 'samplers' did not complete: ddpm_seed0/typo \(failed\)"
+    ):
         cli.main(["study", str(spec), f"study_dir={study_dir}"])
     run_dir = study_dir / "ddpm_seed0"
     results = {n: json.loads((run_dir / "evaluations" / f"{n}.json").read_text()) for n in DIFFUSION["evaluations"]}
@@ -58,7 +60,7 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
 
     before = snapshot(run_dir / "evaluations")
     capsys.readouterr()
-    with pytest.raises(SystemExit, match="1 of 3 evaluations did not complete"):
+    with pytest.raises(SystemExit, match="1 of 3 evaluations of study 'samplers' did not complete"):
         cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
     assert "ddpm_seed0/ancestral: done before, skipped" in capsys.readouterr().out
     after = snapshot(run_dir / "evaluations")

@@ -60,11 +60,12 @@ def write_each(
             written.append(write_one(item, path))
         except ValueError as err:
             kept = keep(item, path) if keep is not None else None
-            reason = str(err).splitlines()[0]
+            reason = str(err).splitlines()[0].rstrip(":")
             failed.append(f"sample {i}: no {path.name} ({reason})" + (f"; kept as {kept.name}" if kept else ""))
     if failed and written:
         print(f"wrote {len(written)} of {len(items)} samples as {what}; not written:", file=sys.stderr)
         print("\n".join(f"  {line}" for line in failed), file=sys.stderr)
     if not written:
-        raise ValueError(f"none of the {len(items)} samples could be written as {what}: " + "; ".join(failed[:3]))
+        kept = " (each kept as its source beside it)" if keep is not None else ""
+        raise ValueError(f"none of the {len(items)} samples could be written as {what}{kept}; {failed[0]}")
     return written

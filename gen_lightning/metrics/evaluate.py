@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch import LightningModule
 
@@ -30,7 +31,12 @@ def build_protocol(metrics: EvaluationCallback | Mapping) -> EvaluationCallback:
             "no metric protocol configured (metrics=none): choose one, e.g. metrics=classifier for images, "
             "metrics=text_generation for translation, metrics=classification for classifiers"
         )
-    return instantiate(dict(metrics))
+    try:
+        return instantiate(dict(metrics))
+    except InstantiationException as err:  # Hydra's wrapper around the protocol's own refusal
+        if isinstance(err.__cause__, ValueError):
+            raise ValueError(str(err.__cause__)) from err
+        raise
 
 
 def evaluate_module(

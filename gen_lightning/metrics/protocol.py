@@ -81,6 +81,10 @@ def gather_objects(items: list) -> list:
     return [x for part in gathered for x in part]
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def split_items(loader) -> int | None:
     """How many examples the evaluated split holds (an ``evaluation_loader``'s dataset; None when it cannot tell)."""
     try:
@@ -120,10 +124,14 @@ class EvaluationCallback(Callback):
         batch_size: int = 64,
         seed: int = 0,
     ) -> None:
-        if every_n_epochs < 0 or batch_size < 1:
-            raise ValueError("metrics.every_n_epochs must be >= 0 and metrics.batch_size >= 1")
-        if num_items is not None and num_items < 1:
-            raise ValueError(f"metrics.num_items must be a positive number or null (all), got {num_items}")
+        if not _is_int(every_n_epochs) or every_n_epochs < 0:
+            raise ValueError(
+                f"metrics.every_n_epochs must be an integer >= 0 (0: only at the end), got {every_n_epochs!r}"
+            )
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"metrics.batch_size must be a positive integer, got {batch_size!r}")
+        if num_items is not None and (not _is_int(num_items) or num_items < 1):
+            raise ValueError(f"metrics.num_items must be a positive integer or null (all), got {num_items!r}")
         self.every_n_epochs, self.split, self.num_items = every_n_epochs, split, num_items
         self.batch_size, self.seed = batch_size, seed
         self.last_result: dict | None = None

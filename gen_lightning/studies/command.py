@@ -75,7 +75,7 @@ def refuse_invalid(spec: StudySpec, planned: list[PlannedRun]) -> None:
         )
 
 
-def unfinished(study_dir: Path) -> str | None:
+def unfinished(study_dir: Path, name: str) -> str | None:
     """What of the study has not completed (runs, evaluations), as one sentence; None when everything has."""
     index = load_index(study_dir)
     parts = []
@@ -83,7 +83,7 @@ def unfinished(study_dir: Path) -> str | None:
         entries = index.get(section, {})
         bad = [f"{k} ({v.get('status')})" for k, v in entries.items() if v.get("status") != "completed"]
         if bad:
-            parts.append(f"{len(bad)} of {len(entries)} {what} did not complete: {', '.join(bad)}")
+            parts.append(f"{len(bad)} of {len(entries)} {what} of study '{name}' did not complete: {', '.join(bad)}")
     if not parts:
         return None
     return (
@@ -123,7 +123,7 @@ def study_command(args: list[str]) -> Path | None:
         from gen_lightning.studies.report.command import write_report
 
         print(f"[study {spec.name}] report: {write_report(study_dir)}", flush=True)
-    problem = unfinished(study_dir)
+    problem = unfinished(study_dir, spec.name)
     if problem:
-        raise StudyError(f"study '{spec.name}': {problem}")
+        raise StudyError(problem)
     return study_dir
