@@ -43,9 +43,17 @@ _checked = False  # the sweep's base config passed check_search (once per proces
 
 
 def register_resolvers() -> None:
-    """``${objective_direction:}``: ``maximize`` or ``minimize``, from the composed config's model and checkpoint."""
+    """``${objective_direction:}``: ``maximize`` or ``minimize``, from the composed config's model and checkpoint;
+    ``${steps_fraction:0.1,${trainer.max_steps}}``: that share of a step budget (a warm-up that fits any budget)."""
     if not OmegaConf.has_resolver("objective_direction"):
         OmegaConf.register_new_resolver("objective_direction", _direction)
+    if not OmegaConf.has_resolver("steps_fraction"):
+        OmegaConf.register_new_resolver("steps_fraction", steps_fraction)
+
+
+def steps_fraction(fraction: float, steps: int) -> int:
+    """``fraction`` of ``steps`` (rounded down; 0 for no budget, -1)."""
+    return max(0, int(float(fraction) * int(steps)))
 
 
 def _direction(*, _root_: DictConfig) -> str:
@@ -156,6 +164,7 @@ class SearchTrial:
 
         if hydra_cfg.mode != RunMode.MULTIRUN or not cfg.get("hparams_search"):
             return None
+        register_resolvers()  # a job launched in another process (e.g. submitit) resolves the search's config there
         n_trials = OmegaConf.select(hydra_cfg, "sweeper.n_trials", default=None)
         trial = cls(cfg, hydra_cfg.sweep.dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), n_trials)
         direction = str(OmegaConf.select(hydra_cfg, "sweeper.direction", default="")).rsplit(".", 1)[-1]
