@@ -275,3 +275,27 @@ def test_an_unknown_sampling_option_names_the_accepted_ones(tmp_path):
     fit(tmp_path / "gan", model="dcgan")
     ckpt = tmp_path / "gan" / "checkpoints" / "last.ckpt"
     refused(["sample", f"ckpt={ckpt}", "steps=3"], "GAN.sample does not take steps; it takes labels", tmp_path / "gan")
+
+
+# ---------------------------------------------------------------- issue 24, cases tested beside their code
+# Honest exits of studies (tests/test_study.py, tests/test_study_eval.py):
+#   test_runs_that_cannot_be_trained_refuse_the_study_before_any_trains: a model that does not exist, a model that
+#     does not fit the data, model.lr=0, a misspelt key: all runs named in one message, nothing written
+#   test_failing_runs_are_recorded_the_others_run_and_the_study_exits_non_zero: a NaN run, exit 1 after the report
+#   test_interrupted_study_resumes_and_equals_the_uninterrupted_one: a crashed run, exit 1 until resumed
+#   test_an_evaluation_naming_no_parameter_of_the_model_refuses_the_study; a failed evaluation variant exits 1
+#     (test_evaluation_variants_of_one_trained_model)
+# Resume messages and epochs (tests/test_summary.py):
+#   test_a_budget_extended_mid_epoch_continues_the_epoch_quietly_and_exactly: neither of Lightning's two warnings,
+#     one "Resuming mid-epoch at batch K" line, the real epoch in metrics.json, the weights of the uninterrupted run
+#   test_a_fresh_run_into_a_used_checkpoint_folder_still_warns: what the project does not handle stays
+# Searches (tests/test_search.py):
+#   test_every_search_space_runs_with_a_short_budget (slow): every conf/hparams_search/*.yaml completes a trial
+#   test_a_search_whose_trials_all_fail_says_why_in_one_line: no Optuna "No trials are completed yet" traceback
+#   test_a_search_whose_objective_is_never_computed_at_a_validation_is_refused_before_any_trial
+# Test reports on the whole split (tests/test_protocols.py):
+#   test_another_split_is_scored_whole_unless_the_subset_is_asked_for (text, paired images, classification)
+#   test_evaluate_split_test_on_a_run_scores_the_whole_test_split (the command line)
+# Per-item output formats (tests/test_music.py):
+#   test_midi_files_write_every_tune_that_renders_and_name_the_others
+#   test_sample_format_midi_exits_0_when_some_tunes_render_and_1_when_none_do

@@ -195,3 +195,52 @@ def test_real_tunes_keep_their_notes_in_the_default_unit():
         before, after = (validity._parse(t.text())[0].parts[0].flatten().notesAndRests for t in (tune, rewritten))
         assert [(n.quarterLength, n.pitches) for n in after] == [(n.quarterLength, n.pitches) for n in before]
         assert "L:" not in rewritten.text()
+
+
+# ---------------------------------------------------------------- per-item output formats (issue 24)
+
+UNRENDERABLE = BROKEN["unclosed chord"][0]  # music21 cannot read it: no MIDI
+
+
+def test_midi_files_write_every_tune_that_renders_and_name_the_others(tmp_path, capsys):
+    """A weakly trained model's 26th tune stopped `sample format=midi` after 25 files; now every renderable tune
+    is written, each unrenderable one is named and kept as ABC, and only a batch with no renderable tune fails."""
+    samples = [GOOD["plain"], UNRENDERABLE, GOOD["tuplet"], BROKEN["unreadable meter"][0]]
+    written = render.write_midi_files(samples, tmp_path / "tunes.mid")
+    assert [p.name for p in written] == ["tunes_00.mid", "tunes_02.mid"]
+    assert (tmp_path / "tunes_01.abc").read_text() == f"X:1\n{UNRENDERABLE}\n"
+    assert (tmp_path / "tunes_03.abc").is_file() and not (tmp_path / "tunes_01.mid").exists()
+    err = capsys.readouterr().err
+    assert "wrote 2 of 4 samples as MIDI; not written:" in err
+    assert "sample 1: no tunes_01.mid (cannot render the tune as MIDI (ABCHandlerException: Bad chord" in err
+    assert "; kept as tunes_01.abc" in err and "sample 3: no tunes_03.mid" in err
+
+    kept = r"\(each kept as its source beside it\)"
+    with pytest.raises(
+        ValueError, match=rf"none of the 2 samples could be written as MIDI {kept}; sample 0: no bad_00"
+    ):
+        render.write_midi_files([UNRENDERABLE, UNRENDERABLE], tmp_path / "bad.mid")
+    assert (tmp_path / "bad_00.abc").is_file() and (tmp_path / "bad_01.abc").is_file()
+
+
+def test_sample_format_midi_exits_0_when_some_tunes_render_and_1_when_none_do(tmp_path, monkeypatch, capsys):
+    """Through the command line, with a tiny text model whose samples are replaced by fixed tunes."""
+    from conftest import tiny_overrides
+
+    from gen_lightning import cli
+    from gen_lightning.config import compose
+    from gen_lightning.rnn.module import CharRNN
+    from gen_lightning.run import train
+
+    run_dir = tmp_path / "run"
+    train.fit(compose(tiny_overrides(run_dir, "trainer.max_steps=2", "trainer.max_epochs=-1", model="lstm")))
+    ckpt = str(run_dir / "checkpoints" / "last.ckpt")
+    tunes = [GOOD["plain"], UNRENDERABLE, GOOD["tuplet"]]
+    monkeypatch.setattr(CharRNN, "sample", lambda self, n, **kw: tunes[:n])
+    cli.main(["sample", f"ckpt={ckpt}", "n=3", "length=8", "format=midi", f"out={tmp_path / 'out' / 't.mid'}"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t_00.mid", "t_01.abc", "t_02.mid"]
+    assert "sample 1: no t_01.mid" in capsys.readouterr().err
+
+    monkeypatch.setattr(CharRNN, "sample", lambda self, n, **kw: [UNRENDERABLE] * n)
+    with pytest.raises(SystemExit, match="gen-lightning sample: none of the 2 samples could be written as MIDI"):
+        cli.main(["sample", f"ckpt={ckpt}", "n=2", "length=8", "format=midi", f"out={tmp_path / 'none' / 't.mid'}"])

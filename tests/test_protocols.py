@@ -275,3 +275,89 @@ def test_two_processes_give_the_one_process_numbers(tmp_path):
         for kind, values in single.items():
             for name, value in values.items():
                 assert results[kind][name] == pytest.approx(value, rel=1e-9), (rank, kind, name)
+
+
+# ---------------------------------------------------------------- a test report scores the whole split (issue 24)
+
+
+@pytest.mark.parametrize(
+    "protocol, model, items",
+    [
+        (lambda: TextGenerationMetrics(num_items=3, batch_size=2), LookupTranslator, text_pairs),
+        (lambda: PairedImageMetrics(num_items=5, batch_size=4), NoisyIdentity, image_pairs),
+        (lambda: ClassificationMetrics(num_items=9, batch_size=4), FixedClassifier, label_pairs),
+    ],
+    ids=["text_generation", "paired_image", "classification"],
+)
+def test_another_split_is_scored_whole_unless_the_subset_is_asked_for(protocol, model, items):
+    """`num_items` keeps periodic validation cheap; `evaluate split=test` scored the first 500 of 1,000 test pairs
+    with it. The protocol's own split keeps its subset (the number training logged); another split is whole unless
+    the command line gave metrics.num_items; the card says how many of how many were scored."""
+    from gen_lightning.metrics.evaluate import evaluate_module
+
+    def scored(split, given=()):
+        card = evaluate_module(model(), PairData(items()), protocol(), split, given)["protocol"]
+        return card.get("pairs", card.get("examples")), card["split_items"], card["num_items"]
+
+    subset, total = protocol().num_items, len(items())
+    assert scored("val") == scored(None) == (subset, total, subset)
+    assert scored("test") == (total, total, None)
+    assert scored("test", [f"metrics.num_items={subset}"]) == (subset, total, subset)
+    assert scored("test", ["metrics.batch_size=2"]) == (total, total, None)
+
+
+def test_tune_validity_keeps_its_sample_count_on_any_split():
+    """The music protocol's num_items counts generated tunes, not examples of a split."""
+    from gen_lightning.music.protocol import TuneValidity
+
+    protocol = TuneValidity(num_items=16)
+    assert protocol.for_split("test") is protocol and protocol.num_items == 16
+
+
+def test_evaluate_split_test_on_a_run_scores_the_whole_test_split(tmp_path):
+    """Through the command line, on a run whose protocol validated on the first 8 pairs."""
+    import json
+
+    from conftest import tiny_overrides
+
+    from gen_lightning import cli
+    from gen_lightning.config import compose
+    from gen_lightning.data.docstrings import stdlib_summaries
+    from gen_lightning.run import train
+
+    run_dir = tmp_path / "run"
+    overrides = ["trainer.max_steps=2", "trainer.max_epochs=-1", "metrics.num_items=8", "metrics.batch_size=64"]
+    cfg = compose([*tiny_overrides(run_dir, *overrides, model="transformer_seq2seq"), "metrics=text_generation"])
+    assert train.fit(cfg)["protocol"]["pairs"] == 8
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    cli.main(["evaluate", f"ckpt={ckpt}", "split=test"])
+    card = json.loads((ckpt.parent / "last.test.eval.json").read_text())["protocol"]
+    test_pairs = len(stdlib_summaries()["test"][0])
+    assert (card["split"], card["num_items"], card["pairs"], card["split_items"]) == (
+        "test",
+        None,
+        test_pairs,
+        test_pairs,
+    )
+    assert len((ckpt.parent / "last.test.outputs.txt").read_text(encoding="utf-8").splitlines()) == test_pairs
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("num_items: 0", "metrics.num_items must be a positive integer or null (all), got 0"),
+        ("num_items: abc", "metrics.num_items must be a positive integer or null (all), got 'abc'"),
+        ("batch_size: -4", "metrics.batch_size must be a positive integer, got -4"),
+        ("every_n_epochs: 1.5", "metrics.every_n_epochs must be an integer >= 0 (0: only at the end), got 1.5"),
+    ],
+)
+def test_bad_protocol_settings_are_one_message_naming_the_key(setting, message):
+    """`evaluate metrics.num_items=0` printed Hydra's InstantiationException, `=abc` a TypeError from a comparison."""
+    import yaml
+
+    from gen_lightning.metrics.evaluate import build_protocol
+
+    config = {"_target_": "gen_lightning.metrics.text.TextGenerationMetrics", **yaml.safe_load(setting)}
+    with pytest.raises(ValueError) as info:
+        build_protocol(config)
+    assert str(info.value) == message

@@ -1,6 +1,7 @@
 """Hyperparameter search (commands/search.py, conf/hparams_search/): a 3-trial Optuna search through the command
-line, in which one trial fails (NaN loss) and one is pruned without stopping the search, and the search spaces of
-every example config."""
+line, in which one trial fails (NaN loss) and one is pruned without stopping the search, the search spaces of
+every example config, each run through the command line with a short budget, and the one-line ends of searches that
+cannot work (issue 24)."""
 
 from __future__ import annotations
 
@@ -116,3 +117,68 @@ def test_a_search_without_multirun_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(SystemExit, match="hparams_search=NAME is a search of many runs: add -m"):
         cli.main(["fit", "hparams_search=vae_digits", f"run_dir={tmp_path / 'r'}"])
     assert not (tmp_path / "r").exists()
+
+
+# A user's quick look at a search (`hydra.sweeper.n_trials=3 trainer.max_steps=20`), made smaller: one trial of a
+# few steps; the protocols' expensive settings shrunk (DCGAN's FID on 100 samples of a 20-step classifier).
+SHORT = {
+    "dcgan_digits": ["metrics.num_samples=100", "metrics.classifier.steps=20", "metrics.kid_subset_size=50"],
+    "gpt_text": ["trainer.limit_val_batches=2"],
+    "lstm_text": ["trainer.limit_val_batches=2"],
+}
+
+
+def run_search(sweep: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "gen_lightning.cli", "fit", "-m", f"hydra.sweep.dir={sweep}", "logger=none"]
+    cmd += ["trainer.enable_progress_bar=false", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.slow  # one process per search (~15 s each on 2 free cores)
+@pytest.mark.parametrize("name", SEARCHES)
+def test_every_search_space_runs_with_a_short_budget(tmp_path, name):
+    """dcgan_digits failed every trial ("ModelCheckpoint(monitor='val/fid_clf') could not find the monitored key":
+    its FID came only after training) and ended in Optuna's traceback. Each search now completes a short trial."""
+    proc = run_search(
+        tmp_path, f"hparams_search={name}", "hydra.sweeper.n_trials=1", "trainer.max_steps=4", *SHORT.get(name, [])
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert trial["state"] == "complete" and math.isfinite(trial["value"]), trial
+    assert OmegaConf.load(tmp_path / "optimization_results.yaml").best_value == trial["value"]
+
+
+def test_a_search_whose_trials_all_fail_says_why_in_one_line(tmp_path):
+    proc = run_search(
+        tmp_path, "hparams_search=vae_digits", "hydra.sweeper.n_trials=2", "model.lr=choice(1e4)",
+        "model.latent_dim=choice(2)", "trainer.max_steps=4", "model.hidden_dim=32", "model.iw_samples=4",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("gen-lightning fit: no trial of the search vae_digits completed (2 failed); 2 of 2 ended in")
+    assert "NonFiniteLossError" in last and str(tmp_path / "trials.jsonl") in last
+    assert "No trials are completed yet" not in proc.stderr
+
+
+def test_a_search_whose_objective_is_never_computed_at_a_validation_is_refused_before_any_trial(tmp_path):
+    """What every dcgan_digits trial met at its first validation, refused once before the first trial."""
+    proc = run_search(tmp_path, "hparams_search=dcgan_digits", "metrics.every_n_epochs=0", "metrics.num_samples=100")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "gen-lightning fit: the search dcgan_digits cannot run, no trial was started: checkpoint.monitor=val/fid_clf "
+        "is computed by the metric protocol only once training has ended (metrics.every_n_epochs=0), but best.ckpt "
+        "needs it at every validation: set metrics.every_n_epochs=1 (and space the validations with "
+        "trainer.check_val_every_n_epoch), or monitor a metric the model logs"
+    )
+    assert not (tmp_path / "trials.jsonl").exists()
+
+
+def test_the_monitor_schedule_check_accepts_what_every_validation_computes():
+    base = ["hparams_search=dcgan_digits", "metrics.num_samples=100"]
+    cfg = compose(base)
+    search.check_monitor_schedule(cfg)  # every_n_epochs: 1 in the search config
+    for every in (0, 5):
+        with pytest.raises(ValueError, match=f"metrics.every_n_epochs={every}"):
+            search.check_monitor_schedule(compose([*base, f"metrics.every_n_epochs={every}"]))
+    # The model's own monitored metric is logged at every validation, whatever the protocol's schedule.
+    search.check_monitor_schedule(compose([*base, "metrics.every_n_epochs=0", "checkpoint.monitor=null"]))

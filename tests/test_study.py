@@ -166,7 +166,10 @@ def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, t
     spec = write_study(tmp_path / "mini.yaml")
     study_dir = tmp_path / "out"
     crash_run(monkeypatch, "conv_seed0", at=4)
-    cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
+    with pytest.raises(
+        SystemExit, match="1 of 4 runs of study 'mini' did not complete: conv_seed0 \\(failed\\).*again resumes"
+    ):
+        cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
     monkeypatch.undo()
     index = json.loads((study_dir / "study.json").read_text())
     assert index["runs"]["conv_seed0"]["status"] == "failed"
@@ -195,22 +198,51 @@ def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, t
         assert all(torch.equal(wa[k], wb[k]) for k in wb), key
 
 
-def test_failing_runs_are_recorded_and_the_others_run(tmp_path):
-    runs = {"nan": ["model=vae", "model.lr=1.0e+30"], "missing": ["model=no_such_model"], "mlp": ["model=vae"]}
+def test_runs_that_cannot_be_trained_refuse_the_study_before_any_trains(tmp_path):
+    """Known at planning time (issue 24: `model=nonexistent` ended "1/2 runs completed" with exit status 0): a run
+    whose config does not compose, a model that does not fit the data, a bad value: all named in one message, for
+    every seed, and nothing is written."""
+    runs = {
+        "missing": ["model=no_such_model"],
+        "unfit": ["model=gpt"],
+        "zero_lr": ["model=vae", "model.lr=0"],
+        "typo": ["model=vae", "model.iw_sampels=4"],
+        "mlp": ["model=vae"],
+    }
+    common = [o for o in MINI["common"] if not o.startswith("model.")]
+    spec = write_study(tmp_path / "bad.yaml", name="bad", common=common, runs=runs)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    message = str(info.value)
+    assert message.startswith("gen-lightning study: 8 of the 10 runs of study 'bad' cannot be trained, so none was")
+    assert "missing_seed0, missing_seed1: MissingConfigException: Could not find 'model/no_such_model' (options: " in (
+        message
+    )
+    assert "unfit_seed0, unfit_seed1: the model GPT does unconditional text" in message
+    assert "zero_lr_seed0, zero_lr_seed1: model.lr=0: a learning rate must be positive" in message
+    assert "typo_seed0, typo_seed1: ConfigCompositionException: Could not override 'model.iw_sampels': Key 'iw_s" in (
+        message
+    )
+    assert "mlp_seed" not in message and "Traceback" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_failing_runs_are_recorded_the_others_run_and_the_study_exits_non_zero(tmp_path):
+    runs = {"nan": ["model=vae", "model.lr=1.0e+30"], "mlp": ["model=vae"]}
     spec = write_study(tmp_path / "bad.yaml", name="bad", seeds=[0], runs=runs)
-    cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    with pytest.raises(
+        SystemExit, match=r"^gen-lightning study: 1 of 2 runs of study 'bad' did not complete: nan_seed0 \(failed\)\. "
+    ):
+        cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
     index = json.loads((tmp_path / "out" / "study.json").read_text())["runs"]
     assert index["nan_seed0"]["status"] == "failed" and "NonFiniteLossError" in index["nan_seed0"]["error"]
     assert metrics(tmp_path / "out" / "nan_seed0")["status"] == "failed"
-    assert index["missing_seed0"]["status"] == "failed"
-    assert "Could not find 'model/no_such_model'" in index["missing_seed0"]["error"]
     assert index["mlp_seed0"]["status"] == "completed"
 
-    # the study wrote its report at the end
+    # the study wrote its report before it exited
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Failed and incomplete runs" in md
     assert "`nan_seed0` (failed)" in md and "NonFiniteLossError" in md
-    assert "`missing_seed0` (failed)" in md and "no_such_model" in md
     assert "| `nan` | VAE | 0/1 |" in md and "| `mlp` | VAE | 1/1 |" in md
 
 

@@ -32,7 +32,7 @@ DIFFUSION = {
     "evaluations": {
         "ancestral": ["model.sampler=ddpm"],
         "ddim_2": ["model.sampler=ddim", "model.sample_steps=2"],
-        "typo": ["model.sample_stepz=3"],
+        "typo": ["model.sampler=dimm"],  # a parameter of DDPM, a value it refuses when it samples
     },
 }
 
@@ -41,7 +41,10 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
     spec = tmp_path / "samplers.yaml"
     spec.write_text(yaml.safe_dump({"study": DIFFUSION}, sort_keys=False))
     study_dir = tmp_path / "out"
-    cli.main(["study", str(spec), f"study_dir={study_dir}"])
+    with pytest.raises(
+        SystemExit, match=r"1 of 3 evaluations of study 'samplers' did not complete: ddpm_seed0/typo \(failed\)"
+    ):
+        cli.main(["study", str(spec), f"study_dir={study_dir}"])
     run_dir = study_dir / "ddpm_seed0"
     results = {n: json.loads((run_dir / "evaluations" / f"{n}.json").read_text()) for n in DIFFUSION["evaluations"]}
     ancestral, ddim = results["ancestral"], results["ddim_2"]
@@ -51,16 +54,14 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
     assert ancestral["global_step"] == ddim["global_step"] == 4  # both from the one trained checkpoint
     assert ancestral["sample_time"] > ddim["sample_time"] > 0  # 40 network evaluations per image against 2
     assert (run_dir / "evaluations" / "ddim_2.png").is_file() and "metrics=none" in ddim["note"]
-    assert (
-        results["typo"]["status"] == "failed"
-        and "model.sample_stepz is not a parameter of DDPM" in (results["typo"]["error"])
-    )
+    assert results["typo"]["status"] == "failed" and "dimm" in (results["typo"]["error"])
     index = json.loads((study_dir / "study.json").read_text())
     assert index["evaluations"]["ddpm_seed0/ddim_2"]["status"] == "completed"
 
     before = snapshot(run_dir / "evaluations")
     capsys.readouterr()
-    cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
+    with pytest.raises(SystemExit, match="1 of 3 evaluations of study 'samplers' did not complete"):
+        cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
     assert "ddpm_seed0/ancestral: done before, skipped" in capsys.readouterr().out
     after = snapshot(run_dir / "evaluations")
     assert {k: after[k] for k in after if "typo" not in k} == {k: before[k] for k in before if "typo" not in k}
@@ -73,6 +74,16 @@ def test_evaluation_variants_of_one_trained_model(tmp_path, capsys):
     md = (study_dir / "report.md").read_text()
     assert "## Evaluations of the trained checkpoints" in md and "`model.sampler=ddim model.sample_steps=2`" in md
     assert "evaluation `typo` of `ddpm_seed0`" in md
+
+
+def test_an_evaluation_naming_no_parameter_of_the_model_refuses_the_study(tmp_path):
+    """Known before training: the variant could never apply to the trained checkpoint."""
+    node = {**DIFFUSION, "evaluations": {"typo": ["model.sample_stepz=3"]}}
+    spec = tmp_path / "samplers.yaml"
+    spec.write_text(yaml.safe_dump({"study": node}, sort_keys=False))
+    with pytest.raises(SystemExit, match=r"ddpm_seed0: evaluation 'typo' sets model.sample_stepz, which is not a "):
+        cli.main(["study", str(spec), f"study_dir={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

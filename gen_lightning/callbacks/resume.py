@@ -5,15 +5,29 @@ batches of the current epoch were done. On resume the RNG state is put back just
 (so nothing Lightning does while restoring can shift it), and the epoch's ``EpochSampler`` skips the batches
 already seen. Validation runs on a forked RNG with a fixed seed, so it neither consumes the training stream nor
 varies from epoch to epoch. Together: a run interrupted after k steps and resumed equals the uninterrupted run.
+
+Two of Lightning's habits are corrected here, because this callback is what makes the resume exact:
+- A budget that ends inside an epoch (``max_steps``, the final validation's stop) ends Lightning's epoch loop
+  there, and Lightning counts that epoch as finished: the final ``last.ckpt`` said epoch 1 after 10 of 23 batches,
+  so a run resumed from it with a larger budget started epoch 1 from its first batch (another data order than the
+  uninterrupted run) and recorded its validations under epoch 1. The checkpoint keeps the epoch unfinished.
+- On a resume Lightning warns that the run directory's ``checkpoints/`` is not empty, and, mid-epoch, that the
+  dataloader is not resumable ("unreliable results"). Both are handled by the project (the run directory's lock and
+  ``resume=true``; the sampler's ``skip``), so exactly those two messages are silenced while the resumed fit runs,
+  and the log says once where the epoch continues. Lightning's other warnings stay.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 STATE_KEY = "gen_lightning"
 
@@ -52,6 +66,17 @@ def _train_sampler(trainer: L.Trainer):
     return None
 
 
+# Lightning's messages that this callback makes untrue (see the module docstring), matched from their start.
+NOT_RESUMABLE = r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not"
+NOT_EMPTY = "Checkpoint directory {} exists and is not empty"
+
+
+def unfinished_epoch(progress: dict) -> None:
+    """Mark the last epoch of Lightning's ``epoch_progress`` state as started but not processed (mid-epoch)."""
+    for counts in (progress["total"], progress["current"]):
+        counts["processed"] = counts["completed"] = counts["started"] - 1
+
+
 class ExactResume(L.Callback):
     def __init__(self, validation_seed: int = 0) -> None:
         self.validation_seed = validation_seed
@@ -60,6 +85,33 @@ class ExactResume(L.Callback):
         self._pending_skip: tuple[int, int] | None = None  # (epoch, batches already done in it)
         self._epoch = 0
         self._batches = 0
+        self._quiet: warnings.catch_warnings | None = None  # the resumed fit's filters of Lightning's warnings
+
+    # ---- Lightning's messages about what this callback handles ---------------------------------------------
+    def _silence(self, pattern: str) -> None:
+        if self._quiet is None:
+            self._quiet = warnings.catch_warnings()
+            self._quiet.__enter__()
+        warnings.filterwarnings("ignore", message=pattern)
+
+    def _restore_warnings(self) -> None:
+        if self._quiet is not None:
+            self._quiet.__exit__(None, None, None)
+            self._quiet = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # A fresh run never trains in a directory holding last.ckpt (run/train.py prepare_run_dir refuses it), so
+        # a last.ckpt there means this fit resumes the run the directory belongs to.
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if stage == "fit" and dirpath and (Path(dirpath) / "last.ckpt").is_file():
+                self._silence(re.escape(NOT_EMPTY.format(dirpath)))
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_warnings()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_warnings()
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -82,6 +134,12 @@ class ExactResume(L.Callback):
         batch_size = trainer.train_dataloader.batch_size  # None when the loader has a batch sampler
         sampler.skip(done * batch_size if batch_size else done)
         self._batches = done
+        self._silence(NOT_RESUMABLE)  # Lightning warns next, when its epoch loop restarts
+        rank_zero_info(
+            f"Resuming mid-epoch at batch {done} of {trainer.num_training_batches} (epoch {epoch}): the project's "
+            "sampler state continues the epoch exactly (Lightning's warning that the dataloader is not resumable "
+            "does not apply)"
+        )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch = trainer.current_epoch
@@ -114,6 +172,12 @@ class ExactResume(L.Callback):
             "epoch": self._epoch,
             "batches_in_epoch": self._batches,
         }
+        # Training stopped inside this epoch (a step budget): Lightning closed its epoch loop and counted the epoch
+        # as done. It is not: a resume with a larger budget continues it from the next batch.
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress")
+        if progress and 0 < self._batches < trainer.num_training_batches and checkpoint["epoch"] == self._epoch + 1:
+            unfinished_epoch(progress)
+            checkpoint["epoch"] = self._epoch
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY)

@@ -14,13 +14,21 @@ own run directory, and takes the value the run returns. This module is the glue:
   intermediate validation values, the equivalent of Optuna's Lightning pruning callback for ``lightning.pytorch``
   and step-based validation. The sweeper keeps its Optuna trials in its own process, so pruning needs the trials to
   run in that process (Hydra's default launcher).
+
+A search that cannot work is said in one line rather than in Optuna's traceback: the base config is checked as
+``fit`` checks a run before the first trial starts (``check_search``, from the sweeper's first ``attach_trial``),
+including that the objective is computed at every validation (``check_monitor_schedule``: ``best.ckpt``'s
+ModelCheckpoint raises at the first validation without it); and when the last trial ends with no trial completed,
+the search stops with the trials' error (``SearchTrial.end``) instead of Optuna's "No trials are completed yet".
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -31,12 +39,21 @@ from gen_lightning.loggers import logger_configs
 
 _pending: list = []  # Optuna trials the sweeper asked for and launches next, in launch order
 _active: SearchTrial | None = None  # the trial this process is running
+_checked = False  # the sweep's base config passed check_search (once per process)
 
 
 def register_resolvers() -> None:
-    """``${objective_direction:}``: ``maximize`` or ``minimize``, from the composed config's model and checkpoint."""
+    """``${objective_direction:}``: ``maximize`` or ``minimize``, from the composed config's model and checkpoint;
+    ``${steps_fraction:0.1,${trainer.max_steps}}``: that share of a step budget (a warm-up that fits any budget)."""
     if not OmegaConf.has_resolver("objective_direction"):
         OmegaConf.register_new_resolver("objective_direction", _direction)
+    if not OmegaConf.has_resolver("steps_fraction"):
+        OmegaConf.register_new_resolver("steps_fraction", steps_fraction)
+
+
+def steps_fraction(fraction: float, steps: int) -> int:
+    """``fraction`` of ``steps`` (rounded down; 0 for no budget, -1)."""
+    return max(0, int(float(fraction) * int(steps)))
 
 
 def _direction(*, _root_: DictConfig) -> str:
@@ -61,12 +78,52 @@ def objective(summary: dict) -> float:
     return max(values) if mode == "max" else min(values)
 
 
+def check_monitor_schedule(cfg: DictConfig) -> None:
+    """The monitored metric (``best.ckpt``, a search's objective) must be computed at every validation: Lightning's
+    ModelCheckpoint stops the run at the first validation without it. A metric protocol's metric is computed after
+    every ``metrics.every_n_epochs``-th validation epoch only (0: only once training has ended)."""
+    from hydra.utils import instantiate
+
+    if not cfg.get("metrics") or "_target_" not in cfg.metrics:
+        return
+    monitor, _ = objective_of(cfg)
+    with warnings.catch_warnings():  # its settings' advice is for the run, which gives it again
+        warnings.simplefilter("ignore")
+        protocol = instantiate(cfg.metrics)
+    every = protocol.every_n_epochs
+    if monitor in protocol.directions() and every != 1:
+        when = "only once training has ended" if every == 0 else f"only after every {every}th validation epoch"
+        raise ValueError(
+            f"checkpoint.monitor={monitor} is computed by the metric protocol {when} (metrics.every_n_epochs="
+            f"{every}), but best.ckpt needs it at every validation: set metrics.every_n_epochs=1 (and space the "
+            "validations with trainer.check_val_every_n_epoch), or monitor a metric the model logs"
+        )
+
+
+def check_search(config: DictConfig) -> None:
+    """Refuse, before any trial starts, a search whose every trial would be refused (one line, exit status 1)."""
+    from gen_lightning.run.train import check_config, check_task
+
+    name = OmegaConf.select(config, "hparams_search.name", default="?")
+    try:
+        check_task(config)
+        check_config(config)
+        check_monitor_schedule(config)
+    except ValueError as err:
+        raise SystemExit(f"gen-lightning fit: the search {name} cannot run, no trial was started: {err}") from None
+
+
 def attach_trial(config: DictConfig, trial) -> None:
     """The sweeper's ``custom_search_space`` hook, called with each trial it asks for before launching it: keeps the
-    trial for the run that takes it, and gives the study the configured pruner (or none)."""
+    trial for the run that takes it, and gives the study the configured pruner (or none). Before the first trial,
+    the search's config is checked (``check_search``)."""
+    global _checked
     import optuna
     from hydra.utils import instantiate
 
+    if not _checked:
+        check_search(config)
+        _checked = True
     search = config.get("hparams_search") or {}
     if not getattr(trial.study, "_pruner_configured", False):
         prune = search.get("prune") and search.get("pruner")
@@ -86,8 +143,11 @@ def _take_pending(overrides: list[str]):
 class SearchTrial:
     """One trial of a search, from inside its run (``cli._fit_task``)."""
 
-    def __init__(self, cfg: DictConfig, sweep_dir: str, job: int, overrides: list[str]) -> None:
+    def __init__(
+        self, cfg: DictConfig, sweep_dir: str, job: int, overrides: list[str], n_trials: int | None = None
+    ) -> None:
         self.name = str(cfg.hparams_search.name)
+        self.n_trials = n_trials  # the sweeper's, to know the last trial
         self.sweep_dir = Path(sweep_dir)
         self.job = job
         self.overrides = overrides
@@ -104,7 +164,9 @@ class SearchTrial:
 
         if hydra_cfg.mode != RunMode.MULTIRUN or not cfg.get("hparams_search"):
             return None
-        trial = cls(cfg, hydra_cfg.sweep.dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task))
+        register_resolvers()  # a job launched in another process (e.g. submitit) resolves the search's config there
+        n_trials = OmegaConf.select(hydra_cfg, "sweeper.n_trials", default=None)
+        trial = cls(cfg, hydra_cfg.sweep.dir, hydra_cfg.job.num, list(hydra_cfg.overrides.task), n_trials)
         direction = str(OmegaConf.select(hydra_cfg, "sweeper.direction", default="")).rsplit(".", 1)[-1]
         wanted = "maximize" if trial.mode == "max" else "minimize"
         if direction and direction != wanted:
@@ -149,6 +211,7 @@ class SearchTrial:
             **({"pruned_at_step": self.pruned_at} if self.pruned_at is not None else {}),
         }
         self._write(record, cfg)
+        self._stop_if_none_completed()
         if state == "pruned":
             import optuna
 
@@ -177,12 +240,35 @@ class SearchTrial:
                 }
                 write_with(self.sweep_dir / "best_trial.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(best), tmp))
 
+    def _stop_if_none_completed(self) -> None:
+        """After the search's last trial with none completed, stop with the trials' error in one line: the sweeper
+        would end in Optuna's "ValueError: No trials are completed yet" traceback."""
+        path = self.sweep_dir / "trials.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if self.n_trials is None or len(records) < self.n_trials or any(r["state"] == "complete" for r in records):
+            return
+        raise SystemExit(f"gen-lightning fit: {none_completed(self.name, self.metric, records)} ({path})")
+
     def _beats_best(self, value: float) -> bool:
         path = self.sweep_dir / "best_trial.yaml"
         if not path.is_file():
             return True
         old = OmegaConf.load(path).value
         return value > old if self.mode == "max" else value < old
+
+
+def none_completed(name: str, metric: str, records: list[dict]) -> str:
+    """``no trial of the search NAME completed (3 failed): <the most frequent reason>``."""
+    states = Counter(r["state"] for r in records)
+    reasons = Counter(
+        r.get("error")
+        or (f"{metric} was never finite" if r["state"] == "non-finite" else f"pruned at step {r.get('pruned_at_step')}")
+        for r in records
+    )
+    reason, count = reasons.most_common(1)[0]
+    counts = ", ".join(f"{n} {state}" for state, n in states.items())
+    shown = reason.splitlines()[0] if reason else "?"
+    return f"no trial of the search {name} completed ({counts}); {count} of {len(records)} ended in: {shown}"
 
 
 class TrialPruning(L.Callback):

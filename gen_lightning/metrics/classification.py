@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 
-from gen_lightning.metrics.protocol import EvaluationCallback, gather_objects
+from gen_lightning.metrics.protocol import EvaluationCallback, gather_objects, split_items
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str]) -> torch.Tensor:
@@ -58,7 +58,8 @@ class ClassificationMetrics(EvaluationCallback):
 
     def compute(self, module, datamodule, split: str) -> dict:
         rows = []
-        for batch in datamodule.evaluation_loader(split, self.num_items, self.batch_size):
+        loader = datamodule.evaluation_loader(split, self.num_items, self.batch_size)
+        for batch in loader:
             source = batch["source"]
             probs = module.predict(source.to(module.device) if torch.is_tensor(source) else list(source))
             rows += zip(batch["index"].tolist(), probs.argmax(-1).tolist(), batch["target"].tolist())
@@ -74,7 +75,7 @@ class ClassificationMetrics(EvaluationCallback):
         }
         return {
             "metrics": metrics,
-            "protocol": {"examples": len(rows), "classes": ",".join(names)},
+            "protocol": {"examples": len(rows), "split_items": split_items(loader), "classes": ",".join(names)},
             "outputs": [names[p] for p in preds.tolist()],
             "figures": {"confusion_matrix": confusion_figure(matrix, names)},
         }

@@ -28,7 +28,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from gen_lightning.metrics.extractors import ClassifierSettings, dist_info
-from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator
+from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator, split_items
 from gen_lightning.metrics.target_domain import LPIPS, TargetDomainScores
 
 NAMES = ("psnr", "ssim", "l1")
@@ -139,7 +139,8 @@ class PairedImageMetrics(EvaluationCallback):
         domain, lpips = self.target_scores(datamodule, device), self.lpips_metric(device) if paired else None
         sums = torch.zeros(len(NAMES) + 2, dtype=torch.float64, device=device)  # metrics, count, non-finite
         kernel = None
-        for batch in datamodule.evaluation_loader(split, self.num_items, self.batch_size):
+        loader = datamodule.evaluation_loader(split, self.num_items, self.batch_size)
+        for batch in loader:
             generator = batch_generator(self.seed, batch["batch"], device)
             output = module.generate(batch["source"].to(device), generator=generator, **self.options)
             target = batch["target"].to(device)
@@ -163,7 +164,9 @@ class PairedImageMetrics(EvaluationCallback):
             values = per_image(output, target, kernel)
             for i, name in enumerate(NAMES):
                 sums[i] += values[name][finite].double().sum()
-        return self._result(sums, domain, lpips, paired)
+        result = self._result(sums, domain, lpips, paired)
+        result["protocol"]["split_items"] = split_items(loader)  # the pairs scored, of the split's
+        return result
 
     def _result(self, sums: torch.Tensor, domain, lpips, paired: bool) -> dict:
         if dist_info()[1] > 1:

@@ -14,11 +14,17 @@ base class does the rest the same way for every protocol:
 
 ``evaluate(module, datamodule, split)`` serves training and ``gen-lightning evaluate`` alike, so a checkpoint
 re-evaluated gives the number it logged. Under DDP every process calls it; each protocol gathers what it needs.
+
+``num_items`` (a fixed subset: the first N examples of the split) keeps the periodic validation in training cheap.
+A report of another split (``gen-lightning evaluate split=test``) means the whole split: ``for_split`` gives the
+protocol for it, without the subset unless the user asked for one (metrics/evaluate.py). The card says
+``num_items`` and, from each protocol, how many examples were scored of how many (``split_items``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from pathlib import Path
 
@@ -64,6 +70,18 @@ def gather_objects(items: list) -> list:
     return [x for part in gathered for x in part]
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def split_items(loader) -> int | None:
+    """How many examples the evaluated split holds (an ``evaluation_loader``'s dataset; None when it cannot tell)."""
+    try:
+        return len(loader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
 def plain(card: dict) -> dict:
     """Card values as logger-friendly scalars (other values as their string)."""
     return {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in card.items()}
@@ -83,6 +101,9 @@ class EvaluationCallback(Callback):
     tasks: tuple[tuple[str, str | None, str], ...] = ()
     metric_directions: dict[str, str] = {}
     protocol_name = "protocol"
+    # The setting that takes a subset of the evaluated split (None: the protocol scores no subset of a split, e.g.
+    # a count of generated samples).
+    subset_setting: str | None = "num_items"
 
     def __init__(
         self,
@@ -92,10 +113,14 @@ class EvaluationCallback(Callback):
         batch_size: int = 64,
         seed: int = 0,
     ) -> None:
-        if every_n_epochs < 0 or batch_size < 1:
-            raise ValueError("metrics.every_n_epochs must be >= 0 and metrics.batch_size >= 1")
-        if num_items is not None and num_items < 1:
-            raise ValueError(f"metrics.num_items must be a positive number or null (all), got {num_items}")
+        if not _is_int(every_n_epochs) or every_n_epochs < 0:
+            raise ValueError(
+                f"metrics.every_n_epochs must be an integer >= 0 (0: only at the end), got {every_n_epochs!r}"
+            )
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"metrics.batch_size must be a positive integer, got {batch_size!r}")
+        if num_items is not None and (not _is_int(num_items) or num_items < 1):
+            raise ValueError(f"metrics.num_items must be a positive integer or null (all), got {num_items!r}")
         self.every_n_epochs, self.split, self.num_items = every_n_epochs, split, num_items
         self.batch_size, self.seed = batch_size, seed
         self.last_result: dict | None = None
@@ -114,6 +139,17 @@ class EvaluationCallback(Callback):
         return {}
 
     # ------------------------------------------------------------ checks
+
+    def for_split(self, split: str, keep_subset: bool = False) -> EvaluationCallback:
+        """The protocol that scores ``split``: for a split other than the one it validates on in training (a test
+        report), a copy that scores the whole split unless ``keep_subset`` (the user gave ``num_items``)."""
+        if split == self.split or keep_subset or self.subset_setting is None:
+            return self
+        if getattr(self, self.subset_setting) is None:
+            return self
+        whole = copy.copy(self)
+        setattr(whole, self.subset_setting, None)
+        return whole
 
     def accepts(self, module) -> bool:
         return task_of(module) in self.tasks

@@ -14,7 +14,7 @@ give the same corpus score. The hypotheses come back as ``outputs`` (``gen-light
 
 from __future__ import annotations
 
-from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator, gather_objects
+from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator, gather_objects, split_items
 
 SACREBLEU = ("bleu", "chrf")
 ROUGE = ("rouge1", "rouge2", "rougeL")
@@ -82,7 +82,8 @@ class TextGenerationMetrics(EvaluationCallback):
 
     def compute(self, module, datamodule, split: str) -> dict:
         rows = []
-        for batch in datamodule.evaluation_loader(split, self.num_items, self.batch_size):
+        loader = datamodule.evaluation_loader(split, self.num_items, self.batch_size)
+        for batch in loader:
             generator = batch_generator(self.seed, batch["batch"], module.device)
             hypotheses = module.generate(list(batch["source"]), generator=generator, **self.decoding)
             rows += zip(batch["index"].tolist(), hypotheses, batch["target"])
@@ -91,6 +92,6 @@ class TextGenerationMetrics(EvaluationCallback):
         values, card = sacrebleu_scores(hypotheses, references, [m for m in self.metrics if m in SACREBLEU])
         if any(m in ROUGE for m in self.metrics):
             values.update(rouge_scores(hypotheses, references, [m for m in self.metrics if m in ROUGE]))
-        card["pairs"] = len(rows)
+        card["pairs"], card["split_items"] = len(rows), split_items(loader)  # scored, of the split
         card["empty_hypotheses"] = sum(not h.strip() for h in hypotheses)
         return {"metrics": values, "protocol": card, "outputs": hypotheses}

@@ -34,6 +34,7 @@ class TuneValidity(EvaluationCallback):
     protocol_name = "music"
     tasks = (("unconditional", None, "text"),)
     metric_directions = {"valid_tunes": "max"}
+    subset_setting = None  # num_items counts sampled tunes: the same number on any split
 
     def __init__(
         self,

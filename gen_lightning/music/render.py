@@ -14,7 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gen_lightning.commands.outputs import numbered
+from gen_lightning.commands.outputs import numbered, write_each
+from gen_lightning.files import write_text
 from gen_lightning.music.validity import _parse, check_tune, first_tune
 
 PNG_META = {"Software": None}  # the same tunes always give the same bytes
@@ -86,7 +87,7 @@ def write_tunes(samples: list[str], out_dir: Path, stem: str = "tune") -> list[P
         abc = out_dir / f"{stem}_{i:02d}.abc"
         written += write_abc_files([sample], abc)
         with contextlib.suppress(ValueError):  # an unreadable sample keeps its .abc, which shows why
-            written += write_midi_files([sample], abc.with_suffix(".mid"))
+            written.append(write_midi(_tune_text(sample), abc.with_suffix(".mid")))
     return written
 
 
@@ -95,17 +96,23 @@ def _tune_text(sample: str) -> str:
     return tune if tune is not None else sample.strip("\n")  # an unfinished tune: what there is
 
 
+def _write_abc(tune: str, path: Path, number: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text(path, f"X:{number}\n{tune}\n")
+
+
 def write_abc_files(samples: list[str], target: Path) -> list[Path]:
     """``format=abc`` of ``gen-lightning sample``: each sample's first tune as an ABC file (``X:`` numbered)."""
     written = []
     for i, sample in enumerate(samples):
-        path = numbered(target, i, len(samples))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"X:{i + 1}\n{_tune_text(sample)}\n", encoding="utf-8")
-        written.append(path)
+        written.append(_write_abc(_tune_text(sample), numbered(target, i, len(samples)), i + 1))
     return written
 
 
 def write_midi_files(samples: list[str], target: Path) -> list[Path]:
-    """``format=midi`` of ``gen-lightning sample``: each sample's first tune rendered by music21 as MIDI."""
-    return [write_midi(_tune_text(s), numbered(target, i, len(samples))) for i, s in enumerate(samples)]
+    """``format=midi`` of ``gen-lightning sample``: each sample's first tune rendered by music21 as MIDI; a tune it
+    cannot render is named and kept as ABC beside the others (``<stem>_<i>.abc``)."""
+    tunes = [_tune_text(s) for s in samples]
+    return write_each(
+        tunes, target, write_midi, "MIDI", keep=lambda tune, path: _write_abc(tune, path.with_suffix(".abc"))
+    )

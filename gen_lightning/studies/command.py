@@ -7,7 +7,9 @@ by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``launch.
 (``report/``).
 
 Re-running the command skips completed runs, resumes interrupted or failed ones and starts the rest. Runs already
-made must have the configuration the study gives them now, or the study stops before anything trains.
+made must have the configuration the study gives them now, and every run must be one ``fit`` would train (its
+config composes, the model fits the data): otherwise the study stops before anything trains, naming every such
+run. The command exits non-zero (after writing the report) while any run or evaluation has not completed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gen_lightning.config import parse_kv
-from gen_lightning.studies.index import StudyIndex, check_consistent, default_study_dir, run_state
+from gen_lightning.studies.index import StudyIndex, check_consistent, default_study_dir, load_index, run_state
 from gen_lightning.studies.launch import execute
-from gen_lightning.studies.plan import plan
+from gen_lightning.studies.plan import PlannedRun, plan
 from gen_lightning.studies.spec import StudyError, StudySpec, find_study_file, load_spec
 
 
@@ -31,8 +33,9 @@ def run_study(
     launcher_overrides = [o for o in extra if o.startswith("hydra")]  # hydra/launcher=..., hydra.launcher.*=...
     extra = [o for o in extra if o not in launcher_overrides]
     study_dir = Path(study_dir or default_study_dir(spec.name)).expanduser().resolve()
-    index = StudyIndex(study_dir, spec, extra)
     planned = plan(spec, study_dir, extra)
+    refuse_invalid(spec, planned)
+    index = StudyIndex(study_dir, spec, extra)
     check_consistent(spec, planned)
     index.set_runs(planned)
     index.write()
@@ -56,6 +59,40 @@ def run_study(
     return study_dir
 
 
+def refuse_invalid(spec: StudySpec, planned: list[PlannedRun]) -> None:
+    """Runs that cannot be trained are known before any trains: name them all (the same error over seeds once)."""
+    errors: dict[str, list[str]] = {}
+    for pr in planned:
+        if pr.error is not None:
+            errors.setdefault(pr.error, []).append(pr.key)
+    if errors:
+        bad = sum(len(keys) for keys in errors.values())
+        raise StudyError(
+            f"{bad} of the {len(planned)} runs of study '{spec.name}' cannot be trained, so none was started:\n"
+            + "\n".join(f"  {', '.join(keys)}: {error}" for error, keys in errors.items())
+            + f"\nfix the study file or the arguments; gen-lightning study {spec.source or spec.name} dry_run=true "
+            "checks every run without training"
+        )
+
+
+def unfinished(study_dir: Path, name: str) -> str | None:
+    """What of the study has not completed (runs, evaluations), as one sentence; None when everything has."""
+    index = load_index(study_dir)
+    parts = []
+    for section, what in (("runs", "runs"), ("evaluations", "evaluations")):
+        entries = index.get(section, {})
+        bad = [f"{k} ({v.get('status')})" for k, v in entries.items() if v.get("status") != "completed"]
+        if bad:
+            parts.append(f"{len(bad)} of {len(entries)} {what} of study '{name}' did not complete: {', '.join(bad)}")
+    if not parts:
+        return None
+    return (
+        "; ".join(parts)
+        + f". Their errors are in {study_dir / 'study.json'} (and each run's error.txt); the same command again "
+        "resumes the unfinished runs"
+    )
+
+
 def study_command(args: list[str]) -> Path | None:
     """``gen-lightning study FILE [study_dir=DIR] [launcher=inprocess|hydra] [report=true|false] [dry_run=true]
     [override ...]``: runs the study, then writes its report (``report=false``: only the runs)."""
@@ -75,7 +112,7 @@ def study_command(args: list[str]) -> Path | None:
     if options.get("dry_run", False):
         study_dir = Path(options.get("study_dir") or default_study_dir(spec.name)).resolve()
         for pr in plan(spec, study_dir, [o for o in extra if not o.startswith("hydra")]):
-            state = "cannot compose: " + pr.error if pr.error else run_state(pr.run_dir)
+            state = "cannot be trained: " + pr.error if pr.error else run_state(pr.run_dir)
             print(f"{pr.key} [{state}]\n  {' '.join(pr.overrides)}")
         return None
     try:
@@ -86,4 +123,7 @@ def study_command(args: list[str]) -> Path | None:
         from gen_lightning.studies.report.command import write_report
 
         print(f"[study {spec.name}] report: {write_report(study_dir)}", flush=True)
+    problem = unfinished(study_dir, spec.name)
+    if problem:
+        raise StudyError(problem)
     return study_dir

@@ -4,10 +4,17 @@ Run ``<name>_seed<k>`` is ``compose(common + run + protocol + budget + [seed, ru
 (the order of ``spec.py``), trained in ``STUDY_DIR/<name>_seed<k>/``; with ``logger=wandb`` it also gets the
 study's W&B group and tags. The plan is seed-major (one seed of every run first), so an interrupted study already
 compares every model.
+
+Every planned run is also checked as ``gen-lightning fit`` checks it before training (the model fits the data and
+the metric protocol, the values are sane: ``run.train.check_task``/``check_config``), and the study's evaluation
+variants must name parameters of its model: a run that fails these is known before anything trains, so the study
+refuses to start and names every such run at once (``command.run_study``).
 """
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +32,7 @@ class PlannedRun:
     run_dir: Path
     overrides: list[str]
     cfg: DictConfig | None = None
-    error: str | None = None  # the config could not be composed (e.g. a model not installed)
+    error: str | None = None  # the config cannot be composed or cannot be trained (e.g. a model not installed)
 
 
 def base_overrides(spec: StudySpec, run: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
@@ -72,8 +79,8 @@ def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]
                     wandb_config(cfg.logger).merge_with(settings)
                     pr.overrides += wandb_overrides(settings)
                 pr.cfg = cfg
-            except Exception as err:  # a config that cannot compose fails this run only
-                pr.error = f"{type(err).__name__}: {err}"
+            except Exception as err:  # named with the run; command.run_study refuses the study
+                pr.error = one_line(err)
             planned.append(pr)
     missing = {k for pr in planned if pr.cfg is not None for k in OmegaConf.missing_keys(pr.cfg)}
     if missing:
@@ -81,4 +88,42 @@ def plan(spec: StudySpec, study_dir: Path, extra: list[str]) -> list[PlannedRun]
             f"study '{spec.name}' needs values for {sorted(missing)} (??? in the config): pass them on the command "
             f"line, e.g. gen-lightning study {spec.source or spec.name} {sorted(missing)[0]}=..."
         )
+    for pr in planned:
+        if pr.cfg is not None:
+            pr.error = trainable(spec, pr.cfg)
     return planned
+
+
+def one_line(err: Exception) -> str:
+    """An error as one line: Hydra's "Could not find 'model/x'" with its list of options folded in."""
+    text = str(err).removeprefix("In 'config': ")
+    options = re.search(r"Available options in '[^']+':\n((?:\t.*(?:\n|$))+)", text)
+    line = text.split("\n")[0] + (f" (options: {', '.join(options.group(1).split())})" if options else "")
+    if err.__cause__ is not None:  # Hydra's "Could not override 'model.x'." and OmegaConf's reason
+        line = f"{line.rstrip('.')}: {str(err.__cause__).splitlines()[0]}"
+    return line if isinstance(err, ValueError) else f"{type(err).__name__}: {line}"
+
+
+def trainable(spec: StudySpec, cfg: DictConfig) -> str | None:
+    """Why ``gen-lightning fit`` would refuse this run, or an evaluation variant could not apply to its model;
+    None when neither."""
+    from hydra.utils import get_class
+
+    from gen_lightning.run.train import check_config, check_task
+
+    try:
+        check_task(cfg)
+        check_config(cfg)
+        parameters = inspect.signature(get_class(cfg.model._target_)).parameters
+    except Exception as err:
+        return one_line(err)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return None  # takes any keyword: only the checkpoint can tell
+    for name, overrides in spec.evaluations.items():
+        unknown = sorted({o.partition("=")[0].removeprefix("model.") for o in overrides} - set(parameters))
+        if unknown:
+            return (
+                f"evaluation '{name}' sets model.{unknown[0]}, which is not a parameter of "
+                f"{cfg.model._target_.rpartition('.')[2]} (its parameters: {', '.join(parameters)})"
+            )
+    return None
