@@ -165,6 +165,10 @@ def fit_command(overrides: list[str]) -> None:
     if any(o.split("=", 1)[0].lstrip("+") == "hparams_search" for o in overrides):
         if not multirun:
             raise SystemExit("gen-lightning fit: hparams_search=NAME is a search of many runs: add -m (--multirun)")
+        name = next(o for o in overrides if o.split("=", 1)[0].lstrip("+") == "hparams_search").split("=", 1)[1]
+        known = sorted(p.stem for p in (config_dir() / "hparams_search").glob("*.yaml"))
+        if name not in known:
+            raise SystemExit(f"gen-lightning fit: unknown hparams_search={name}; choose from {', '.join(known)}")
         if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
             raise SystemExit(
                 "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"

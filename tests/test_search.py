@@ -19,6 +19,7 @@ from gen_lightning import cli
 from gen_lightning.commands import search
 from gen_lightning.config import compose, config_dir
 from gen_lightning.run import train
+from gen_lightning.run.prepare import check_monitor_schedule
 from gen_lightning.run.resume_policy import resolve_for_resume
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra is not installed")
@@ -176,9 +177,9 @@ def test_a_search_whose_objective_is_never_computed_at_a_validation_is_refused_b
 def test_the_monitor_schedule_check_accepts_what_every_validation_computes():
     base = ["hparams_search=dcgan_digits", "metrics.num_samples=100"]
     cfg = compose(base)
-    search.check_monitor_schedule(cfg)  # every_n_epochs: 1 in the search config
+    check_monitor_schedule(cfg)  # every_n_epochs: 1 in the search config
     for every in (0, 5):
         with pytest.raises(ValueError, match=f"metrics.every_n_epochs={every}"):
-            search.check_monitor_schedule(compose([*base, f"metrics.every_n_epochs={every}"]))
+            check_monitor_schedule(compose([*base, f"metrics.every_n_epochs={every}"]))
     # The model's own monitored metric is logged at every validation, whatever the protocol's schedule.
-    search.check_monitor_schedule(compose([*base, "metrics.every_n_epochs=0", "checkpoint.monitor=null"]))
+    check_monitor_schedule(compose([*base, "metrics.every_n_epochs=0", "checkpoint.monitor=null"]))

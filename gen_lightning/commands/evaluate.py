@@ -122,7 +122,7 @@ def evaluate_command(args: list[str]) -> dict:
     saved = run.cfg
     protocol = build_protocol(metrics_config(saved, metric_overrides))
     split = options.get("split")
-    result = evaluate_module(module, run.datamodule(stage=None), protocol, split)
+    result = evaluate_module(module, run.datamodule(stage=None), protocol, split, given=metric_overrides)
     values = result["metrics"]
     width = max(len(k) for k in values)
     print(f"{'metric':<{width}}  value\n{'-' * width}  -----")

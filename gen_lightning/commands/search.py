@@ -17,7 +17,7 @@ own run directory, and takes the value the run returns. This module is the glue:
 
 A search that cannot work is said in one line rather than in Optuna's traceback: the base config is checked as
 ``fit`` checks a run before the first trial starts (``check_search``, from the sweeper's first ``attach_trial``),
-including that the objective is computed at every validation (``check_monitor_schedule``: ``best.ckpt``'s
+including that the objective is computed at every validation (``run.prepare.check_monitor_schedule``: ``best.ckpt``'s
 ModelCheckpoint raises at the first validation without it); and when the last trial ends with no trial completed,
 the search stops with the trials' error (``SearchTrial.end``) instead of Optuna's "No trials are completed yet".
 """
@@ -64,7 +64,7 @@ def objective_of(cfg: DictConfig) -> tuple[str, str]:
     """``(metric, mode)`` a run of ``cfg`` monitors, read from the model's class (nothing is built)."""
     from hydra.utils import get_class
 
-    from gen_lightning.run.train import monitored
+    from gen_lightning.run.prepare import monitored
 
     return monitored(cfg, get_class(cfg.model._target_))
 
@@ -78,37 +78,14 @@ def objective(summary: dict) -> float:
     return max(values) if mode == "max" else min(values)
 
 
-def check_monitor_schedule(cfg: DictConfig) -> None:
-    """The monitored metric (``best.ckpt``, a search's objective) must be computed at every validation: Lightning's
-    ModelCheckpoint stops the run at the first validation without it. A metric protocol's metric is computed after
-    every ``metrics.every_n_epochs``-th validation epoch only (0: only once training has ended)."""
-    from hydra.utils import instantiate
-
-    if not cfg.get("metrics") or "_target_" not in cfg.metrics:
-        return
-    monitor, _ = objective_of(cfg)
-    with warnings.catch_warnings():  # its settings' advice is for the run, which gives it again
-        warnings.simplefilter("ignore")
-        protocol = instantiate(cfg.metrics)
-    every = protocol.every_n_epochs
-    if monitor in protocol.directions() and every != 1:
-        when = "only once training has ended" if every == 0 else f"only after every {every}th validation epoch"
-        raise ValueError(
-            f"checkpoint.monitor={monitor} is computed by the metric protocol {when} (metrics.every_n_epochs="
-            f"{every}), but best.ckpt needs it at every validation: set metrics.every_n_epochs=1 (and space the "
-            "validations with trainer.check_val_every_n_epoch), or monitor a metric the model logs"
-        )
-
-
 def check_search(config: DictConfig) -> None:
     """Refuse, before any trial starts, a search whose every trial would be refused (one line, exit status 1)."""
-    from gen_lightning.run.train import check_config, check_task
+    from gen_lightning.run.prepare import check_config, check_task
 
     name = OmegaConf.select(config, "hparams_search.name", default="?")
     try:
         check_task(config)
-        check_config(config)
-        check_monitor_schedule(config)
+        check_config(config)  # the monitored metric computed at every validation included
     except ValueError as err:
         raise SystemExit(f"gen-lightning fit: the search {name} cannot run, no trial was started: {err}") from None
 

@@ -144,6 +144,38 @@ def check_config(cfg: DictConfig) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
             raise ValueError(f"trainer.{key} must be an integer >= -1 (-1: no limit), got {value!r}")
     loggers.check_available(cfg.get("logger"))
+    check_monitor_schedule(cfg)
+
+
+def monitored(cfg: DictConfig, model) -> tuple[str, str]:
+    """The run's monitored validation metric and its mode (``min``/``max``): ``checkpoint.monitor``/``mode``, else
+    the model's ``monitor`` (a class attribute: ``model`` may be the class). best.ckpt and a search's objective
+    follow it."""
+    monitor = cfg.checkpoint.monitor or model.monitor[0]
+    return monitor, cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
+
+
+def check_monitor_schedule(cfg: DictConfig) -> None:
+    """The monitored metric (``best.ckpt``, a search's objective) must be computed at every validation: Lightning's
+    ModelCheckpoint stops the run at the first validation without it. A metric protocol's metric is computed after
+    every ``metrics.every_n_epochs``-th validation epoch only (0: only once training has ended)."""
+    if not cfg.get("metrics") or "_target_" not in cfg.metrics:
+        return
+    model_cls = configured_class(cfg.model, "model")
+    monitor, _ = monitored(cfg, model_cls)
+    if monitor in getattr(model_cls, "metric_directions", {}):
+        return  # the model logs it at every validation itself
+    with warnings.catch_warnings():  # its settings' advice is for the run, which gives it again
+        warnings.simplefilter("ignore")
+        protocol = build("metrics", cfg.metrics)
+    every = protocol.every_n_epochs
+    if monitor in protocol.directions() and every != 1:
+        when = "only once training has ended" if every == 0 else f"only after every {every}th validation epoch"
+        raise ValueError(
+            f"checkpoint.monitor={monitor} is computed by the metric protocol {when} (metrics.every_n_epochs="
+            f"{every}), but best.ckpt needs it at every validation: set metrics.every_n_epochs=1 (and space the "
+            "validations with trainer.check_val_every_n_epoch), or monitor a metric the model logs"
+        )
 
 
 def check_model_values(model: DictConfig) -> None:

@@ -28,6 +28,7 @@ from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.callbacks.validation import step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.run import fingerprint, prepare
+from gen_lightning.run.prepare import monitored
 from gen_lightning.run.resume_policy import record as record_resume
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ def build_logger(cfg: DictConfig, run_dir: Path, model: L.LightningModule, direc
 def num_params(model: L.LightningModule) -> int:
     """Trainable parameters (EMA copies and frozen extractors excluded), for the study reports."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def monitored(cfg: DictConfig, model) -> tuple[str, str]:
-    """The run's monitored validation metric and its mode (``min``/``max``): ``checkpoint.monitor``/``mode``, else
-    the model's ``monitor`` (a class attribute: ``model`` may be the class). best.ckpt and a search's objective
-    follow it."""
-    monitor = cfg.checkpoint.monitor or model.monitor[0]
-    return monitor, cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
 
 
 # The callbacks a run cannot do without (resume, metrics.json, signals): configurable, not removable.
