@@ -108,7 +108,7 @@ def preflight(overrides: list[str]) -> list[str]:
     run's own groups are not composed by default), and Hydra's records go to a subfolder of ``.hydra`` so the
     run's original ones stay."""
     from gen_lightning.config import compose
-    from gen_lightning.run import declared, prepare
+    from gen_lightning.run import prepare
     from gen_lightning.run.resume_policy import GROUPS
 
     resume = any(o.lstrip("+") in ("resume=true", "resume=True") for o in overrides)
@@ -117,7 +117,6 @@ def preflight(overrides: list[str]) -> list[str]:
             o if o.startswith(("+", "~", "hydra")) or o.split("=", 1)[0] in (*GROUPS, "run_dir", "resume") else f"++{o}"
             for o in overrides
         ]
-    declared.declare_search_path(overrides)
     prepare.prepare(compose(overrides), overrides, keep=True)
     if resume:
         overrides = [*overrides, f"hydra.output_subdir=.hydra/resume-{default_run_dir().rsplit('/', 1)[-1]}"]

@@ -81,11 +81,33 @@ def parse_kv(args: list[str], own: Collection[str] | None = None) -> tuple[dict,
     return options, rest
 
 
+_searched: set[Path] = set()  # config folders put on Hydra's search path in this process
+
+
+def note_search_path(dirs: Collection[str | Path]) -> None:
+    """Remember config folders given on Hydra's search path (``file://DIR``): their ``_target_`` classes are declared
+    (run/declared.py), so a family plugged in that way loads from its own checkpoints in this process."""
+    _searched.update(
+        Path(str(d).strip().strip("'\"").removeprefix("file://")).resolve() for d in dirs if str(d).strip()
+    )
+
+
+def search_path_of(overrides: Collection[str]) -> list[str]:
+    """The folders of a ``hydra.searchpath=[file://DIR, ...]`` override."""
+    return [d for o in overrides if o.lstrip("+").partition("=")[0] == "hydra.searchpath"
+            for d in o.partition("=")[2].strip("[]").split(",")]  # fmt: skip
+
+
+def searched_dirs() -> set[Path]:
+    return set(_searched)
+
+
 def compose(overrides: list[str] | None = None) -> DictConfig:
     """The composed root config without the ``hydra`` node (no Hydra run), e.g. for tests and studies."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    note_search_path(search_path_of(overrides or []))
     register_experiments()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)

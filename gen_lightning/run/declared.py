@@ -41,7 +41,6 @@ MOVED = {
     ),
 }
 _registered: set[str] = set()
-_config_dirs: set[Path] = set()
 
 
 class UndeclaredTarget(ValueError):
@@ -58,16 +57,11 @@ def declare(obj: type | str) -> None:
 
 
 def declare_config_dirs(dirs: Iterable[str | Path]) -> None:
-    """Declare the ``_target_`` values of the YAML files under ``dirs`` (config folders on Hydra's search path)."""
-    _config_dirs.update(Path(str(d).removeprefix("file://")).resolve() for d in dirs)
+    """Declare the ``_target_`` values of the YAML files under ``dirs`` (config folders on Hydra's search path; the
+    command line's ``hydra.searchpath`` is noted by ``config.compose`` itself)."""
+    from gen_lightning.config import note_search_path
 
-
-def declare_search_path(overrides: Iterable[str]) -> None:
-    """The config folders of a ``hydra.searchpath=[file://DIR, ...]`` override, declared (see the file docstring)."""
-    for item in overrides:
-        key, _, value = item.lstrip("+").partition("=")
-        if key == "hydra.searchpath":
-            declare_config_dirs(d.strip().strip("'\"") for d in value.strip("[]").split(",") if d.strip())
+    note_search_path(list(dirs))
 
 
 def targets_in(node) -> Iterable[str]:
@@ -102,9 +96,9 @@ def _entry_point_targets() -> set[str]:
 
 def declared() -> set[str]:
     """Every dotted path that may be built from a file in this process."""
-    from gen_lightning.config import config_dir, experiments_dir
+    from gen_lightning.config import config_dir, experiments_dir, searched_dirs
 
-    folders = tuple(sorted({config_dir(), experiments_dir(), *_config_dirs}))
+    folders = tuple(sorted({config_dir(), experiments_dir(), *searched_dirs()}))
     return set(_targets_under(folders)) | _entry_point_targets() | _registered
 
 
