@@ -51,6 +51,10 @@ def test_seqgan_rewards_are_probabilities_and_the_rollout_copy_follows_with_its_
     assert q.shape == (4, 13) and ((q > 0) & (q < 1)).all()
     final = torch.sigmoid(gan.discriminator.eval()(ids)).mean(1)
     assert torch.allclose(q[:, -1], final)  # Q(T) = D(Y_1:T)
+    short = ids.clone()
+    short[0, 2], short[0, 3:] = gan.tokenizer.eos_id, gan.tokenizer.pad_id  # a sentence of 2 words and <eos>
+    q = gan.rewards(short)
+    assert torch.allclose(q[0, 2:], torch.sigmoid(gan.discriminator(short[:1])).mean())  # finished: Q = D(Y)
     gan.start_adversarial(torch.optim.Adam(gan.net.parameters()))
     before = gan.rollout_net.head.weight.clone()
     assert torch.equal(before, gan.net.head.weight)  # copied when the adversarial phase starts

@@ -70,6 +70,14 @@ class CNNDiscriminator(nn.Module):
         return self.out(h).view(b, self.num_rep)
 
 
+def draw_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """One id per row of (N, V) logits, from torch's global RNG, by the inverse CDF (``torch.multinomial`` costs
+    several times more for thousands of classes on a CPU, and the roll-outs draw T^2 / 2 times per step)."""
+    cdf = logits.float().softmax(-1).cumsum(-1)  # (N, V)
+    u = torch.rand(len(cdf), 1, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).clamp_(max=cdf.size(1) - 1)  # (N, 1)
+
+
 def mask_after_eos(ids: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated (B, T) ids with every token after the first ``<eos>`` set to ``<pad>``, as real sentences are
     padded, and the (B, T) bool mask of the tokens kept (the first ``<eos>`` included): the generator's actions."""

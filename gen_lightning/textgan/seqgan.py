@@ -20,7 +20,7 @@ import torch
 
 from gen_lightning.rnn.nets import RNNNet
 from gen_lightning.textgan.base import TextGAN, bce_real_fake
-from gen_lightning.textgan.nets import mask_after_eos
+from gen_lightning.textgan.nets import draw_tokens, mask_after_eos
 
 
 class SeqGAN(TextGAN):
@@ -54,24 +54,33 @@ class SeqGAN(TextGAN):
 
     @torch.no_grad()
     def rewards(self, ids: torch.Tensor) -> torch.Tensor:
-        """Q(t) of eq. 4 for (B, T) generated ids: (B, T) discriminator probabilities of being real."""
+        """Q(t) of eq. 4 for (B, T) generated ids (cut after ``<eos>``): (B, T) discriminator probabilities.
+
+        A prefix that holds ``<eos>`` is a finished sentence, whose completions are all padding: its Q is D(Y) (the
+        discriminator scores in eval mode, so it is exact). Roll-outs stop once every completion has ended, and
+        prefixes longer than the longest sentence are not rolled out: the cost follows the sentences' lengths, not
+        T (max_length + 1)."""
         b, t_max = ids.shape
         m, eos, pad = self.hparams.rollouts, self.tokenizer.eos_id, self.tokenizer.pad_id
-        seq = ids.repeat(m, 1)  # (M * B, T): the M roll-outs of each sequence side by side
         d_was_training = self.discriminator.training
         self.discriminator.eval()
         score = lambda x: torch.sigmoid(self.discriminator(mask_after_eos(x, eos, pad)[0])).mean(1)  # noqa: E731
-        q = torch.zeros(b, t_max, device=ids.device)
+        q = score(ids)[:, None].repeat(1, t_max)  # D(Y_1:T): every finished prefix's value
+        seq = ids.repeat(m, 1)  # (M * B, T): the M roll-outs of each sequence side by side
+        longest = int((ids != pad).sum(1).max())  # tokens of the longest sentence, its <eos> included
         _, state = self.rollout_net(self.start_ids(m * b))
-        for t in range(1, t_max):
+        for t in range(1, min(longest, t_max)):
             logits, state = self.rollout_net(seq[:, t - 1 : t], state)  # the prefix y_1..y_t read
+            ended = (seq[:, :t] == eos).any(1)  # (M * B,)
             tail, s, nxt_logits = [], state, logits
-            for _ in range(t_max - t):  # complete y_t+1..y_T with the roll-out policy
-                nxt = torch.multinomial(nxt_logits[:, -1].softmax(-1), 1)  # (M * B, 1)
+            while len(tail) < t_max - t and not bool(ended.all()):  # complete y_t+1.. with the roll-out policy
+                nxt = draw_tokens(nxt_logits[:, -1])  # (M * B, 1)
                 tail.append(nxt)
+                ended |= nxt[:, 0] == eos
                 nxt_logits, s = self.rollout_net(nxt, s)
-            q[:, t - 1] = score(torch.cat([seq[:, :t], *tail], dim=1)).view(m, b).mean(0)
-        q[:, -1] = score(ids)
+            full = torch.cat([seq[:, :t], *tail], dim=1)
+            full = torch.cat([full, full.new_full((m * b, t_max - full.size(1)), pad)], dim=1)  # (M * B, T)
+            q[:, t - 1] = score(full).view(m, b).mean(0)
         self.discriminator.train(d_was_training)
         return q
 
