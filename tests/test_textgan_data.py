@@ -191,3 +191,26 @@ def test_the_protocol_reports_nll_oracle_on_oracle_data():
     metrics, card = result["metrics"], result["protocol"]
     assert {"test/nll_oracle", "test/nll_test", "test/bleu2"} <= set(metrics)
     assert card["nll_oracle_invalid"] < 32 and "SeqGAN oracle" in card["data"]
+
+
+def _protocol_result() -> dict:
+    dm = SentencesDataModule(max_length=32, batch_size=32)
+    dm.setup()
+    return evaluate_module(tiny_lm("lstm", dm), dm, SentenceMetrics(num_items=30, batch_size=8))["metrics"]
+
+
+def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    torch.save(_protocol_result(), f"{out}/{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch: ~1 min on the shared 2-core machine
+def test_two_processes_give_the_one_process_numbers(tmp_path):
+    single = _protocol_result()
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'init'}", str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        result = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert result.keys() == single.keys()
+        for name, value in single.items():  # the same sentences; NLL summed in another order (float32 logits)
+            assert result[name] == pytest.approx(value, rel=1e-6 if "nll" in name else 1e-12), (rank, name)
