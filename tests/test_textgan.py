@@ -118,3 +118,21 @@ def test_resume_across_the_pretraining_adversarial_switch_is_exact(model, tmp_pa
     state = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert int(state["batches"]) > 13  # it went through the switch after the resume
     assert resumed["history"] == [{**r, "time_s": a["time_s"]} for r, a in zip(full["history"], resumed["history"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["seqgan", "relgan"])
+def test_text_gans_train_under_ddp_without_the_unused_parameter_search(model, tmp_path):
+    """Two gloo processes, strategy=ddp (find_unused_parameters=False), through all three phases: DDP raises if a
+    backward leaves a parameter without gradient (the discriminator's in a generator step and the reverse)."""
+    from conftest import tiny_overrides
+    from omegaconf import OmegaConf
+    from test_cli import gen_lightning
+
+    run_dir = tmp_path / "ddp"
+    overrides = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=8"]
+    proc = gen_lightning("fit", *tiny_overrides(run_dir, *overrides, model=model), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert OmegaConf.load(run_dir / "config.yaml").trainer.strategy == "ddp"
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert int(state["batches"]) > 2  # the adversarial phase ran (batches 0 and 1 are the pre-training phases)
