@@ -95,6 +95,9 @@ LOCAL |= {"text_embedded": embedded_text, "paired": lambda tmp: [], "paired_fold
 LOCAL |= {"unpaired": unpaired, "translation": parallel_text}
 # Both embedded (music21's corpora): Essen tunes for the language models, Essen regions for the classifiers.
 LOCAL |= {"music": embedded_text, "text_classification": lambda tmp: ["data.max_length=48", "data.batch_size=8"]}
+# Sentences: the embedded default; the oracle shrunk (its full 5,000-token oracle takes a minute to draw).
+TINY_ORACLE = ["data.vocab_size=50", "data.num_train=64", "data.num_test=16", "data.hidden_dim=8", "data.batch_size=8"]
+LOCAL |= {"sentences": lambda tmp: ["data.batch_size=8"], "oracle": lambda tmp: TINY_ORACLE}
 
 
 # Pairs whose task fits but whose data the model refuses, with the words of its error.

@@ -112,6 +112,7 @@ FAMILIES = {"ddpm": [], "dcgan": [], "wgan_gp": [], "gpt": TEXT_VAL, "lstm": TEX
             "srgan": IMG2IMG_VAL, "pix2pix": IMG2IMG_VAL, "cyclegan": IMG2IMG_VAL}  # fmt: skip
 # Sequence-to-sequence models on length-bucketed batches (520 per epoch): the batch sampler skips on resume.
 FAMILIES |= {"transformer_seq2seq": TEXT_VAL, "rnn_seq2seq": TEXT_VAL}
+FAMILIES |= {"seqgan": TEXT_VAL, "relgan": TEXT_VAL}  # text GANs: across the pre-training/adversarial switch
 
 
 SLOW_RESUME = ("pix2pix",)  # its steps are SRGAN's and CycleGAN's, which stay in the fast suite

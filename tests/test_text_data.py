@@ -45,7 +45,7 @@ def test_byte_tokenizer_round_trip_any_bytes():
     assert tok.decode(tok.encode("日")[:2]) == "\ufffd"  # a cut multi-byte character decodes to U+FFFD
     assert isinstance(from_config(tok.to_config()), ByteTokenizer)
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
-        from_config({"kind": "word"})
+        from_config({"kind": "morpheme"})  # ("word" is a kind now: data/words.py)
 
 
 def test_split_is_contiguous_and_disjoint(tmp_path):

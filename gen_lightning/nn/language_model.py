@@ -65,11 +65,12 @@ class LanguageModel(L.LightningModule):
             self.__dict__["_compiled_net"] = torch.compile(self.net)
         return self.__dict__["_compiled_net"](idx)
 
-    def next_token_loss(self, batch) -> tuple[torch.Tensor, int]:
+    def next_token_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy of every next token of a batch of windows, and the number of tokens."""
         inputs, targets = batch  # (B, T) each
         logits = self(inputs)  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+        # Targets of -100 (padding of sentence data, data/sentences.py) are ignored, and not counted.
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), (targets != -100).sum()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self.next_token_loss(batch)

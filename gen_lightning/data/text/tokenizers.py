@@ -107,7 +107,11 @@ def from_config(config: dict) -> Tokenizer:
         return ByteTokenizer()
     if kind == "subword":
         return SubwordTokenizer.from_config(config)
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword')}")
+    if kind == "word":  # sentence data (gen_lightning/data/words.py)
+        from gen_lightning.data.words import WordTokenizer
+
+        return WordTokenizer(config["words"], config["splitter"], config["lowercase"])
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword', 'word')}")
 
 
 SUBWORD = ("bpe", "unigram")

@@ -1,0 +1,1 @@
+"""Text GANs: SeqGAN (policy gradient with Monte Carlo roll-outs) and a Gumbel-softmax GAN after RelGAN."""

@@ -1,0 +1,189 @@
+"""What SeqGAN and the Gumbel-softmax GAN share: an LSTM generator, a CNN discriminator and a three-phase schedule.
+
+Phases, by the number of training batches seen (the ``batches`` buffer, saved in checkpoints, so a resumed run is
+in the phase it left, mid-phase included):
+
+1. ``pretrain_steps`` batches of maximum likelihood for the generator (teacher forcing, padding masked), as every
+   text GAN starts (SeqGAN section 4; RelGAN section 3.3). ``pretrain_steps=0`` with ``init_from=`` an LSTM
+   language model (``model=lstm`` of the same ``hidden_dim``/``num_layers``) starts from that model instead;
+2. ``d_pretrain_steps`` batches of discriminator training against the pre-trained generator's samples;
+3. adversarial: per batch, one generator step (the subclass's: policy gradient or Gumbel-softmax), then
+   ``d_steps`` discriminator steps on fresh samples against the real batch.
+
+Manual optimisation with two Adam optimizers (generator ``lr``, then ``lr_adv`` from the adversarial phase on, set in
+the optimizer's state so a resume keeps it; discriminator ``lr_d``). Lightning's ``global_step`` counts the steps
+of both optimizers: one per batch in phases 1-2, ``1 + d_steps`` per batch in phase 3. All randomness (samples,
+roll-outs, Gumbel noise, dropout) comes from torch's global RNG, so ``ExactResume`` restores a run bit for bit.
+Generated sequences are cut after their first ``<eos>`` and padded like real sentences (``mask_after_eos``).
+
+Validation is the generator's, as a language model (``val/loss`` = NLL per token of the validation sentences);
+``best.ckpt`` by ``val/loss`` favours the maximum-likelihood phase, so evaluate a GAN's ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from gen_lightning.data.tokenizers import from_config
+from gen_lightning.nn.language_model import LanguageModel
+from gen_lightning.nn.sampling import evaluating
+from gen_lightning.rnn.nets import RNNNet
+from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos, real_sequences
+
+PHASES = ("mle", "d_pretrain", "adversarial")
+
+
+class TextGAN(LanguageModel):
+    """Base of the text GANs; a subclass implements ``generator_step`` and ``discriminator_loss``."""
+
+    next_token_likelihood = True  # the generator is a language model: the sentences protocol reports nll_test
+    init_prefixes = ("net.",)  # init_from= an LSTM language model fills the generator
+
+    def __init__(
+        self,
+        tokenizer: dict,
+        hidden_dim: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        d_embed_dim: int = 64,
+        d_filter_widths: list[int] = (2, 3, 4, 5),
+        d_num_filters: list[int] = (100, 100, 100, 100),
+        d_dropout: float = 0.25,
+        d_num_rep: int = 1,
+        pretrain_steps: int = 1000,
+        d_pretrain_steps: int = 100,
+        d_steps: int = 1,
+        lr: float = 1e-2,
+        lr_adv: float = 1e-3,
+        lr_d: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        gradient_clip_val: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        for key in ("pretrain_steps", "d_pretrain_steps", "d_steps"):
+            if self.hparams[key] < 0:
+                raise ValueError(f"model.{key} must be >= 0, got {self.hparams[key]}")
+        self.automatic_optimization = False
+        self.tokenizer = from_config(tokenizer)
+        vocab = self.tokenizer.vocab_size
+        self.net = RNNNet(vocab, "lstm", hidden_dim, num_layers, dropout)
+        widths, filters = list(d_filter_widths), list(d_num_filters)
+        self.discriminator = CNNDiscriminator(vocab, d_embed_dim, widths, filters, d_dropout, d_num_rep)
+        self.register_buffer("batches", torch.zeros((), dtype=torch.long))  # the phase clock (saved)
+
+    # ------------------------------------------------------------ schedule
+
+    @property
+    def phase(self) -> str:
+        b, h = int(self.batches), self.hparams
+        return (
+            PHASES[0] if b < h.pretrain_steps else PHASES[1] if b < h.pretrain_steps + h.d_pretrain_steps else PHASES[2]
+        )
+
+    @property
+    def adversarial_batches(self) -> int:
+        return max(0, int(self.batches) - self.hparams.pretrain_steps - self.hparams.d_pretrain_steps)
+
+    def start_adversarial(self, opt_g) -> None:
+        """Called before the first adversarial batch (the subclass may copy the generator)."""
+        for group in opt_g.param_groups:
+            group["lr"] = self.hparams.lr_adv
+
+    # ------------------------------------------------------------ sequences
+
+    def start_ids(self, n: int) -> torch.Tensor:
+        return torch.full((n, 1), self.tokenizer.eos_id, dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def draw(self, n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generated sequences (n, length) from torch's global RNG, cut after ``<eos>``, and the kept mask."""
+        ids = self.net.generate(self.start_ids(n), length)[:, 1:]
+        return mask_after_eos(ids, self.tokenizer.eos_id, self.tokenizer.pad_id)
+
+    def fakes_for_discriminator(self, n: int, length: int) -> torch.Tensor:
+        """What the discriminator is trained against: ids (SeqGAN) or relaxed distributions (RelGAN)."""
+        return self.draw(n, length)[0]
+
+    # ------------------------------------------------------------ steps
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        phase = self.phase
+        if phase == "mle":
+            loss, _ = self.next_token_loss(batch)
+            self._step(opt_g, loss, self.discriminator)
+            self.log("train/loss", loss.detach(), prog_bar=True)
+        else:
+            real = real_sequences(batch[1], self.tokenizer.pad_id)  # (B, T)
+            if phase == "adversarial":
+                if self.adversarial_batches == 0:
+                    self.start_adversarial(opt_g)
+                self.generator_step(real, opt_g)
+            for _ in range(self.hparams.d_steps if phase == "adversarial" else 1):
+                self.discriminator_step(real, opt_d)
+        self.batches += 1
+        self.log("train/phase", float(PHASES.index(phase)))
+
+    def discriminator_step(self, real: torch.Tensor, opt_d) -> None:
+        fake = self.fakes_for_discriminator(*real.shape)
+        s_real, s_fake = self.discriminator(real), self.discriminator(fake)  # (B, R) each
+        loss = self.discriminator_loss(s_real, s_fake)
+        self._step(opt_d, loss, self.net)
+        logs = {"train/d_loss": loss, "train/d_real": s_real.mean(), "train/d_fake": s_fake.mean()}
+        self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=real.shape[0])
+
+    def discriminator_loss(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_step(self, real: torch.Tensor, opt_g) -> None:
+        raise NotImplementedError
+
+    def _step(self, optimizer, loss: torch.Tensor, other: torch.nn.Module) -> None:
+        """One optimizer step; under DDP the other network gets a zero gradient (see gan/module.py
+        ``_untouched``), so DDP needs no search for unused parameters."""
+        distributed = self._trainer is not None and self.trainer.world_size > 1
+        untouched = 0.0 * sum(p.sum() for p in other.parameters()) if distributed else 0.0
+        optimizer.zero_grad()
+        self.manual_backward(loss + untouched)
+        if self.hparams.gradient_clip_val:
+            self.clip_gradients(optimizer, self.hparams.gradient_clip_val, "norm")
+        optimizer.step()
+
+    def configure_optimizers(self):
+        h = self.hparams
+        betas = tuple(h.betas)
+        return (
+            torch.optim.Adam(self.net.parameters(), lr=h.lr, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=betas),
+        )
+
+    def configure_gradient_clipping(self, *args, **kwargs) -> None:  # manual optimisation clips in _step
+        return None
+
+    # ------------------------------------------------------------ outputs
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, V) the generator's next-token logits."""
+        return self.net(idx)[0]
+
+    def sample_info(self) -> dict:
+        return {"sampler": "ancestral", "generator": "lstm", "phase": self.phase, "weights": "raw"}
+
+    def preview(self, batch, generator: torch.Generator) -> dict[str, list[str]]:
+        """Eight sentences (the first line of eight 40-token samples)."""
+        return {"text": [s.split("\n", 1)[0] for s in self.sample(8, 40, generator=generator)]}
+
+    @torch.no_grad()
+    def discriminator_accuracy(self, real: torch.Tensor) -> float:
+        """Share of real and fresh fake sequences the discriminator classifies right (a diagnostic for tests)."""
+        with evaluating(self):
+            fake = self.draw(*real.shape)[0]
+            right = torch.cat([self.discriminator(real).mean(1) > 0, self.discriminator(fake).mean(1) <= 0])
+        return float(right.float().mean())
+
+
+def bce_real_fake(s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
+    """Standard GAN discriminator loss on logits: -log D(x) - log(1 - D(G(z)))."""
+    return F.softplus(-s_real).mean() + F.softplus(s_fake).mean()

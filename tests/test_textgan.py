@@ -1,0 +1,138 @@
+"""The text GANs (gen_lightning/textgan/): SeqGAN's rewards and roll-out copy, the Gumbel-softmax relaxation and its
+schedule, adversarial steps that change the generator, exact resume across the pre-training/adversarial switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from test_resume import assert_same_weights, run
+
+from gen_lightning.data.sentences import SentencesDataModule
+from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos
+from gen_lightning.textgan.relgan import RelGAN
+from gen_lightning.textgan.seqgan import SeqGAN
+
+TINY = {"hidden_dim": 16, "d_embed_dim": 8, "d_filter_widths": [2, 3], "d_num_filters": [8, 8]}
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    dm = SentencesDataModule(max_length=12, too_long="drop", batch_size=16)
+    dm.setup()
+    return dm
+
+
+def fit(module, dm, steps: int, tmp_path) -> None:
+    trainer = Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+
+
+def test_sequences_are_cut_after_their_first_eos_and_the_discriminator_reads_ids_and_distributions():
+    ids = torch.tensor([[5, 1, 7, 1, 8], [4, 4, 4, 4, 4]])
+    cut, kept = mask_after_eos(ids, eos_id=1, pad_id=0)
+    assert cut.tolist() == [[5, 1, 0, 0, 0], [4, 4, 4, 4, 4]]
+    assert kept.tolist() == [[True, True, False, False, False], [True] * 5]
+    d = CNNDiscriminator(10, 4, [2, 3], [3, 3], dropout=0.0, num_rep=2).eval()
+    one_hot = torch.nn.functional.one_hot(cut, 10).float()
+    assert d(cut).shape == (2, 2) and torch.allclose(d(cut), d(one_hot), atol=1e-6)  # a lookup is the product
+    with pytest.raises(ValueError, match="shorter than the widest filter"):
+        d(cut[:, :2])
+    with pytest.raises(ValueError, match="equal non-zero lengths"):
+        CNNDiscriminator(10, 4, [2, 3], [3], dropout=0.0)
+
+
+def test_seqgan_rewards_are_probabilities_and_the_rollout_copy_follows_with_its_rate(sentences):
+    torch.manual_seed(0)
+    gan = SeqGAN(**sentences.model_kwargs(), rollouts=3, rollout_update_rate=0.8, **TINY)
+    ids, kept = gan.draw(4, 13)
+    q = gan.rewards(ids)
+    assert q.shape == (4, 13) and ((q > 0) & (q < 1)).all()
+    final = torch.sigmoid(gan.discriminator.eval()(ids)).mean(1)
+    assert torch.allclose(q[:, -1], final)  # Q(T) = D(Y_1:T)
+    short = ids.clone()
+    short[0, 2], short[0, 3:] = gan.tokenizer.eos_id, gan.tokenizer.pad_id  # a sentence of 2 words and <eos>
+    q = gan.rewards(short)
+    assert torch.allclose(q[0, 2:], torch.sigmoid(gan.discriminator(short[:1])).mean())  # finished: Q = D(Y)
+    gan.start_adversarial(torch.optim.Adam(gan.net.parameters()))
+    before = gan.rollout_net.head.weight.clone()
+    assert torch.equal(before, gan.net.head.weight)  # copied when the adversarial phase starts
+    with torch.no_grad():
+        gan.net.head.weight.add_(1.0)
+    gan.update_rollout()
+    assert torch.allclose(gan.rollout_net.head.weight, before + 0.2, atol=1e-6)  # 0.8 * old + 0.2 * (old + 1)
+
+
+def test_gumbel_relaxation_is_differentiable_and_beta_follows_the_exponential_schedule(sentences):
+    torch.manual_seed(0)
+    gan = RelGAN(**sentences.model_kwargs(), beta_max=100.0, beta_steps=4, pretrain_steps=2, d_num_rep=2, **TINY)
+    assert gan.beta == 1.0
+    gan.batches.fill_(4)  # two adversarial batches of four
+    assert gan.beta == pytest.approx(10.0)
+    gan.batches.fill_(100)
+    assert gan.beta == pytest.approx(100.0)  # stays at beta_max
+    soft, hard = gan.relaxed_draw(3, 13, beta=gan.beta)
+    assert soft.shape == (3, 13, gan.tokenizer.vocab_size) and torch.allclose(soft.sum(-1), torch.ones(3, 13))
+    assert torch.equal(soft.argmax(-1), hard)  # the relaxation peaks at the sampled token
+    gan.discriminator(soft).sum().backward()
+    assert gan.net.head.weight.grad is not None and gan.net.head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cls", [SeqGAN, RelGAN])
+def test_a_tiny_adversarial_run_changes_the_generator(cls, sentences, tmp_path):
+    torch.manual_seed(0)
+    extra = {"rollouts": 2} if cls is SeqGAN else {"d_num_rep": 2, "beta_steps": 4}
+    gan = cls(**sentences.model_kwargs(), pretrain_steps=20, d_pretrain_steps=5, **TINY, **extra)
+    fit(gan, sentences, 25, tmp_path)  # maximum likelihood, then discriminator pre-training
+    assert gan.phase == "adversarial" and gan.optimizers()[0].param_groups[0]["lr"] == gan.hparams.lr
+    before = {k: v.clone() for k, v in gan.net.state_dict().items()}
+    d_before = gan.discriminator.out.weight.clone()
+    fit(gan, sentences, 2 * 3, tmp_path / "adv")  # a new trainer: 3 adversarial batches, a G and a D step each
+    assert int(gan.batches) == 28 and gan.optimizers()[0].param_groups[0]["lr"] == gan.hparams.lr_adv
+    assert any(not torch.equal(before[k], v) for k, v in gan.net.state_dict().items()), "the generator did not move"
+    assert not torch.equal(d_before, gan.discriminator.out.weight)
+    texts = gan.sample(3, 13, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    assert texts == gan.sample(3, 13, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    assert gan.sample_info()["phase"] == "adversarial"
+
+
+SWITCH = ["trainer.val_check_interval=10", "trainer.check_val_every_n_epoch=null", "trainer.limit_val_batches=2",
+          "model.pretrain_steps=10", "model.d_pretrain_steps=3"]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["seqgan", "relgan"])
+def test_resume_across_the_pretraining_adversarial_switch_is_exact(model, tmp_path, monkeypatch):
+    """Checkpoint at step 7 (maximum likelihood), crash, resume: D pre-training at batches 10-12, the adversarial
+    phase from batch 13 (its roll-out copy, learning rate and temperature schedule) equal the uninterrupted run."""
+    full = run(tmp_path / "full", "checkpoint.every_n_train_steps=1000", *SWITCH, model=model)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "cut", "checkpoint.every_n_train_steps=7", *SWITCH, crash_at=7, monkeypatch=monkeypatch,
+            model=model)  # fmt: skip
+    monkeypatch.undo()
+    saved = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert int(saved["state_dict"]["batches"]) == 7  # the checkpoint is in the maximum-likelihood phase
+    resumed = run(tmp_path / "cut", "resume=true", model=model)
+    assert resumed["global_step"] == full["global_step"] >= 30  # 13 one-step batches, then two steps a batch
+    assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert int(state["batches"]) > 13  # it went through the switch after the resume
+    assert resumed["history"] == [{**r, "time_s": a["time_s"]} for r, a in zip(full["history"], resumed["history"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["seqgan", "relgan"])
+def test_text_gans_train_under_ddp_without_the_unused_parameter_search(model, tmp_path):
+    """Two gloo processes, strategy=ddp (find_unused_parameters=False), through all three phases: DDP raises if a
+    backward leaves a parameter without gradient (the discriminator's in a generator step and the reverse)."""
+    from conftest import tiny_overrides
+    from omegaconf import OmegaConf
+    from test_cli import gen_lightning
+
+    run_dir = tmp_path / "ddp"
+    overrides = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=8"]
+    proc = gen_lightning("fit", *tiny_overrides(run_dir, *overrides, model=model), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert OmegaConf.load(run_dir / "config.yaml").trainer.strategy == "ddp"
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert int(state["batches"]) > 2  # the adversarial phase ran (batches 0 and 1 are the pre-training phases)
