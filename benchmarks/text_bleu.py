@@ -2,7 +2,7 @@
 
 BLEU-2..5 of 2,000 hypotheses (the first 2,000 training captions standing in for generated sentences) against
 all 10,000 test captions as references, and Self-BLEU-2..5 of the same 2,000; regex word tokens
-(gen_lightning/data/sentences.py). NLTK is timed on a few hypotheses and extrapolated (the full run takes hours);
+(gen_lightning/data/text/sentences.py). NLTK is timed on a few hypotheses and extrapolated (the full run takes hours);
 the values of both are compared on those hypotheses.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/text_bleu.py [--data ../shared/data/image_coco] [--nltk 10]
@@ -31,7 +31,7 @@ import argparse
 import time
 from pathlib import Path
 
-from gen_lightning.data.words import split_words
+from gen_lightning.data.text.words import split_words
 from gen_lightning.metrics.bleu import References, corpus_mean_bleu, self_bleu
 
 ORDERS = (2, 3, 4, 5)

@@ -8,7 +8,7 @@ import random
 import pytest
 from conftest import SHARED_DATA
 
-from gen_lightning.data.words import split_words
+from gen_lightning.data.text.words import split_words
 from gen_lightning.metrics.bleu import References, corpus_mean_bleu, self_bleu
 
 nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")  # the test extra installs it (pyproject.toml)

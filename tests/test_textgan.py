@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import Trainer
 from test_resume import assert_same_weights, run
 
-from gen_lightning.data.sentences import SentencesDataModule
+from gen_lightning.data.text.sentences import SentencesDataModule
 from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos
 from gen_lightning.textgan.relgan import RelGAN
 from gen_lightning.textgan.seqgan import SeqGAN

@@ -1,4 +1,4 @@
-"""``data=sentences`` (gen_lightning/data/sentences.py) and the ``sentences`` metric protocol on real models."""
+"""``data=sentences`` (gen_lightning/data/text/sentences.py) and the ``sentences`` metric protocol on real models."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from gen_lightning.data.sentences import IGNORE, SentencesDataModule
-from gen_lightning.data.tokenizers import from_config
-from gen_lightning.data.words import WordTokenizer
+from gen_lightning.data.text.sentences import IGNORE, SentencesDataModule
+from gen_lightning.data.text.tokenizers import from_config
+from gen_lightning.data.text.words import WordTokenizer
 from gen_lightning.metrics.evaluate import evaluate_module
 from gen_lightning.metrics.sentences import SentenceMetrics
 
@@ -146,7 +146,7 @@ def test_texygen_protocol_by_name_and_bad_protocol_values():
 
 
 def tiny_oracle(seed: int = 3, **kwargs):
-    from gen_lightning.data.oracle import OracleDataModule
+    from gen_lightning.data.text.oracle import OracleDataModule
 
     dm = OracleDataModule(
         vocab_size=60, hidden_dim=8, max_length=6, num_train=256, num_test=64, oracle_seed=seed, **kwargs

@@ -22,13 +22,15 @@ Validation is the generator's, as a language model (``val/loss`` = NLL per token
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
-from gen_lightning.data.tokenizers import from_config
+from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.nn.sampling import evaluating
-from gen_lightning.rnn.nets import RNNNet
+from gen_lightning.rnn.nets import RNNConfig, RNNNet
 from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos, real_sequences
 
 PHASES = ("mle", "d_pretrain", "adversarial")
@@ -38,6 +40,23 @@ class TextGAN(LanguageModel):
     """Base of the text GANs; a subclass implements ``generator_step`` and ``discriminator_loss``."""
 
     next_token_likelihood = True  # the generator is a language model: the sentences protocol reports nll_test
+
+    @classmethod
+    def groups(cls) -> tuple[type, ...]:
+        return ()  # its constructor lists every hyperparameter itself (two optimisers, phases: no WarmupCosine)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A GAN's signature: its own arguments, then the base's it passes on through ``**kwargs``."""
+        super().__init_subclass__(**kwargs)
+        own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        names = {p.name for p in own}
+        passed = [
+            p.replace(kind=p.KEYWORD_ONLY)
+            for p in inspect.signature(TextGAN.__init__).parameters.values()
+            if p.name not in names
+        ]
+        cls.__signature__ = inspect.Signature([p for p in own if p.name != "self"] + passed)
+
     init_prefixes = ("net.",)  # init_from= an LSTM language model fills the generator
 
     def __init__(
@@ -60,7 +79,7 @@ class TextGAN(LanguageModel):
         betas: tuple[float, float] = (0.9, 0.999),
         gradient_clip_val: float = 5.0,
     ) -> None:
-        super().__init__()
+        super().__init__(tokenizer, {})  # no dataclass groups: the arguments above are the whole list
         self.save_hyperparameters()
         for key in ("pretrain_steps", "d_pretrain_steps", "d_steps"):
             if self.hparams[key] < 0:
@@ -68,7 +87,7 @@ class TextGAN(LanguageModel):
         self.automatic_optimization = False
         self.tokenizer = from_config(tokenizer)
         vocab = self.tokenizer.vocab_size
-        self.net = RNNNet(vocab, "lstm", hidden_dim, num_layers, dropout)
+        self.net = RNNNet(RNNConfig(vocab, "lstm", hidden_dim, num_layers, dropout))
         widths, filters = list(d_filter_widths), list(d_num_filters)
         self.discriminator = CNNDiscriminator(vocab, d_embed_dim, widths, filters, d_dropout, d_num_rep)
         self.register_buffer("batches", torch.zeros((), dtype=torch.long))  # the phase clock (saved)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from gen_lightning.rnn.nets import RNNNet
+from gen_lightning.rnn.nets import RNNConfig, RNNNet
 from gen_lightning.textgan.base import TextGAN, bce_real_fake
 from gen_lightning.textgan.nets import draw_tokens, mask_after_eos
 
@@ -36,7 +36,7 @@ class SeqGAN(TextGAN):
                 f"{rollout_update_rate}"
             )
         h = self.hparams
-        self.rollout_net = RNNNet(self.tokenizer.vocab_size, "lstm", h.hidden_dim, h.num_layers, h.dropout)
+        self.rollout_net = RNNNet(RNNConfig(self.tokenizer.vocab_size, "lstm", h.hidden_dim, h.num_layers, h.dropout))
         self.rollout_net.requires_grad_(False)
 
     def start_adversarial(self, opt_g) -> None:

@@ -15,7 +15,7 @@ detokenised text is what metrics see.
 
 The whole trained tokenizer is a JSON string inside ``to_config()``'s plain dict; the data module hands that dict
 to the model, which saves it as a hyperparameter, so every checkpoint decodes on its own (as with the char
-tokenizer). ``gen_lightning.data.tokenizers.from_config`` rebuilds it.
+tokenizer). ``gen_lightning.data.text.tokenizers.from_config`` rebuilds it.
 
 Reproducibility: BPE training is deterministic. Unigram training in ``tokenizers`` is not (its EM sums floats in
 hash-map order: the same corpus gives scores that differ in the third decimal, and so can differ in near-tied

@@ -107,8 +107,8 @@ def from_config(config: dict) -> Tokenizer:
         return ByteTokenizer()
     if kind == "subword":
         return SubwordTokenizer.from_config(config)
-    if kind == "word":  # sentence data (gen_lightning/data/words.py)
-        from gen_lightning.data.words import WordTokenizer
+    if kind == "word":  # sentence data (gen_lightning/data/text/words.py)
+        from gen_lightning.data.text.words import WordTokenizer
 
         return WordTokenizer(config["words"], config["splitter"], config["lowercase"])
     raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword', 'word')}")

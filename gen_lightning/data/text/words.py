@@ -1,4 +1,4 @@
-"""Word tokenisation of sentence data (gen_lightning/data/sentences.py): a regex tokeniser with NLTK's Treebank
+"""Word tokenisation of sentence data (gen_lightning/data/text/sentences.py): a regex tokeniser with NLTK's Treebank
 conventions and a word vocabulary with ``<pad>``, ``<eos>`` (the line break) and ``<unk>``.
 
 ``TOKEN_PATTERN`` splits clitics (``dog 's``, ``do n't``) and punctuation as NLTK's ``NLTKWordTokenizer`` does; on

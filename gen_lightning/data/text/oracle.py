@@ -12,7 +12,7 @@ was trained against, and a resumed or re-evaluated run uses that one (a mismatch
 
 Token ``k`` of the oracle is the word ``str(k)`` of a fixed word vocabulary (``<pad>``, ``<eos>``, ``<unk>``, then
 ``"0"`` .. ``"4999"``), so the sequence models and the ``sentences`` protocol read it like any sentence data: a
-batch is ``<eos> x_1 .. x_20 <eos>`` (gen_lightning/data/sentences.py).
+batch is ``<eos> x_1 .. x_20 <eos>`` (gen_lightning/data/text/sentences.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.sentences import pad_examples
-from gen_lightning.data.tokenizers import VocabularyError
-from gen_lightning.data.words import SPECIALS, WordTokenizer
+from gen_lightning.data.text.sentences import pad_examples
+from gen_lightning.data.text.tokenizers import VocabularyError
+from gen_lightning.data.text.words import SPECIALS, WordTokenizer
 from gen_lightning.files import save_torch
 
 

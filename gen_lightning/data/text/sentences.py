@@ -30,9 +30,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from gen_lightning.data.decoding import read_text
 from gen_lightning.data.loaders import eval_loader, train_loader
-from gen_lightning.data.text import _decode
-from gen_lightning.data.words import SPLITTERS, WordTokenizer, split_words, tokenizer_card
+from gen_lightning.data.text.words import SPLITTERS, WordTokenizer, split_words, tokenizer_card
 
 IGNORE = -100  # target of a padded position (F.cross_entropy's default ignore_index)
 TOO_LONG = ("error", "truncate", "drop")
@@ -41,7 +41,7 @@ TOO_LONG = ("error", "truncate", "drop")
 def embedded_sentences() -> list[str]:
     """English sentences of CPython's ``pydoc_data.topics`` (the language reference shown by ``help()``): prose
     paragraphs split at sentence ends, 5 to 32 regex tokens, without code characters; in their order."""
-    from gen_lightning.data.text import embedded_text
+    from gen_lightning.data.text.corpus import embedded_text
 
     out = []
     for paragraph in re.split(r"\n\s*\n", embedded_text()):
@@ -54,14 +54,10 @@ def embedded_sentences() -> list[str]:
 
 
 def read_lines(file: Path, encoding: str = "utf-8") -> list[str]:
-    """The non-blank lines of a file (stripped); an empty file or a wrong encoding is a ValueError."""
-    if not file.is_file():
-        raise FileNotFoundError(f"sentence file not found: {file}")
-    lines = [s.strip() for s in _decode(file.read_bytes(), file, encoding).splitlines()]
-    lines = [s for s in lines if s]
-    if not lines:
-        raise ValueError(f"sentence file {file} is empty (no non-blank line)")
-    return lines
+    """The non-blank lines of a file (stripped); a missing or empty file or a wrong encoding is the one error of
+    data/decoding.py (a DataSourceError, also a ValueError)."""
+    text = read_text(file, encoding, what="sentence file")
+    return [s for s in (line.strip() for line in text.splitlines()) if s]
 
 
 def pad_examples(sentences: list[list[int]], max_length: int, eos_id: int, pad_id: int) -> TensorDataset:
