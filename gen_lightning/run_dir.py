@@ -196,7 +196,14 @@ def save_config(cfg, path: str | Path) -> None:
 
     from gen_lightning.files import write_with
 
+    write_with(path, lambda tmp: OmegaConf.save(OmegaConf.create(config_container(cfg)), tmp))
+
+
+def config_container(cfg) -> dict:
+    """A run's config as ``config.yaml`` holds it (see ``save_config``)."""
+    from omegaconf import OmegaConf
+
     container = OmegaConf.to_container(cfg, resolve=True)
     if "callbacks" in cfg:
         container["callbacks"] = OmegaConf.to_container(cfg.callbacks, resolve=False)
-    write_with(path, lambda tmp: OmegaConf.save(OmegaConf.create(container), tmp))
+    return container

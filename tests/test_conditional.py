@@ -20,6 +20,7 @@ from PIL import Image
 
 from gen_lightning import cli
 from gen_lightning.commands.evaluate import evaluate_command
+from gen_lightning.config import note_search_path
 
 TESTS = Path(__file__).resolve().parent
 TOY = [f"hydra.searchpath=[file://{TESTS / 'toy_family' / 'conf'}]", "model=toy_unmirror", "data=toy_mirrored"]
@@ -34,6 +35,7 @@ def toy_run(tmp_path_factory):
         [sys.executable, "-m", "gen_lightning.cli", "fit", *args], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    note_search_path([TESTS / "toy_family" / "conf"])  # this process's commands are given the same search path
     return run_dir
 
 

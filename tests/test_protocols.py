@@ -319,10 +319,10 @@ def test_evaluate_split_test_on_a_run_scores_the_whole_test_split(tmp_path):
     import json
 
     from conftest import tiny_overrides
-    from gen_lightning.data.docstrings import stdlib_summaries
 
     from gen_lightning import cli
     from gen_lightning.config import compose
+    from gen_lightning.data.text.docstrings import stdlib_summaries
     from gen_lightning.run import train
 
     run_dir = tmp_path / "run"

@@ -324,7 +324,7 @@ def test_old_style_hyperparameters_rebuild_the_language_model_from_a_checkpoint(
     from gen_lightning.run.checkpoint import _comparable, load_module, module_class
 
     hparams = OLD_HPARAMS[target]
-    module = module_class({STATE_KEY: {"target": target}})(**hparams).eval()
+    module = module_class({STATE_KEY: {"target": target}}, "old-style")(**hparams).eval()
     assert _comparable(dict(module.hparams)) == _comparable(hparams)
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams, STATE_KEY: {"target": target}},
                tmp_path / "old.ckpt")  # fmt: skip

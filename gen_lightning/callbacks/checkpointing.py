@@ -107,11 +107,10 @@ class StopOnSignal(L.Callback):
         self.saved_step: int | None = None
         self._previous_sigint = None
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.saved_step = trainer.global_step if trainer.ckpt_path else None  # the step resumed from
+
     def on_fit_start(self, trainer, pl_module) -> None:
-        if self.path.is_file():
-            self.saved_step = int(
-                torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
-            )
         if trainer.is_global_zero and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import append_jsonl, write_with
 from gen_lightning.loggers import logger_configs
+from gen_lightning.run_dir import config_container
 
 _pending: list = []  # Optuna trials the sweeper asked for and launches next, in launch order
 _active: SearchTrial | None = None  # the trial this process is running
@@ -213,7 +214,7 @@ class SearchTrial:
                     "mode": self.mode,
                     **{k: record[k] for k in ("value", "trial", "run_dir", "params", "overrides")},
                     "checkpoint": str(Path(cfg.run_dir) / "checkpoints" / "best.ckpt"),
-                    "config": OmegaConf.to_container(cfg, resolve=True),
+                    "config": config_container(cfg),  # as the run's config.yaml holds it
                 }
                 write_with(self.sweep_dir / "best_trial.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(best), tmp))
 

@@ -14,6 +14,7 @@ of ``train.fit(cfg)`` without a preflight (tests, studies in process, DDP childr
 
 from __future__ import annotations
 
+import inspect
 import os
 import types
 import typing
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gen_lightning import loggers
 from gen_lightning import run_dir as run_dirs
-from gen_lightning.callbacks.resume import seed_all
+from gen_lightning.callbacks.resume import STATE_KEY, seed_all
 from gen_lightning.files import remove_stale_temporaries
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared, fingerprint, init_from
@@ -66,13 +67,14 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
     ckpt = ckpt_io.read(resume_from) if resume_from is not None else None
     if ckpt is not None:
         check_budget(cfg, ckpt, resume_from)
-        fingerprint.check(cfg.data, RunDir(cfg.run_dir).data_fingerprint)
     seed_all(cfg.seed)
     pretrained = init_from.for_run(cfg, resume_from, ckpt)
     datamodule = build_datamodule(cfg.data, init_from.carried(pretrained, cfg.data), source=pretrained)
     model = build("model", cfg.model, **model_arguments(cfg.model, datamodule, ckpt))
     if ckpt is not None:
         ckpt_io.check_compatible(ckpt, model, resume_from, allowed=model_overrides(changes or {}))
+        # After the model check: data whose vocabulary changed are named by it; the same vocabulary is not enough.
+        fingerprint.check(cfg.data, RunDir(cfg.run_dir).data_fingerprint)
     elif pretrained is not None:
         init_from.load_weights(model, pretrained)
     if L.pytorch.utilities.rank_zero_only.rank == 0:
@@ -280,7 +282,7 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
                 stacklevel=2,
             )
         return path
-    raise RunDirError(f"no checkpoint of run_dir={run_dir} can be read ({'; '.join(problems)}): restart the run")
+    raise ckpt_io.CheckpointError(f"no checkpoint of run_dir={run_dir} can be read ({'; '.join(problems)})")
 
 
 # ---- building -------------------------------------------------------------------------------------------
@@ -289,10 +291,15 @@ def model_arguments(model_cfg: DictConfig, datamodule, ckpt: dict | None) -> dic
     recorded at its first construction that the config leaves null (a frozen sub-model's description: the
     latent diffusion model's ``autoencoder``), so a resume needs the checkpoint alone."""
     given = datamodule.model_kwargs()
-    if ckpt is not None:
-        saved = ckpt.get("hyper_parameters", {})
-        given |= {k: v for k, v in saved.items() if v is not None and k not in given and model_cfg.get(k) is None}
-    return given
+    if ckpt is None or declared.current(ckpt[STATE_KEY]["target"]) != model_cfg._target_:
+        return given  # another class: check_compatible names it
+    accepted = inspect.signature(configured_class(model_cfg, "model")).parameters
+    saved = ckpt.get("hyper_parameters", {})
+    return given | {
+        k: v
+        for k, v in saved.items()
+        if k in accepted and v is not None and k not in given and model_cfg.get(k) is None
+    }
 
 
 def build(what: str, node: DictConfig, **kwargs):
