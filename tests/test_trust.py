@@ -230,6 +230,18 @@ BAD = {
     "dropout above 1": (["model=gpt", "data=text_embedded", "model.dropout=1.5"], r"model.dropout=1.5: a dropout"),
     "a batch size of 0": (["data.batch_size=0"], r"data: .*batch_size"),
     "an unknown model key": (["model.hiden_dim=8"], r"hiden_dim"),
+    "an unknown sampler": (["model=ddpm", "model.sampler=nope"], r"model: sampler must be one of .*got 'nope'"),
+    "a validation fraction above 1": (["data.val_fraction=1.5"], r"data.val_fraction must be in \(0, 1\)"),
+    "a super-resolution factor the images do not allow": (
+        ["model=srgan", "data=paired", "data.transform=downscale:3"],
+        r"downscale:3 needs square images",
+    ),
+    "a text without its path": (["model=lstm", "data=text"], r"Missing mandatory value: data.path"),
+    "an unknown encoding": (
+        ["model=lstm", "data=text", "data.path=tests/presets/vae.yaml", "data.encoding=nope"],
+        r"data.encoding='nope' is not an encoding",
+    ),
+    "a GPU where there is none": (["trainer=gpu"], r"no CUDA GPU is available here"),
     "heads that do not divide the width": (
         ["model=gpt", "data=text_embedded", "model.hidden_dim=30", "model.num_heads=4"],
         r"model: .*head",
@@ -240,6 +252,8 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_bad_value_is_refused_in_one_line_and_writes_nothing(tmp_path, case):
     overrides, match = BAD[case]
+    if case == "a GPU where there is none" and torch.cuda.is_available():
+        pytest.skip("a GPU is available here")
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit) as info:
         cli.main(["fit", f"run_dir={run_dir}", "logger=none", "metrics=none", *overrides])

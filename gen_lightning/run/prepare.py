@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -145,6 +146,12 @@ def check_config(cfg: DictConfig) -> None:
         value = cfg.trainer.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
             raise ValueError(f"trainer.{key} must be an integer >= -1 (-1: no limit), got {value!r}")
+    accelerator = cfg.trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={accelerator}, but no CUDA GPU is available here: use trainer=cpu, or run where "
+            "`python -c 'import torch; print(torch.cuda.is_available())'` prints True"
+        )
     loggers.check_available(cfg.get("logger"))
     check_monitor_schedule(cfg)
 
