@@ -64,6 +64,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
     if cfg.resume and overrides is not None:
         cfg, changes = resolve_for_resume(cfg, list(overrides))
     check_config(cfg)
+    check_hardware(cfg)
     resume_from = checkpoint_to_resume(cfg)
     ckpt = ckpt_io.read(resume_from) if resume_from is not None else None
     if ckpt is not None:
@@ -146,12 +147,6 @@ def check_config(cfg: DictConfig) -> None:
         value = cfg.trainer.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
             raise ValueError(f"trainer.{key} must be an integer >= -1 (-1: no limit), got {value!r}")
-    accelerator = cfg.trainer.get("accelerator")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"trainer.accelerator={accelerator}, but no CUDA GPU is available here: use trainer=cpu, or run where "
-            "`python -c 'import torch; print(torch.cuda.is_available())'` prints True"
-        )
     loggers.check_available(cfg.get("logger"))
     check_monitor_schedule(cfg)
 
@@ -162,6 +157,16 @@ def monitored(cfg: DictConfig, model) -> tuple[str, str]:
     follow it."""
     monitor = cfg.checkpoint.monitor or model.monitor[0]
     return monitor, cfg.checkpoint.mode or (model.monitor[1] if monitor == model.monitor[0] else "min")
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    """This machine can run the trainer as configured (a study may plan GPU runs elsewhere; a fit runs here)."""
+    accelerator = cfg.trainer.get("accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"trainer.accelerator={accelerator}, but no CUDA GPU is available here: use trainer=cpu, or run where "
+            "`python -c 'import torch; print(torch.cuda.is_available())'` prints True"
+        )
 
 
 def check_monitor_schedule(cfg: DictConfig) -> None:
