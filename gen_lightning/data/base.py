@@ -82,7 +82,25 @@ def digest(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class DataModule(L.LightningDataModule):
+class Loaders:
+    """The loaders of a data module whose hyperparameters hold ``batch_size``, ``eval_batch_size``, ``num_workers``
+    and ``seed``: for ``DataModule`` and for the data modules that resolve their source their own way."""
+
+    def train_loader(self, dataset: Dataset, collate_fn=None) -> DataLoader:
+        """Shuffled, resumable, DDP-sharded batches of ``batch_size`` (``loaders.train_loader``)."""
+        h = self.hparams
+        return loaders.train_loader(
+            dataset, h.batch_size, seed=h.seed, num_workers=h.num_workers, collate_fn=collate_fn
+        )
+
+    def eval_loader(self, dataset: Dataset, batch_size: int | None = None, collate_fn=None) -> DataLoader:
+        """Ordered, unpadded batches (default: ``eval_batch_size``, else ``batch_size``; ``loaders.eval_loader``)."""
+        h = self.hparams
+        size = batch_size or h.get("eval_batch_size") or h.batch_size
+        return loaders.eval_loader(dataset, size, num_workers=h.num_workers, collate_fn=collate_fn)
+
+
+class DataModule(Loaders, L.LightningDataModule):
     """A ``LightningDataModule`` that reads one source (see the file docstring)."""
 
     task: str  # docs/CONTRACT.md: "unconditional" | "conditional" | "prediction"
@@ -147,20 +165,6 @@ class DataModule(L.LightningDataModule):
         if self.source.kind == "hub":
             for split in sorted(self.hub_splits()):
                 self.load_hub(split)
-
-    # ---- loaders --------------------------------------------------------------------------------------------
-    def train_loader(self, dataset: Dataset, collate_fn=None) -> DataLoader:
-        """Shuffled, resumable, DDP-sharded batches of ``batch_size`` (``loaders.train_loader``)."""
-        h = self.hparams
-        return loaders.train_loader(
-            dataset, h.batch_size, seed=h.seed, num_workers=h.num_workers, collate_fn=collate_fn
-        )
-
-    def eval_loader(self, dataset: Dataset, batch_size: int | None = None, collate_fn=None) -> DataLoader:
-        """Ordered, unpadded batches (default: ``eval_batch_size``, else ``batch_size``; ``loaders.eval_loader``)."""
-        h = self.hparams
-        size = batch_size or h.get("eval_batch_size") or h.batch_size
-        return loaders.eval_loader(dataset, size, num_workers=h.num_workers, collate_fn=collate_fn)
 
     # ---- what models and metrics take from the data ------------------------------------------------------------
     def model_kwargs(self) -> dict:

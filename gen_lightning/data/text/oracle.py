@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from gen_lightning.data.loaders import eval_loader, train_loader
+from gen_lightning.data.base import Loaders
 from gen_lightning.data.text.sentences import pad_examples
 from gen_lightning.data.text.tokenizers import VocabularyError
 from gen_lightning.data.text.words import SPECIALS, WordTokenizer
@@ -81,7 +81,7 @@ class OracleLSTM(nn.Module):
         return -logp.mean(dim=1)
 
 
-class OracleDataModule(L.LightningDataModule):
+class OracleDataModule(Loaders, L.LightningDataModule):
     """Sequences of SeqGAN's oracle as sentence data (see the file docstring)."""
 
     task, source_modality, modality = "unconditional", None, "text"  # docs/CONTRACT.md
@@ -169,12 +169,10 @@ class OracleDataModule(L.LightningDataModule):
     # ------------------------------------------------------------ loaders
 
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        return train_loader(self.datasets["train"], h.batch_size, seed=h.seed, num_workers=h.num_workers)
+        return self.train_loader(self.datasets["train"])
 
     def _eval_loader(self, split: str, batch_size: int | None = None) -> DataLoader:
-        size = batch_size or self.hparams.eval_batch_size or self.hparams.batch_size
-        return eval_loader(self.datasets[split], size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self.datasets[split], batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

@@ -30,8 +30,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from gen_lightning.data.base import Loaders
 from gen_lightning.data.decoding import read_text
-from gen_lightning.data.loaders import eval_loader, train_loader
 from gen_lightning.data.text.words import SPLITTERS, WordTokenizer, split_words, tokenizer_card
 
 IGNORE = -100  # target of a padded position (F.cross_entropy's default ignore_index)
@@ -71,7 +71,7 @@ def pad_examples(sentences: list[list[int]], max_length: int, eos_id: int, pad_i
     return TensorDataset(rows[:, :-1], targets)
 
 
-class SentencesDataModule(L.LightningDataModule):
+class SentencesDataModule(Loaders, L.LightningDataModule):
     """Word-level sentences from a train/test folder, one file split, or the embedded default; see the file
     docstring. ``too_long``: what a line of more than ``max_length`` words does: ``error`` (default: refuse, naming
     the file, the line and its length), ``truncate`` (keep its first ``max_length`` words) or ``drop`` (skip it);
@@ -194,12 +194,10 @@ class SentencesDataModule(L.LightningDataModule):
             self.datasets[split] = pad_examples(ids, h.max_length, self.tokenizer.eos_id, self.tokenizer.pad_id)
 
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        return train_loader(self.datasets["train"], h.batch_size, seed=h.seed, num_workers=h.num_workers)
+        return self.train_loader(self.datasets["train"])
 
     def _eval_loader(self, split: str, batch_size: int | None = None) -> DataLoader:
-        size = batch_size or self.hparams.eval_batch_size or self.hparams.batch_size
-        return eval_loader(self.datasets[split], size, num_workers=self.hparams.num_workers)
+        return self.eval_loader(self.datasets[split], batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
