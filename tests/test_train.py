@@ -113,3 +113,17 @@ class _Monitored:
 
     def parameters(self):
         return iter(())
+
+
+def test_a_config_saved_before_the_callbacks_group_gets_the_default_callbacks(tmp_path):
+    """Run configs saved before conf/callbacks/ held only extra callbacks under ``callbacks``: a resume of one builds
+    every default callback (their ${...} resolved against that config), then its extras."""
+    from omegaconf import OmegaConf
+
+    cfg = compose(tiny_overrides(tmp_path / "run", "metrics=classifier"))
+    old = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    old.callbacks = {"timer": {"_target_": "lightning.pytorch.callbacks.Timer"}}
+    configs = train.callback_configs(old)
+    assert list(configs)[-1] == "timer" and list(configs)[:2] == ["exact_resume", "finite_loss_guard"]
+    assert configs["metric_protocol"]["_target_"] == "gen_lightning.metrics.callback.ImageMetrics"
+    assert configs["exact_resume"]["validation_seed"] == cfg.seed

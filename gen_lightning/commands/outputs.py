@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gen_lightning.files import write_texts
+
 TEXT_WRITERS = {
     "txt": ("gen_lightning.commands.outputs.write_txt", ".txt"),  # every sample, separated by '---' lines
     "abc": ("gen_lightning.music.render.write_abc_files", ".abc"),  # each sample's first tune, one file each
@@ -24,9 +26,7 @@ TEXT_WRITERS = {
 
 
 def write_txt(texts: list[str], target: Path) -> list[Path]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n\n---\n\n".join(texts), encoding="utf-8")
-    return [target]
+    return [write_texts(target, texts)]  # every sample, files.TEXT_SEPARATOR between them
 
 
 def text_writer(fmt: str) -> tuple[Callable[[list[str], Path], list[Path]], str]:

@@ -24,7 +24,7 @@ from gen_lightning.diffusion.nets import UNet
 from gen_lightning.diffusion.process import GaussianDiffusion, inpaint_mask
 from gen_lightning.diffusion.system import DiffusionSystem
 from gen_lightning.nn.ema import EMA
-from gen_lightning.nn.sampling import evaluating
+from gen_lightning.nn.eval_mode import evaluating
 
 # The U-Net, schedule and optimisation by image side (like DiT's size table): the first row whose side is at least
 # the image's fills every argument left None. Up to 16x16: a 0.18M-parameter U-Net, trained fast (lr 1e-3, as small

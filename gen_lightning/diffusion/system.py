@@ -22,8 +22,8 @@ from torchmetrics import MeanMetric
 
 from gen_lightning.diffusion.edit import sdedit
 from gen_lightning.diffusion.samplers import Denoiser, Sampler, get_sampler, make_sampler
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.image_model import ImageModel
-from gen_lightning.nn.sampling import evaluating
 
 
 class DiffusionSystem(ImageModel):

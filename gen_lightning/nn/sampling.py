@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from gen_lightning.nn.eval_mode import evaluating  # noqa: F401  (diffusion/module.py imports it from here)
-
 PRIMER = "\n"  # context of an unprompted sample (as nanoGPT's sample.py): the start of a line
 
 

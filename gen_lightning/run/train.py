@@ -63,11 +63,12 @@ def callback_configs(cfg: DictConfig) -> dict:
     only extras) gets the defaults it lacks, an entry set to null stays off."""
     from gen_lightning.config import config_dir
 
-    defaults = OmegaConf.load(config_dir() / "callbacks" / "default.yaml")
-    given = cfg.get("callbacks") or {}
-    merged = {**{k: defaults[k] for k in defaults if k not in given}, **given}  # defaults first, in their order
-    return {k: OmegaConf.to_container(OmegaConf.merge(cfg, {"callbacks": {k: merged[k]}}).callbacks[k], resolve=True)
-            if merged[k] is not None else None for k in merged}  # fmt: skip
+    # Unresolved: their ${...} name keys of the run's config, resolved once merged into it.
+    defaults = OmegaConf.to_container(OmegaConf.load(config_dir() / "callbacks" / "default.yaml"), resolve=False)
+    given = OmegaConf.to_container(cfg.get("callbacks") or OmegaConf.create({}), resolve=False)
+    merged = {**{k: v for k, v in defaults.items() if k not in given}, **given}  # defaults first, in their order
+    nodes = OmegaConf.to_container(OmegaConf.merge(cfg, {"callbacks": merged}).callbacks, resolve=True)
+    return {k: nodes[k] for k in merged}
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, model: L.LightningModule) -> list[L.Callback]:

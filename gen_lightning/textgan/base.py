@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from gen_lightning.data.text.tokenizers import from_config
+from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.language_model import LanguageModel
-from gen_lightning.nn.sampling import evaluating
 from gen_lightning.rnn.nets import RNNConfig, RNNNet
 from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos, real_sequences
 
