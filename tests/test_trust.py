@@ -151,7 +151,8 @@ def test_a_cut_short_last_ckpt_resumes_from_the_newest_readable_checkpoint(finis
     (run_dir / "checkpoints" / "last.ckpt.123.tmp").write_bytes(b"partial")
     cfg = compose(tiny_overrides(run_dir, "resume=true"))
     with pytest.warns(UserWarning, match=r"resuming from .*best\.ckpt.*last\.ckpt: checkpoint .* corrupt or truncated"):
-        assert checkpoint_to_resume(cfg) == best
+        path, ckpt = checkpoint_to_resume(cfg)
+    assert path == best and ckpt["global_step"] == 4
     assert not (run_dir / "checkpoints" / "last.ckpt.123.tmp").exists()
 
 

@@ -65,8 +65,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
         cfg, changes = resolve_for_resume(cfg, list(overrides))
     check_config(cfg)
     check_hardware(cfg)
-    resume_from = checkpoint_to_resume(cfg)
-    ckpt = ckpt_io.read(resume_from) if resume_from is not None else None
+    resume_from, ckpt = checkpoint_to_resume(cfg)
     if ckpt is not None:
         check_budget(cfg, ckpt, resume_from)
     seed_all(cfg.seed)
@@ -252,8 +251,9 @@ def check_budget(cfg: DictConfig, ckpt: dict, path: Path) -> None:
         )
 
 
-def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
-    """Check ``run_dir`` against ``resume`` and return the checkpoint to resume from (None for a new run).
+def checkpoint_to_resume(cfg: DictConfig) -> tuple[Path | None, dict | None]:
+    """Check ``run_dir`` against ``resume`` and return the checkpoint to resume from and its content, read once
+    (``(None, None)`` for a new run).
 
     A resume removes what writers killed mid-write left (temporary files beside the checkpoints), and when
     ``last.ckpt`` is missing, cut short or corrupt it continues from the newest readable checkpoint of the run and
@@ -271,7 +271,7 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
                 f"run_dir={run_dir} already holds a run ({layout.last}); pass resume=true to continue it, "
                 "or choose another run_dir (nothing was overwritten)"
             )
-        return None
+        return None, None
     for folder in (layout.path, layout.checkpoints):
         for stale in remove_stale_temporaries(folder):
             warnings.warn(f"removed {stale}, a file left by a write that was cut short", stacklevel=2)
@@ -281,7 +281,7 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     problems = []
     for path in candidates:
         try:
-            ckpt_io.read(path)
+            ckpt = ckpt_io.read(path)
         except ckpt_io.CheckpointError as err:
             if "not a checkpoint this tool trusts" in str(err):
                 raise
@@ -289,11 +289,11 @@ def checkpoint_to_resume(cfg: DictConfig) -> Path | None:
             continue
         if problems:
             warnings.warn(
-                f"resuming from {path} (step {ckpt_io.global_step(path)}), the newest readable checkpoint of the "
+                f"resuming from {path} (step {ckpt.get('global_step', '?')}), the newest readable checkpoint of the "
                 f"run, because {'; '.join(problems)}",
                 stacklevel=2,
             )
-        return path
+        return path, ckpt
     raise ckpt_io.CheckpointError(f"no checkpoint of run_dir={run_dir} can be read ({'; '.join(problems)})")
 
 
