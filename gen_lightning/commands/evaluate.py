@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from gen_lightning import tracking
-from gen_lightning.config import config_dir, parse_kv
+from gen_lightning.config import compose_option, parse_kv
 from gen_lightning.files import append_jsonl, write_json, write_text, write_with
 from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
@@ -53,11 +53,7 @@ def metrics_config(saved, overrides: list[str]):
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "metrics":
-            path = config_dir() / "metrics" / f"{value}.yaml"
-            if not path.is_file():
-                choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
-                raise ValueError(f"unknown metrics option '{value}'; choose from {', '.join(choices)}")
-            cfg = OmegaConf.load(path) or OmegaConf.create({})
+            cfg = compose_option("metrics", value)
         else:  # Hydra's override grammar, as fit reads it: metrics.decoding={beam:5} is a mapping
             override = OverridesParser.create().parse_override(item)
             cfg = cfg.copy()  # the run's saved config stays as it is
