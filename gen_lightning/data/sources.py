@@ -133,17 +133,17 @@ def no_splits(path: str | Path, what: str, split: str) -> DataSourceError:
     )
 
 
-def load_saved(path: Path, split: str, only: bool) -> datasets.Dataset:
-    """A folder of ``save_to_disk``: a ``Dataset`` (one split: any ``split`` when it is the ``only`` one read), or
-    a ``DatasetDict``'s ``split``."""
+def load_saved(path: Path, split: str, val_split: str | None = None) -> datasets.Dataset:
+    """A folder of ``save_to_disk``: a ``DatasetDict``'s ``split``, or a ``Dataset`` (one split, read whole for
+    ``split``; an error when a ``val_split`` is asked of it too)."""
     _quiet()
     try:
         saved = datasets.load_from_disk(str(path))
     except Exception as err:
         raise DataSourceError(f"could not read '{path}' with datasets.load_from_disk: {err}") from err
     if isinstance(saved, datasets.Dataset):
-        if not only:
-            raise no_splits(path, "a dataset saved by save_to_disk", split)
+        if val_split is not None:
+            raise no_splits(path, "a dataset saved by save_to_disk", val_split)
         return saved
     if split not in saved:
         raise DataSourceError(

@@ -64,7 +64,7 @@ def load_local(path: str, split: str, val_split: str | None = None, key: str = "
     if kind == "idx":
         return load_idx(root, split)
     if kind == "saved":
-        return sources.load_saved(root, split, only=val_split is None)
+        return sources.load_saved(root, split, val_split)
     if val_split is not None:
         raise sources.no_splits(path, FORMATS[kind], val_split)
     if kind == "parquet":
