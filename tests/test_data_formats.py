@@ -204,3 +204,23 @@ def test_sr_mnist_x4_trains_on_the_idx_files_as_distributed(tmp_path, mnist_dir)
     # The run records the files it read (its data fingerprint), as distributed.
     fingerprint = json.loads((tmp_path / "run" / "data_fingerprint.json").read_text())
     assert sorted(Path(f).name for f in fingerprint) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_labelled_texts_from_a_save_to_disk_folder(tmp_path):
+    """A hub dataset saved where the hub cannot be reached (``load_dataset(...).save_to_disk(DIR)``), as
+    ``data=text_classification data.path=DIR``: its ClassLabel names are the classes; a DatasetDict gives ``train``."""
+    from gen_lightning.data.text.classification import TextClassificationDataModule
+
+    names = datasets.ClassLabel(names=["negative", "positive"])
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": names})
+    rows = {
+        "sentence": [f"{'good' if i % 2 else 'bad'} review {i}" for i in range(20)],
+        "label": [i % 2 for i in range(20)],
+    }
+    train = datasets.Dataset.from_dict(rows, features=features)
+    datasets.DatasetDict(train=train, test=train.select(range(4))).save_to_disk(str(tmp_path / "sst2"))
+    dm = TextClassificationDataModule(path=str(tmp_path / "sst2"), text_column="sentence", val_fraction=0.2)
+    dm.setup("fit")
+    assert dm.class_names == ["negative", "positive"]
+    texts = {t: y for split in ("train", "val", "test") for t, y in zip(dm.texts[split], dm.labels[split])}
+    assert texts == {t: y for t, y in zip(rows["sentence"], rows["label"])}  # all 20 train rows, labels kept
