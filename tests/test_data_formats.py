@@ -224,3 +224,25 @@ def test_labelled_texts_from_a_save_to_disk_folder(tmp_path):
     assert dm.class_names == ["negative", "positive"]
     texts = {t: y for split in ("train", "val", "test") for t, y in zip(dm.texts[split], dm.labels[split])}
     assert texts == {t: y for t, y in zip(rows["sentence"], rows["label"])}  # all 20 train rows, labels kept
+
+
+def test_paired_images_from_a_csv_of_two_path_columns(tmp_path):
+    """``data=paired_parquet data.source=local data.path=pairs.csv``: inputs and targets named row by row."""
+    from gen_lightning.data.images import PairedImageDataModule
+
+    (tmp_path / "low").mkdir()
+    (tmp_path / "high").mkdir()
+    lows, highs = [], []
+    for i in range(6):
+        lows.append(RNG.integers(0, 256, (2, 2), dtype=np.uint8))
+        highs.append(RNG.integers(0, 256, (4, 4), dtype=np.uint8))
+        Image.fromarray(lows[-1]).save(tmp_path / "low" / f"{i}.png")
+        Image.fromarray(highs[-1]).save(tmp_path / "high" / f"{i}.png")
+    rows = "\n".join(f"low/{i}.png,high/{i}.png" for i in range(6))
+    (tmp_path / "pairs.csv").write_text(f"source,target\n{rows}\n")
+    dm = PairedImageDataModule(source="local", path=str(tmp_path / "pairs.csv"), channels=1, val_fraction=1 / 3)
+    dm.setup("fit")
+    assert dm.model_kwargs()["source_image_size"] == 2 and dm.model_kwargs()["image_size"] == 4
+    got = {(bytes(s[0].numpy()), bytes(t[0].numpy())) for split in ("train", "val")
+           for s, t in zip(dm.splits[split].source.images, dm.splits[split].target.images)}  # fmt: skip
+    assert got == {(bytes(lo), bytes(hi)) for lo, hi in zip(lows, highs)}  # every pair kept together
