@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import struct
 import zipfile
 from pathlib import Path
@@ -246,3 +247,41 @@ def test_paired_images_from_a_csv_of_two_path_columns(tmp_path):
     got = {(bytes(s[0].numpy()), bytes(t[0].numpy())) for split in ("train", "val")
            for s, t in zip(dm.splits[split].source.images, dm.splits[split].target.images)}  # fmt: skip
     assert got == {(bytes(lo), bytes(hi)) for lo, hi in zip(lows, highs)}  # every pair kept together
+
+
+def write_cifar(folder: Path, binary: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 folder of the given layout: 5 train batches of 2 images, a test batch of 1; (train pixels
+    ``(10, 32, 32, 3)``, train labels), written from the format's description."""
+    folder.mkdir(parents=True)
+    rgb = RNG.integers(0, 256, (11, 3, 32, 32), dtype=np.uint8)  # channel planes, as the files store them
+    labels = RNG.integers(0, 10, 11)
+    for name, index in [(f"data_batch_{i + 1}", [2 * i, 2 * i + 1]) for i in range(5)] + [("test_batch", [10])]:
+        data = rgb[index].reshape(len(index), -1)
+        if binary:
+            records = np.concatenate([labels[index, None].astype(np.uint8), data], axis=1)
+            (folder / f"{name}.bin").write_bytes(records.tobytes())
+        else:
+            batch = {b"data": data, b"labels": labels[index].tolist(), b"batch_label": name.encode()}
+            (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return rgb[:10].transpose(0, 2, 3, 1), labels[:10]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["python", "binary"])
+def test_cifar_as_distributed(tmp_path, binary):
+    pixels, labels = write_cifar(tmp_path / "cifar-10-batches", binary)
+    # data=cifar10 data.path=DIR: the hub config (image column "img", splits train / test) on the local copy
+    dm = ImageDataModule(
+        source="hub", name="uoft-cs/cifar10", path=str(tmp_path / "cifar-10-batches"), image_column="img",
+        label_column="label", val_split="test", channels=3, image_size=32,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert torch.equal(dm.splits["train"].images, torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    assert dm.splits["train"].labels.tolist() == labels.tolist() and len(dm.splits["val"]) == 1
+
+
+def test_a_cifar_pickle_that_names_anything_but_arrays_is_refused(tmp_path):
+    folder = tmp_path / "cifar"
+    write_cifar(folder, binary=False)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Path("x"), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataSourceError, match=r"test_batch' is not a CIFAR batch .*names pathlib\.\w*Path"):
+        ImageDataModule(source="local", path=str(folder), val_split="test", channels=3).setup("fit")

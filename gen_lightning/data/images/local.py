@@ -14,12 +14,14 @@ from pathlib import Path
 import datasets
 
 from gen_lightning.data import sources
+from gen_lightning.data.images.cifar import is_cifar, load_cifar
 from gen_lightning.data.images.folders import IMAGE_SUFFIXES, load_image_folder, load_image_zip
 from gen_lightning.data.images.idx import idx_files, load_idx
 from gen_lightning.data.sources import DataSourceError
 
 FORMATS = {
     "idx": "a folder of MNIST-style IDX files as distributed (train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte, ...)",
+    "cifar": "an extracted CIFAR-10/100 folder as distributed (cifar-10-batches-py or -bin: data_batch_1, test_batch)",
     "saved": "a folder written by datasets' save_to_disk (a Dataset, or a DatasetDict of splits)",
     "parquet": "parquet files (a file, a folder of them, or a glob)",
     "csv": "a .csv or .tsv file with a column of image paths (relative to the file) and a label column",
@@ -27,7 +29,8 @@ FORMATS = {
     "folder": "a folder of images (sub-folders name the classes)",
 }
 ACCEPTED = "; ".join(FORMATS.values())
-SPLITS = ("idx", "saved")  # the formats that hold named splits
+SPLITS = ("idx", "cifar", "saved")  # the formats that hold named splits
+FIXED = ("idx", "cifar", "zip", "folder")  # the formats whose image column is "image" (renamed to the one asked)
 
 
 def image_format(path: str, key: str = "path") -> str:
@@ -38,6 +41,8 @@ def image_format(path: str, key: str = "path") -> str:
     if root.is_dir():
         if idx_files(root):
             return "idx"
+        if is_cifar(root):
+            return "cifar"
         if sources.is_saved(root):
             return "saved"
         if next(root.rglob("*.parquet"), None) is not None:
@@ -56,13 +61,25 @@ def image_format(path: str, key: str = "path") -> str:
     )
 
 
-def load_local(path: str, split: str, val_split: str | None = None, key: str = "path") -> datasets.Dataset:
+def load_local(
+    path: str, split: str, val_split: str | None = None, image_column: str = "image", key: str = "path"
+) -> datasets.Dataset:
     """``split`` of the data at ``path``. A format of one split reads all of it for ``split``, and refuses when a
-    ``val_split`` is also asked of it (the module holds out a fraction instead)."""
+    ``val_split`` is also asked of it (the module holds out a fraction instead). Formats whose columns are fixed
+    name their images ``image_column`` (``data=cifar10`` reads ``img``, as the hub's copy calls it)."""
     kind = image_format(path, key)
+    table = _load(kind, path, split, val_split)
+    if kind in FIXED and image_column != "image" and image_column not in table.column_names:
+        table = table.rename_column("image", image_column)
+    return table
+
+
+def _load(kind: str, path: str, split: str, val_split: str | None) -> datasets.Dataset:
     root = Path(path).expanduser()
     if kind == "idx":
         return load_idx(root, split)
+    if kind == "cifar":
+        return load_cifar(root, split)
     if kind == "saved":
         return sources.load_saved(root, split, val_split)
     if val_split is not None:

@@ -216,7 +216,7 @@ class ImageDataModule(DataModule):
         if self.kind == "hub":
             return self.load_hub(split)
         if self.kind == "local":
-            return local.load_local(hp.path, split, hp.val_split)
+            return local.load_local(hp.path, split, hp.val_split, hp.image_column)
         if hp.source == "parquet":
             return sources.load_parquet(hp.path)
         return load_image_folder(hp.path)
