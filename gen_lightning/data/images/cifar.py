@@ -47,7 +47,12 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def is_cifar(folder: Path) -> bool:
-    return any((folder / files[0]).is_file() for files in LAYOUTS["train"] + LAYOUTS["test"])
+    """CIFAR-10's batch files, or CIFAR-100's ``train``/``test`` beside its label names (bare names need company)."""
+    ten = ("data_batch_1", "test_batch", "data_batch_1.bin", "test_batch.bin")
+    hundred = ("meta", "fine_label_names.txt")
+    return any((folder / n).is_file() for n in ten) or (
+        any((folder / n).is_file() for n in hundred) and any((folder / n).is_file() for n in ("train", "train.bin"))
+    )
 
 
 def _python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
