@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX (MNIST) file, gzip-compressed, as a numpy array."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def mnist_arrays(mnist_dir: Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` MNIST test images and labels, read by the package's IDX reader."""
+    from gen_lightning.data.images.idx import read_idx
+
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     return (images[:n], labels[:n]) if n else (images, labels)
@@ -28,7 +20,8 @@ def mnist_arrays(mnist_dir: Path, n: int | None = None) -> tuple[np.ndarray, np.
 
 def write_mnist_parquet(mnist_dir: Path, out_dir: Path, n: int, split: str = "train") -> Path:
     """MNIST images as a parquet file with the hub dataset's schema (Image feature + ClassLabel 'label'),
-    laid out like the hub repository ylecun/mnist (``mnist/<split>-00000-of-00001.parquet``)."""
+    laid out like the hub repository ylecun/mnist (``mnist/<split>-00000-of-00001.parquet``): the hub's layout for
+    the tests of the hub and parquet code paths. Runs read the IDX files themselves (``data.path=DIR``)."""
     import datasets
     from PIL import Image
 

@@ -3,8 +3,9 @@
 Every data module names its source with one vocabulary of config keys (``gen_lightning/data/base.py``):
 ``path`` (a local file, folder or glob), ``hub_name`` (a Hugging Face dataset, with ``hub_config``, ``hub_split``,
 ``hub_kwargs``), or an embedded default that ships with an installed package (``embedded``; images say
-``source: digits``, music ``corpus: essen``). Hub datasets and parquet files load here as a ``datasets.Dataset``;
-image folders in ``images/folders.py``; text files are decoded by ``decoding.py``.
+``source: digits``, music ``corpus: essen``). Hub datasets, parquet files, CSV files and folders written by
+``datasets``' ``save_to_disk`` load here as a ``datasets.Dataset``; which formats a local image path may hold is said
+by ``images/local.py``; text files are decoded by ``decoding.py``.
 
 Every problem is a ``DataSourceError`` whose message names the config key, its value and the fix:
 ``data.path='/x/train.txt' does not exist (...): give ...``.
@@ -117,3 +118,46 @@ def load_parquet(path: str) -> datasets.Dataset:
         return datasets.load_dataset("parquet", data_files=files, split="train")
     except Exception as err:
         raise DataSourceError(f"could not read parquet files at '{path}' (data.path): {err}") from err
+
+
+def is_saved(path: Path) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` (``state.json``) or ``DatasetDict.save_to_disk``."""
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
+def no_splits(path: str | Path, what: str, split: str) -> DataSourceError:
+    """The error for a second split asked of a source that holds one: hold out a fraction instead."""
+    return DataSourceError(
+        f"'{path}' ({what}) holds one split, so the split {split!r} (data.val_split) cannot be read from it: set "
+        "data.val_split=null to hold out data.val_fraction of it"
+    )
+
+
+def load_saved(path: Path, split: str, val_split: str | None = None) -> datasets.Dataset:
+    """A folder of ``save_to_disk``: a ``DatasetDict``'s ``split``, or a ``Dataset`` (one split, read whole for
+    ``split``; an error when a ``val_split`` is asked of it too)."""
+    _quiet()
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except Exception as err:
+        raise DataSourceError(f"could not read '{path}' with datasets.load_from_disk: {err}") from err
+    if isinstance(saved, datasets.Dataset):
+        if val_split is not None:
+            raise no_splits(path, "a dataset saved by save_to_disk", val_split)
+        return saved
+    if split not in saved:
+        raise DataSourceError(
+            f"'{path}' (a DatasetDict saved by save_to_disk) has no split {split!r}; it has {sorted(saved)}: set "
+            "data.train_split / data.val_split to them (data.val_split=null holds out data.val_fraction)"
+        )
+    return saved[split]
+
+
+def load_csv(path: Path) -> datasets.Dataset:
+    """A CSV (``.csv``) or tab-separated (``.tsv``) file with a header row, read by ``datasets``' csv builder."""
+    _quiet()
+    try:
+        kwargs = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+        return datasets.load_dataset("csv", data_files=str(path), split="train", **kwargs)
+    except Exception as err:
+        raise DataSourceError(f"could not read '{path}' as a CSV file with a header row: {err}") from err

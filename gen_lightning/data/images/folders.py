@@ -8,7 +8,8 @@ later, per file, and a file that cannot be decoded is named then).
 
 from __future__ import annotations
 
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import datasets
 
@@ -19,6 +20,18 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def _images(folder: Path) -> list[Path]:
     return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _table(cells: list[dict], parents: list[str | None]) -> datasets.Dataset:
+    """Image cells with labels from their folders (``parents``: the immediate sub-folder of each, None at the top):
+    labelled only when every image is in a sub-folder, as in the imagefolder builder; classes in sorted order."""
+    features = {"image": datasets.Image(decode=False)}
+    rows: dict[str, list] = {"image": cells}
+    if parents and all(parents):
+        classes = sorted(set(parents))
+        features["label"] = datasets.ClassLabel(names=classes)
+        rows["label"] = [classes.index(p) for p in parents]
+    return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
 
 
 def load_image_folder(path: str) -> datasets.Dataset:
@@ -32,13 +45,32 @@ def load_image_folder(path: str) -> datasets.Dataset:
         raise DataSourceError(
             f"image folder '{path}' (data.path) contains no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    classes = sorted({f.parent.name for f in files if f.parent != root})
-    features = {"image": datasets.Image(decode=False)}
-    rows: dict[str, list] = {"image": [{"path": str(f), "bytes": None} for f in files]}
-    if classes and all(f.parent != root for f in files):
-        features["label"] = datasets.ClassLabel(names=classes)
-        rows["label"] = [classes.index(f.parent.name) for f in files]
-    return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
+    cells = [{"path": str(f), "bytes": None} for f in files]
+    return _table(cells, [f.parent.name if f.parent != root else None for f in files])
+
+
+def load_image_zip(path: Path) -> datasets.Dataset:
+    """The images of a zip archive, labelled by their folders as in an image folder; one folder that holds
+    everything (``zip -r imgs.zip imgs/``) is the archive's root, not a class.
+
+    Read with ``zipfile`` rather than ``datasets``' imagefolder: in datasets 5.2 that builder labels an archive's
+    images by the folder the archive sits in (``_generate_examples`` takes ``dirname`` of the archive's path), and
+    it extracts to a cache keyed by the archive's path alone, so a changed archive would be read stale."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = sorted(n for n in archive.namelist() if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
+            names = [n for n in names if not n.startswith("__MACOSX/")]  # macOS resource forks beside the images
+            cells = [{"path": f"{path}/{n}", "bytes": archive.read(n)} for n in names]
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataSourceError(f"could not read '{path}' as a zip archive ({err}): give a zip of images") from err
+    if not names:
+        raise DataSourceError(
+            f"the zip archive '{path}' holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    parts = [PurePosixPath(n).parts for n in names]
+    while len({p[0] for p in parts}) == 1 and all(len(p) > 1 for p in parts):  # a folder around everything
+        parts = [p[1:] for p in parts]
+    return _table(cells, [p[-2] if len(p) > 1 else None for p in parts])
 
 
 def load_digits() -> datasets.Dataset:

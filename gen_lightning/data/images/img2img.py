@@ -7,7 +7,8 @@ Batches are dicts (docs/CONTRACT.md): ``"source"`` and ``"target"`` images ``flo
   ``derived`` (any image data set of the project, ``images:`` its config, and a named transform of
   ``derive.py`` that makes the input from each image: ``downscale:4``, ``edges``, ``grayscale``, ``mask``),
   ``folders`` (``path/A`` and ``path/B`` with matching file names, e.g. facades, edges2shoes, DIV2K crops),
-  ``parquet`` or ``hub`` (two image columns).
+  ``parquet``, ``local`` (a ``save_to_disk`` folder or a CSV of image paths: ``local.py``) or ``hub`` (two image
+  columns).
 - ``UnpairedImageDataModule``: two image data sets (``domain_a``, ``domain_b``: image data configs), sampled
   independently each epoch (CycleGAN); ``paired = False``.
 
@@ -26,13 +27,14 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from gen_lightning.data import sources
 from gen_lightning.data.base import DataModule, Source, digest
+from gen_lightning.data.images import local
 from gen_lightning.data.images.derive import apply_transform, resize_all
 from gen_lightning.data.images.folders import load_paired_folders
 from gen_lightning.data.images.module import ImageDataModule, ImageTensorDataset, decode_images
 from gen_lightning.data.loaders import EpochSampler, evaluation_loader
 from gen_lightning.data.sources import DataSourceError
 
-PAIRED_SOURCES = ("derived", "folders", "parquet", "hub")
+PAIRED_SOURCES = ("derived", "folders", "parquet", "local", "hub")
 
 
 def _scaled(images: torch.Tensor) -> torch.Tensor:
@@ -174,7 +176,7 @@ class PairedImageDataModule(ImagePairData):
             raise ValueError(f"data.source must be one of {PAIRED_SOURCES}, got '{source}'")
         if source == "derived" and (not images or not transform):
             raise ValueError("data.source=derived needs data.images (an image data config) and data.transform")
-        if source in ("folders", "parquet") and not path:
+        if source in ("folders", "parquet", "local") and not path:
             raise ValueError(f"data.source={source} needs data.path")
         if name and hub_name and name != hub_name:
             raise ValueError(f"data.name={name!r} and data.hub_name={hub_name!r} differ: give one (hub_name)")
@@ -218,6 +220,8 @@ class PairedImageDataModule(ImagePairData):
             return load_paired_folders(f"{hp.path}/{split}" if hp.val_split else hp.path)
         if hp.source == "parquet":
             return sources.load_parquet(f"{hp.path}/{split}" if hp.val_split else hp.path)
+        if hp.source == "local":
+            return local.load_local(hp.path, split, hp.val_split)
         return self.load_hub(split)
 
     def _decode(self, table: datasets.Dataset) -> PairDataset:

@@ -1,14 +1,16 @@
-"""The image data module: hub datasets, local folders, parquet files, and the embedded digits.
+"""The image data module: hub datasets, local files in the formats people have, and the embedded digits.
 
-Every source becomes a Hugging Face dataset (``data/sources.py``, ``folders.py``); its images are decoded once in
-``setup`` to a uint8 tensor ``(N, C, H, W)`` (resized, padded, grey or RGB as configured) and scaled to [-1, 1] per
-item. A file that cannot be decoded fails with its path (or its row) in the message. Splits are fixed by
-``split_seed``, so every run and every seed is evaluated on the same validation images.
+Every source becomes a Hugging Face dataset (``data/sources.py``; local paths: ``local.py``, which says the formats
+a path may hold: MNIST IDX files, ``save_to_disk`` folders, parquet, CSV of image paths, zip, image folders); its
+images are decoded once in ``setup`` to a uint8 tensor ``(N, C, H, W)`` (resized, padded, grey or RGB as
+configured) and scaled to [-1, 1] per item. A file that cannot be decoded fails with its path (or its row) in the
+message. Splits are fixed by ``split_seed``, so every run and every seed is evaluated on the same validation images.
 """
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -18,10 +20,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from gen_lightning.data import sources
 from gen_lightning.data.base import DataModule, Source, digest
+from gen_lightning.data.images import local
+from gen_lightning.data.images.derive import resize_all
 from gen_lightning.data.images.folders import load_digits, load_image_folder
 from gen_lightning.data.sources import DataSourceError
 
-SOURCES = ("digits", "hub", "parquet", "image_folder")
+SOURCES = ("digits", "hub", "local", "parquet", "image_folder")
 
 
 class ImageTensorDataset(Dataset):
@@ -58,6 +62,8 @@ def _to_pil(value, where: str) -> Image.Image:
                 raise ValueError("empty image cell (no bytes and no path)")
         elif isinstance(value, bytes | bytearray):
             img = Image.open(io.BytesIO(value))
+        elif isinstance(value, str):  # a file's path (a CSV's column of paths)
+            img, where = Image.open(value), value
         else:
             arr = np.asarray(value)
             if arr.dtype.kind not in "iu" or arr.size == 0 or arr.min() < 0 or arr.max() > 255:
@@ -67,6 +73,38 @@ def _to_pil(value, where: str) -> Image.Image:
         return img
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataSourceError(f"cannot read image {where}: {err}") from err
+
+
+def _labels(ds: datasets.Dataset, label_column: str | None) -> torch.Tensor:
+    """int64 labels of ``label_column`` (``auto``: ``label`` where there is one), -1 without; text labels (a CSV's
+    ``cat``/``dog``) become class indices in sorted order, as ``datasets.ClassLabel`` numbers them."""
+    if label_column not in (None, "auto") and label_column not in ds.column_names:
+        raise DataSourceError(
+            f"label column '{label_column}' not found; the dataset has columns {ds.column_names} (set "
+            "data.label_column to one of them, or data.label_column=null for unlabelled images)"
+        )
+    label_column = "label" if label_column == "auto" and "label" in ds.column_names else label_column
+    if label_column in (None, "auto"):
+        return torch.full((len(ds),), -1, dtype=torch.long)
+    feature = ds.features[label_column]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        ds = ds.class_encode_column(label_column)
+    return torch.as_tensor(np.asarray(ds.with_format("numpy")[:][label_column]), dtype=torch.long)
+
+
+def _array_images(ds: datasets.Dataset, column: str, channels: int, size: int | None) -> torch.Tensor | None:
+    """uint8 ``Array2D``/``Array3D`` images (IDX files, the digits) read as one array, without a PIL image per row;
+    None for other columns. Resizing is ``derive.resize_all``'s, the PIL bicubic of the per-image path."""
+    feature = ds.features[column]
+    if not isinstance(feature, datasets.Array2D | datasets.Array3D) or feature.dtype != "uint8":
+        return None
+    arr = np.asarray(ds.with_format("numpy")[:][column]).astype(np.uint8)  # (N, H, W) or (N, H, W, C)
+    arr = arr[..., None] if arr.ndim == 3 else arr
+    if arr.shape[-1] not in (1, 3) or (arr.shape[-1] == 3 and channels == 1):
+        return None  # the luma of RGB arrays: PIL's convert("L") in the per-image path
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+    x = resize_all(x, size) if size is not None else x
+    return x.expand(-1, channels, -1, -1).contiguous()  # grey to RGB repeats the channel, as PIL does
 
 
 def decode_images(
@@ -82,39 +120,36 @@ def decode_images(
         raise DataSourceError(f"image column '{image_column}' not found; the dataset has columns {ds.column_names}")
     if isinstance(ds.features[image_column], datasets.Image):
         ds = ds.cast_column(image_column, datasets.Image(decode=False))
-    if label_column not in (None, "auto") and label_column not in ds.column_names:
-        raise DataSourceError(
-            f"label column '{label_column}' not found; the dataset has columns {ds.column_names} (set "
-            "data.label_column to one of them, or data.label_column=null for unlabelled images)"
-        )
-    has_labels = label_column not in (None, "auto") or "label" in ds.column_names
-    label_column = "label" if label_column == "auto" else label_column
-    mode = {1: "L", 3: "RGB"}[channels]
-    images, labels = [], []
-    for i, row in enumerate(ds):
-        img = _to_pil(row[image_column], where=f"at row {i} of column '{image_column}'").convert(mode)
-        if size is not None and img.size != (size, size):
-            img = img.resize((size, size), Image.BICUBIC)
-        arr = np.asarray(img, dtype=np.uint8).reshape(img.size[1], img.size[0], channels)
-        images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
-        labels.append(int(row[label_column]) if has_labels else -1)
-    if not images:
+    labels = _labels(ds, label_column)
+    if len(ds) == 0:
         raise DataSourceError("the dataset has no images")
-    x = torch.stack(images)
+    x = _array_images(ds, image_column, channels, size)
+    if x is None:
+        mode = {1: "L", 3: "RGB"}[channels]
+        images = []
+        for i, value in enumerate(ds[image_column]):
+            img = _to_pil(value, where=f"at row {i} of column '{image_column}'").convert(mode)
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.BICUBIC)
+            arr = np.asarray(img, dtype=np.uint8).reshape(img.size[1], img.size[0], channels)
+            images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+        x = torch.stack(images)
     if pad:
         x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    return x, torch.tensor(labels, dtype=torch.long)
+    return x, labels
 
 
 class ImageDataModule(DataModule):
     """Images scaled to [-1, 1] with integer labels, from one of ``SOURCES``.
 
     ``source`` picks the kind (``digits``: embedded; ``hub``: ``hub_name``, or ``name`` as older configs say;
-    ``parquet`` / ``image_folder``: ``path``)."""
+    ``local``: ``path`` in any format of ``local.py``; ``parquet`` / ``image_folder``: ``path`` in that format).
+    A ``path`` given to ``digits`` or ``hub`` is a local copy of the data, read instead (``data=mnist
+    data.path=DIR`` with the IDX files as distributed); the hub name still names the data in ``dataset_key``."""
 
     task, source_modality, modality = "unconditional", None, "image"  # docs/CONTRACT.md
     EMBEDDED = {"digits": "the embedded 8x8 digits (scikit-learn)"}
-    LOCAL = "a folder of images (sub-folders name the classes), or parquet files (a file, a folder or a glob)"
+    LOCAL = f"one of: {local.ACCEPTED}"
 
     def __init__(
         self,
@@ -143,7 +178,7 @@ class ImageDataModule(DataModule):
             raise ValueError(f"data.name={name!r} and data.hub_name={hub_name!r} differ: give one (hub_name)")
         if source == "hub" and not (name or hub_name):
             raise ValueError("data.source=hub needs data.name or data.hub_name (a hub dataset such as ylecun/mnist)")
-        if source in ("parquet", "image_folder") and not path:
+        if source in ("local", "parquet", "image_folder") and not path:
             raise ValueError(f"data.source={source} needs data.path")
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 or 3, got {channels}")
@@ -157,11 +192,17 @@ class ImageDataModule(DataModule):
 
     # ---- loading -------------------------------------------------------------------------------------------
     @property
+    def kind(self) -> str:
+        """The source read: ``source``, but ``local`` where a path is given to ``digits`` or ``hub``."""
+        hp = self.hparams
+        return "local" if hp.path and hp.source in ("digits", "hub") else hp.source
+
+    @property
     def source(self) -> Source:
         hp = self.hparams
-        if hp.source == "digits":
+        if self.kind == "digits":
             return Source("embedded", "digits", "source")
-        if hp.source == "hub":
+        if self.kind == "hub":
             return Source("hub", hp.get("hub_name") or hp.name, "hub_name")
         return Source("path", hp.path, "path")
 
@@ -170,10 +211,12 @@ class ImageDataModule(DataModule):
 
     def _load(self, split: str) -> datasets.Dataset:
         hp = self.hparams
-        if hp.source == "digits":
+        if self.kind == "digits":
             return load_digits()
-        if hp.source == "hub":
+        if self.kind == "hub":
             return self.load_hub(split)
+        if self.kind == "local":
+            return local.load_local(hp.path, split, hp.val_split, hp.image_column)
         if hp.source == "parquet":
             return sources.load_parquet(hp.path)
         return load_image_folder(hp.path)
@@ -185,7 +228,7 @@ class ImageDataModule(DataModule):
 
     def _load_decoded(self, split: str) -> ImageTensorDataset:
         hp = self.hparams
-        if hp.source != "digits":
+        if self.kind != "digits":
             return self._decode(self._load(split))
         key = (hp.source, split, hp.image_column, hp.label_column, hp.channels, hp.image_size, hp.pad)
         if key not in _EMBEDDED:
@@ -235,7 +278,7 @@ class ImageDataModule(DataModule):
     def dataset_key(self) -> str:
         """Identifies the data and its preprocessing (cache key for metric statistics and extractors)."""
         params = self.data_params()
-        label = params["name"] or params["source"]
+        label = params["name"] or (Path(params["path"]).name if params["source"] == "local" else params["source"])
         return f"{str(label).replace('/', '_')}-{self.image_shape[1]}px-{digest(params)}"
 
     # ---- loaders -------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Layouts of ``path`` (``format: auto`` picks by what is there):
   extension, or the extension itself when every file shares one stem (``rt-polarity.pos`` / ``rt-polarity.neg``
   -> ``pos`` / ``neg``);
 - ``folders``: a folder with one sub-folder per class (its name is the label), one text per file (IMDB's layout);
-- ``table``: a CSV / TSV file or a JSON-lines file with a text column and a label column.
+- ``table``: a CSV / TSV file or a JSON-lines file with a text column and a label column;
+- ``saved``: a folder written by ``datasets``' ``save_to_disk`` (a ``Dataset``, or a ``DatasetDict``'s ``train``
+  split), read with ``load_from_disk``: a hub dataset saved where the hub cannot be reached.
 Files are decoded with ``encoding`` by ``data/decoding.py`` (real corpora are not all UTF-8: MR is Latin-1); a file
 that does not decode is an error naming it, the line and the fix. Every problem is a ``DataSourceError``. Splits are
 stratified: each class is shuffled with a fixed seed and dealt out, so every split (and every cross-validation fold)
@@ -21,14 +23,17 @@ from pathlib import Path
 import torch
 
 from gen_lightning.data.decoding import read_text
-from gen_lightning.data.sources import DataSourceError, EmptySourceError, hub_column, local_path
+from gen_lightning.data.sources import DataSourceError, EmptySourceError, hub_column, is_saved, load_saved, local_path
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json"}
-FORMATS = ("auto", "files", "folders", "table")
+FORMATS = ("auto", "files", "folders", "table", "saved")
 
 
 LabelledTextError = DataSourceError  # the name this module's errors had (a ValueError; DataSourceError is one)
-LOCAL = "class files (one text a line), class folders (one text a file), or a CSV / JSON-lines table"
+LOCAL = (
+    "class files (one text a line), class folders (one text a file), a CSV / JSON-lines table, or a datasets "
+    "save_to_disk folder"
+)
 
 
 def _visible(paths) -> list[Path]:
@@ -91,8 +96,12 @@ def read_path(path: str | Path, fmt: str, text_column: str, label_column: str, e
     if fmt not in FORMATS:
         raise DataSourceError(f"data.format must be one of {FORMATS}, got {fmt!r}")
     root = local_path(path, LOCAL)
+    if fmt == "auto" and is_saved(root):
+        fmt = "saved"
     if fmt == "auto":
         fmt = "table" if root.is_file() else "folders" if any(p.is_dir() for p in _visible(root.iterdir())) else "files"
+    if fmt == "saved":
+        return hub_examples(load_saved(root, "train"), str(root), text_column, label_column)
     if fmt == "table":
         if root.suffix.lower() not in TABLE_SUFFIXES:
             raise DataSourceError(
