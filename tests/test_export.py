@@ -211,3 +211,14 @@ def test_the_command_names_what_it_cannot_use(vae_run, tmp_path, capsys):
     assert "unknown argument 'foo'" in refused(f"ckpt={vae_run}", f"out={tmp_path / 'a'}", "foo=1")
     assert "format=onnx is not one of" in refused(f"ckpt={vae_run}", f"out={tmp_path / 'a'}", "format=onnx")
     assert not (tmp_path / "a").exists()
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "gpt2"}')  # a Hugging Face folder: only known file names
+    assert "holds a config.json that is not a gen-lightning export's" in refused(f"ckpt={vae_run}", f"out={hf}")
+    assert (hf / "config.json").read_text() == '{"model_type": "gpt2"}'
+
+
+def test_evaluate_names_the_run_an_export_came_from(vae_run, tmp_path):
+    out = export_checkpoint(vae_run / "checkpoints" / "last.ckpt", tmp_path / "export")
+    with pytest.raises(SystemExit, match="is an export, which holds the model but not the data"):
+        cli.main(["evaluate", f"ckpt={out}"])

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import describe
 
+TOKENIZER_FILES = {"tokenizer": "the tokenizer", "source_tokenizer": "the tokenizer of the source side"}
 SHOWN_TOKENIZER_KEYS = ("kind", "algorithm", "pre_tokenizer", "vocab_size", "file")
 
 
@@ -147,10 +148,10 @@ def model_card(config: dict, facts: dict, name: str = "DIR") -> str:
         "",
         "## Files",
         "",
-        "- `model.safetensors`: the weights and the buffers that matter (EMA averages included), read without pickle",
+        "- `model.safetensors`: the module's whole state, weights and buffers (EMA averages where it keeps them)",
         "- `config.json`: the class, its constructor arguments (`hparams`), the data facts (`data`), the weights' "
         "SHA-256",
-        *(f"- `{v['file']}`: the tokenizer ({k})" for k, v in config["data"].items() if isinstance(v, dict)),
+        *(f"- `{v['file']}`: {TOKENIZER_FILES[k]}" for k, v in config["data"].items() if k in TOKENIZER_FILES),
         "",
         "## Model",
         "",

@@ -71,13 +71,15 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
         "data": {k: hparams[k] for k in DATA_FACTS if k in hparams},
         "trained": {"checkpoint": str(ckpt_path), "global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch")},
     }
+    facts = card.run_facts(Path(ckpt_path), ckpt)  # the run's data config, seed and metrics, where it has them
+    config["trained"].update({k: facts[k] for k in ("run_dir", "seed", "data") if k in facts})
     config["weights"] = weights.save(ckpt["state_dict"], out / WEIGHTS, {"gen_lightning_class": target})
     for name in TOKENIZERS:
         if hparams.get(name) is not None:
             config["data"][name] = write_tokenizer(out, name, hparams[name])
         else:
             (out / f"{name}.json").unlink(missing_ok=True)  # an earlier export's into this folder
-    write_text(out / CARD, card.model_card(config, card.run_facts(Path(ckpt_path), ckpt), str(out)))
+    write_text(out / CARD, card.model_card(config, facts, str(out)))
     write_json(out / CONFIG, config)  # last: a folder without it is an unfinished export
     return out
 
@@ -124,8 +126,14 @@ def writable_folder(out: str | Path) -> Path:
                 f"out={out} already holds files that are not part of an export ({listed}): give a new or empty "
                 "folder (nothing was written)"
             )
-        if (out / CONFIG).is_file():
-            read_config(out)  # an earlier export may be replaced; another tool's config.json may not
+        if (out / CONFIG).is_file():  # an earlier export may be replaced; another tool's folder (Hugging Face) not
+            try:
+                read_config(out)
+            except ExportError as err:
+                raise ExportError(
+                    f"out={out} holds a {CONFIG} that is not a gen-lightning export's ({err}): give a new or empty "
+                    "folder (nothing was written)"
+                ) from err
     out.mkdir(parents=True, exist_ok=True)
     for temporary in out.iterdir():
         if OWN_TEMPORARY.fullmatch(temporary.name):
