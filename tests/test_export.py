@@ -187,6 +187,7 @@ def test_the_command_exports_a_run_and_sample_reads_the_export(vae_run, tmp_path
     cli.main(["sample", f"ckpt={out}", "n=8", "seed=5"])  # no out=: the current directory, not the export
     cli.main(["sample", f"ckpt={vae_run / 'checkpoints' / 'last.ckpt'}", "n=8", "seed=5", "out=from_ckpt.png"])
     assert torch.equal(_pixels(tmp_path / "sample.png"), _pixels(tmp_path / "from_ckpt.png"))
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
 
     cli.main(["export", f"ckpt={vae_run / 'checkpoints' / 'best.ckpt'}", f"out={out}"])  # an earlier export: replaced
     assert json.loads((out / "config.json").read_text())["trained"]["checkpoint"].endswith("best.ckpt")
