@@ -151,7 +151,7 @@ def model_card(config: dict, facts: dict, name: str = "DIR") -> str:
         "- `model.safetensors`: the module's whole state, weights and buffers (EMA averages where it keeps them)",
         "- `config.json`: the class, its constructor arguments (`hparams`), the data facts (`data`), the weights' "
         "SHA-256",
-        *(f"- `{v['file']}`: {TOKENIZER_FILES[k]}" for k, v in config["data"].items() if k in TOKENIZER_FILES),
+        *(f"- `{v['file']}`: {TOKENIZER_FILES[k]}" for k, v in config["data"].items() if k in TOKENIZER_FILES and v),
         "",
         "## Model",
         "",

@@ -75,10 +75,9 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
     config["trained"].update({k: facts[k] for k in ("run_dir", "seed", "data") if k in facts})
     config["weights"] = weights.save(ckpt["state_dict"], out / WEIGHTS, {"gen_lightning_class": target})
     for name in TOKENIZERS:
-        if hparams.get(name) is not None:
-            config["data"][name] = write_tokenizer(out, name, hparams[name])
-        else:
-            (out / f"{name}.json").unlink(missing_ok=True)  # an earlier export's into this folder
+        (out / f"{name}.json").unlink(missing_ok=True)  # an earlier export's into this folder
+        if name in hparams:
+            config["data"][name] = write_tokenizer(out, name, hparams[name]) if hparams[name] is not None else None
     write_text(out / CARD, card.model_card(config, facts, str(out)))
     write_json(out / CONFIG, config)  # last: a folder without it is an unfinished export
     return out
@@ -135,6 +134,7 @@ def writable_folder(out: str | Path) -> Path:
                     "folder (nothing was written)"
                 ) from err
     out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG).unlink(missing_ok=True)  # until the new one is written, the folder is an unfinished export
     for temporary in out.iterdir():
         if OWN_TEMPORARY.fullmatch(temporary.name):
             temporary.unlink(missing_ok=True)  # left by an export that was killed while writing
