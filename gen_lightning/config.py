@@ -113,6 +113,19 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
 
 
+def compose_option(group: str, option: str) -> DictConfig:
+    """One option of a config group as Hydra composes it (its defaults list included), e.g. ``metrics`` of
+    ``gen-lightning evaluate metrics=NAME``; an unknown option is a ValueError naming the known ones."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    if not (config_dir() / group / f"{option}.yaml").is_file():
+        choices = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        raise ValueError(f"unknown {group} option '{option}'; choose from {', '.join(choices)}")
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=None, overrides=[f"+{group}={option}"]).get(group) or OmegaConf.create({})
+
+
 def _targets(group: str) -> dict[str, str]:
     """``{option: _target_}`` of every option of a config group that builds an object."""
     out = {}

@@ -7,6 +7,8 @@
       samples/<name>/        preview grids, texts or tables, one file a validation (stepNNNNNNN.png|txt|tsv)
       figures/<name>/        figures of the metric protocols (e.g. a confusion matrix)
       evaluations/<name>.*   evaluation variants of a study
+      checkpoints/last[.split].eval.json, .evaluations.jsonl, .outputs.txt, .<figure>.png
+                             what `gen-lightning evaluate` wrote (EvaluationFiles; out=PREFIX puts them elsewhere)
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
       csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
       error.txt              the traceback of a run that failed
@@ -105,6 +107,36 @@ class RunDir:
     @property
     def data_fingerprint(self) -> Path:
         return self.path / "data_fingerprint.json"
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """What ``gen-lightning evaluate`` writes for one checkpoint, named from one prefix: ``RUN_DIR/checkpoints/last``
+    (``last.test`` for a split other than the protocol's), or the ``out=PREFIX`` the user gave."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, checkpoint: str | Path, split_tag: str = "", out: str | None = None) -> EvaluationFiles:
+        return cls(str(out or Path(checkpoint).with_suffix("")) + split_tag)
+
+    @property
+    def result(self) -> Path:
+        """The latest evaluation: metrics, arguments and protocol card."""
+        return Path(self.prefix + ".eval.json")
+
+    @property
+    def history(self) -> Path:
+        """Every evaluation ever written at this prefix, one JSON line each."""
+        return Path(self.prefix + ".evaluations.jsonl")
+
+    @property
+    def outputs(self) -> Path:
+        """Per-example outputs, one a line."""
+        return Path(self.prefix + ".outputs.txt")
+
+    def figure(self, name: str) -> Path:
+        return Path(f"{self.prefix}.{name}.png")
 
 
 def resumable_state(run_dir: str | Path) -> str:

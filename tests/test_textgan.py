@@ -136,3 +136,16 @@ def test_text_gans_train_under_ddp_without_the_unused_parameter_search(model, tm
     assert OmegaConf.load(run_dir / "config.yaml").trainer.strategy == "ddp"
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert int(state["batches"]) > 2  # the adversarial phase ran (batches 0 and 1 are the pre-training phases)
+
+
+def test_only_next_token_models_report_the_likelihood_of_held_out_text():
+    """The sentences protocol reports nll_test for models whose forward gives next-token logits; BERT (masked tokens)
+    and non-text models declare none, so the protocol leaves the number out rather than report a meaningless one."""
+    from gen_lightning.metrics.sentences import has_likelihood
+    from gen_lightning.rnn.module import CharRNN
+    from gen_lightning.transformer.bert import BERT
+    from gen_lightning.transformer.gpt import GPT
+    from gen_lightning.vae.module import VAE
+
+    assert [has_likelihood(c) for c in (GPT, CharRNN, SeqGAN, RelGAN)] == [True] * 4
+    assert [has_likelihood(c) for c in (BERT, VAE)] == [False, False]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from omegaconf import OmegaConf
 
 from gen_lightning.data.text.sentences import IGNORE, SentencesDataModule
 from gen_lightning.data.text.tokenizers import from_config
@@ -134,6 +135,14 @@ def test_texygen_protocol_by_name_and_bad_protocol_values():
     assert protocol.num_references == 500 and protocol.self_bleu_items == 500
     assert compose(["model=lstm", "data=sentences"]).metrics._target_.endswith("SentenceMetrics")  # its default
     assert "sentences" in protocols_for(("unconditional", None, "text"))
+    # `gen-lightning evaluate metrics=NAME` reads an option as fit composes it: its defaults list included.
+    from gen_lightning.commands.evaluate import metrics_config
+
+    alone = metrics_config({}, ["metrics=sentences_texygen"])
+    assert OmegaConf.to_container(alone) == OmegaConf.to_container(cfg.metrics)
+    assert metrics_config({}, ["metrics=sentences_texygen", "metrics.num_items=64"]).num_items == 64
+    with pytest.raises(ValueError, match="unknown metrics option 'texygen'; choose from .*sentences_texygen"):
+        metrics_config({}, ["metrics=texygen"])
     with pytest.raises(ValueError, match=r"metrics.temperatures\[1\] must be a positive number, got 'hot'"):
         SentenceMetrics(temperatures=[0.8, "hot"])
     with pytest.raises(ValueError, match="metrics.temperature must be a positive number"):

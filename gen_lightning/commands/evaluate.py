@@ -24,11 +24,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from gen_lightning import tracking
-from gen_lightning.config import config_dir, parse_kv
+from gen_lightning.config import compose_option, parse_kv
 from gen_lightning.export import is_export
-from gen_lightning.files import append_jsonl, write_json
+from gen_lightning.files import append_jsonl, write_json, write_text, write_with
 from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
+from gen_lightning.run_dir import EvaluationFiles
 
 USAGE = "usage: gen-lightning evaluate ckpt=PATH [split=...] [metrics=NAME] [metrics.KEY=V] [model.KEY=V] [device=cpu]"
 OWN = ("ckpt", "split", "device", "out")
@@ -53,11 +54,7 @@ def metrics_config(saved, overrides: list[str]):
     for item in overrides:
         key, value = item.split("=", 1)
         if key == "metrics":
-            path = config_dir() / "metrics" / f"{value}.yaml"
-            if not path.is_file():
-                choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
-                raise ValueError(f"unknown metrics option '{value}'; choose from {', '.join(choices)}")
-            cfg = OmegaConf.load(path) or OmegaConf.create({})
+            cfg = compose_option("metrics", value)
         else:  # Hydra's override grammar, as fit reads it: metrics.decoding={beam:5} is a mapping
             override = OverridesParser.create().parse_override(item)
             cfg = cfg.copy()  # the run's saved config stays as it is
@@ -67,18 +64,17 @@ def metrics_config(saved, overrides: list[str]):
     return cfg
 
 
-def write_outputs(prefix: str, result: dict) -> list[Path]:
+def write_outputs(files: EvaluationFiles, result: dict) -> list[Path]:
     """Per-example outputs (one a line) and figures: ``PREFIX.outputs.txt``, ``PREFIX.<figure>.png``."""
     from torchvision.utils import save_image
 
     written = []
     if "outputs" in result:
-        path = Path(prefix + ".outputs.txt")
-        path.write_text("".join(str(o).replace("\n", " ") + "\n" for o in result["outputs"]), encoding="utf-8")
-        written.append(path)
+        write_text(files.outputs, "".join(str(o).replace("\n", " ") + "\n" for o in result["outputs"]))
+        written.append(files.outputs)
     for name, image in result.get("figures", {}).items():
-        path = Path(f"{prefix}.{name}.png")
-        save_image(image, path)
+        path = files.figure(name)
+        write_with(path, lambda tmp, image=image: save_image(image, tmp, format="png"))
         written.append(path)
     return written
 
@@ -103,9 +99,9 @@ def protocol_changes(before: dict | None, after: dict) -> str:
     return ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k))
 
 
-def keep_in_history(prefix: str, record: dict) -> Path:
+def keep_in_history(files: EvaluationFiles, record: dict) -> Path:
     """Append the evaluation to ``PREFIX.evaluations.jsonl``: every number ever written here, with its card."""
-    path = Path(prefix + ".evaluations.jsonl")
+    path = files.history
     append_jsonl(path, {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record})
     return path
 
@@ -135,14 +131,14 @@ def evaluate_command(args: list[str]) -> dict:
     for key, value in values.items():
         print(f"{key:<{width}}  {value:.6g}")
     tag = f".{split}" if split and split != protocol.split else ""
-    prefix = str(options.get("out") or ckpt.with_suffix("")) + tag  # RUN_DIR/checkpoints/last[.test]
-    out = Path(prefix + ".eval.json")
+    files = EvaluationFiles.of(ckpt, tag, options.get("out"))  # RUN_DIR/checkpoints/last[.test]
+    out = files.result
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"checkpoint": str(ckpt), "arguments": args, "metrics": values, "protocol": result["protocol"]}
     replaced = previous_protocol(out)
     write_json(out, record)  # atomic
-    history = keep_in_history(prefix, record)
-    for path in [out, *write_outputs(prefix, result)]:
+    history = keep_in_history(files, record)
+    for path in [out, *write_outputs(files, result)]:
         print(f"wrote {path}")
     changed = protocol_changes(replaced, result["protocol"])
     if changed:

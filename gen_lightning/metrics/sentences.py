@@ -35,12 +35,9 @@ ORDERS = (2, 3, 4, 5)
 
 
 def has_likelihood(module) -> bool:
-    """Whether ``module(inputs)`` gives next-token logits: a model says so with ``next_token_likelihood``; a
-    ``LanguageModel`` has one unless it is trained by masked-token prediction (BERT)."""
-    from gen_lightning.nn.language_model import LanguageModel
-
-    default = isinstance(module, LanguageModel) and not hasattr(module, "_masked_loss")
-    return bool(getattr(module, "next_token_likelihood", default))
+    """Whether ``module(inputs)`` gives next-token logits: the model says so with ``next_token_likelihood`` (every
+    ``LanguageModel`` does, True or False); any other model has none."""
+    return bool(getattr(module, "next_token_likelihood", False))
 
 
 class SentenceMetrics(EvaluationCallback):

@@ -37,6 +37,9 @@ class LanguageModel(L.LightningModule):
     # Lower is better for each (token_metrics.py): the cross-entropy, in bits per token, and its perplexity.
     metric_directions: dict[str, str] = {"val/loss": "min", "val/bpc": "min", "val/ppl": "min"}
     sample_modes: tuple[str, ...] = ()
+    # Whether forward(inputs) gives next-token logits, so a text protocol may report the likelihood of held-out text
+    # (metrics/sentences.py: nll_test); a model trained otherwise (BERT's masked tokens) says False.
+    next_token_likelihood = True
     settings: tuple[type, ...] = ()  # the hyperparameter dataclasses before the optimiser's
     defaults: dict = {}  # this model's defaults where they differ from the dataclasses'
     SHAPE = ("vocab_size", "causal")  # network config fields set by the tokenizer and the model, not by the user

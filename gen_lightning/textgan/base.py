@@ -37,9 +37,8 @@ PHASES = ("mle", "d_pretrain", "adversarial")
 
 
 class TextGAN(LanguageModel):
-    """Base of the text GANs; a subclass implements ``generator_step`` and ``discriminator_loss``."""
-
-    next_token_likelihood = True  # the generator is a language model: the sentences protocol reports nll_test
+    """Base of the text GANs; a subclass implements ``generator_step`` and ``discriminator_loss``. The generator is
+    a language model, so the sentences protocol reports its nll_test (``next_token_likelihood``)."""
 
     @classmethod
     def groups(cls) -> tuple[type, ...]:

@@ -39,6 +39,7 @@ class Masking:
 
 class BERT(LanguageModel):
     metric_directions = {**LanguageModel.metric_directions, "val/mlm_acc": "max"}
+    next_token_likelihood = False  # trained on masked tokens: forward gives no likelihood of a sentence
     settings = (TransformerConfig, Masking)
     defaults = {"dropout": 0.1, "bias": True, "betas": (0.9, 0.99), "warmup_steps": 100, "lr_decay_steps": 5000}
 
