@@ -26,6 +26,7 @@ from gen_lightning.export import ExportError, export_checkpoint, load_module, we
 from gen_lightning.export.weights import split_aliases
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared, train
+from gen_lightning.run_dir import EvaluationFiles
 from gen_lightning.tasks import task_of
 
 # The resume test's families, the VAE, the latent model (a frozen sub-model kept in its own state) and a classifier.
@@ -174,13 +175,18 @@ def vae_run(tmp_path_factory):
 
 def test_the_command_exports_a_run_and_sample_reads_the_export(vae_run, tmp_path, monkeypatch):
     out = tmp_path / "vae-export"
+    # An evaluation of the checkpoint on the test split, as `gen-lightning evaluate split=test` records it.
+    evaluation = EvaluationFiles.of(vae_run / "checkpoints" / "last.ckpt", ".test").result
+    protocol = {"protocol": "classifier", "split": "test", "num_samples": 500, "seed": 4, "global_step": 12}
+    evaluation.write_text(json.dumps({"metrics": {"test/fid_clf": 31.25}, "protocol": protocol}))
     cli.main(["export", f"ckpt={vae_run}", f"out={out}"])  # a run directory: its last.ckpt
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (out / "README.md").read_text()
     summary = json.loads((vae_run / "metrics.json").read_text())
     elbo = next(r for r in summary["history"] if r["step"] == 12)["val/elbo"]
     for fact in ("gen_lightning.vae.module.VAE", "step 12", "source: digits", "seed 0", f"{elbo:.6g}",
-                 "load_module(", f"gen-lightning sample ckpt={out}"):  # fmt: skip
+                 "load_module(", f"gen-lightning sample ckpt={out}", "### last.test.eval.json",
+                 "| `test/fid_clf` | 31.25 |", "num_samples: 500"):  # fmt: skip
         assert fact in card, f"the model card lacks {fact!r}"
 
     monkeypatch.chdir(tmp_path)

@@ -3,8 +3,9 @@
 The facts come from the export's config and from the run the checkpoint belongs to, when it is in one
 (run_dir.py): ``config.yaml`` (the data config, the seed), ``metrics.json`` (the validation values at the
 checkpoint's step, with the metric protocol's card: its splits, subset sizes, seeds, package versions) and the
-evaluations of that checkpoint (``gen-lightning evaluate``'s ``<name>[.split].eval.json`` beside it, a study's
-``evaluations/*.json``). The run's files are only read as text here: nothing they name is imported.
+evaluations of that checkpoint (``gen-lightning evaluate``'s ``<name>[.split].eval.json`` beside it, named by
+run_dir.EvaluationFiles; a study's ``evaluations/*.json``). The run's files are only read as text here: nothing
+they name is imported.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run_dir import EvaluationFiles, RunDir
 from gen_lightning.tasks import describe
 
+SPLIT_TAGS = ("", ".train", ".val", ".test")  # evaluate's files: the protocol's split, then another split named
 TOKENIZER_FILES = {"tokenizer": "the tokenizer", "source_tokenizer": "the tokenizer of the source side"}
 SHOWN_TOKENIZER_KEYS = ("kind", "algorithm", "pre_tokenizer", "vocab_size", "file")
 
@@ -59,8 +61,8 @@ def run_facts(ckpt_path: Path, ckpt: dict) -> dict:
 def evaluations(run: RunDir, ckpt_path: Path, step: int | None) -> list[dict]:
     """The evaluations of this checkpoint at this step: ``gen-lightning evaluate``'s, then a study's."""
     found = []
-    stem = ckpt_path.with_suffix("")
-    for path in sorted({*stem.parent.glob(f"{stem.name}.eval.json"), *stem.parent.glob(f"{stem.name}.*.eval.json")}):
+    for tag in SPLIT_TAGS:
+        path = EvaluationFiles.of(ckpt_path, tag).result
         record = _read_json(path)
         if record and (record.get("protocol") or {}).get("global_step", step) == step:
             found.append({"name": path.name, "metrics": record.get("metrics", {}), "protocol": record.get("protocol")})
