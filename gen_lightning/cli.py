@@ -1,4 +1,4 @@
-"""The ``gen-lightning`` command: ``fit | sample | evaluate | study | report``.
+"""The ``gen-lightning`` command: ``fit | sample | evaluate | export | study | report``.
 
 ``fit`` is a Hydra application (config groups, overrides, ``--multirun``); the other commands take
 ``key=value`` arguments. Errors a user can act on are printed as one message, without a traceback.
@@ -17,6 +17,7 @@ commands:
             resume:        gen-lightning fit run_dir=DIR resume=true
   sample    write samples: gen-lightning sample ckpt=PATH [n=64] [out=FILE.png] [mode=sample|reconstruct|...]
   evaluate  image metrics of a checkpoint: gen-lightning evaluate ckpt=PATH [metrics.num_samples=...]
+  export    safetensors, config and model card: gen-lightning export ckpt=PATH_OR_RUN_DIR out=DIR [format=hf]
   study     run a comparison: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [launcher=inprocess|hydra]
             [report=false] [dry_run=true] [key=value ...]; the same command again resumes it
   report    tables and plots of a study: gen-lightning report experiments/NAME.yaml (or a study directory)
@@ -24,7 +25,7 @@ commands:
 `gen-lightning fit --help` shows the config groups and their options.
 """
 
-COMMANDS = ("fit", "sample", "evaluate", "study", "report")
+COMMANDS = ("fit", "sample", "evaluate", "export", "study", "report")
 
 
 # Errors a user can act on: one message, no traceback (GEN_LIGHTNING_DEBUG=1 shows it; a run's error.txt keeps it).
@@ -214,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
             from gen_lightning.commands.evaluate import evaluate_command
 
             evaluate_command(rest)
+        elif command == "export":
+            from gen_lightning.commands.export import export_command
+
+            export_command(rest)
         elif command == "study":
             from gen_lightning.studies.command import study_command
 

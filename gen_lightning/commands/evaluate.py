@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 
 from gen_lightning import tracking
 from gen_lightning.config import compose_option, parse_kv
+from gen_lightning.export import is_export
 from gen_lightning.files import append_jsonl, write_json, write_text, write_with
 from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
@@ -113,6 +114,11 @@ def evaluate_command(args: list[str]) -> dict:
     if "ckpt" not in options:
         raise ValueError(USAGE)
     ckpt = Path(options["ckpt"])
+    if is_export(ckpt):
+        raise ValueError(
+            f"ckpt={ckpt} is an export, which holds the model but not the data and metric protocol of its run: "
+            "evaluate the run's checkpoint (its config.json names it under trained.checkpoint)"
+        )
     module = load_module(ckpt, model_overrides, map_location=options.get("device", "cpu"))
     run = SavedRun.of_checkpoint(ckpt)
     saved = run.cfg

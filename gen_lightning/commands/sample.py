@@ -1,5 +1,8 @@
 """``gen-lightning sample ckpt=PATH [n=64] [out=FILE] [mode=...] [input=PATH | source="..."] [option=value ...]``.
 
+``ckpt`` is a checkpoint, whose outputs go to its run directory by default, or an export folder
+(``gen-lightning export``), whose outputs go to the current directory by default (an export stays as written).
+
 What it writes follows the model's task (docs/CONTRACT.md):
 - unconditional image models: a PNG grid of ``n`` samples; a family's extra modes (VAE ``reconstruct``/
   ``interpolate``/``variations``, diffusion ``inpaint``/``edit``) build their grid from ``n`` real validation images
@@ -24,6 +27,8 @@ from torchvision.utils import save_image
 from gen_lightning.callbacks.samples import image_grid
 from gen_lightning.commands.inputs import model_sources, read_images
 from gen_lightning.commands.outputs import text_writer
+from gen_lightning.export import is_export
+from gen_lightning.export import load_module as load_export
 from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
 from gen_lightning.run_dir import RunDir
@@ -47,6 +52,8 @@ def check_options(method, options: dict, fixed: tuple[str, ...] = ()) -> None:
 
 def real_batch(ckpt: Path, n: int, split: str):
     """``n`` real images of ``split`` and their classes, from the data of the run that wrote ``ckpt``."""
+    if is_export(ckpt):
+        raise ValueError(f"'{ckpt}' is an export, which holds no data: give it images with input=IMAGE_OR_FOLDER")
     return next(iter(SavedRun.of_checkpoint(ckpt).datamodule().reference_loader(split, n)))
 
 
@@ -70,7 +77,7 @@ def sample_command(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     path = Path(ckpt)
-    module = load_module(path, map_location=device)
+    module = load_export(path, map_location=device) if is_export(path) else load_module(path, map_location=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     task, _, modality = task_of(module)
     if task != "unconditional":
@@ -87,7 +94,7 @@ def sample_command(
             raise ValueError("text models take mode=sample and a prompt=..., not input= or another mode")
         if not isinstance(options.get("length"), int) or options["length"] < 1:
             raise ValueError("text models need length=N, the number of tokens to generate (e.g. length=300)")
-        return write_texts(module, n, out, RunDir.of_checkpoint(path).path, generator, options)
+        return write_texts(module, n, out, output_folder(path), generator, options)
     if mode == "sample":
         if input is not None:
             raise ValueError(f"mode=sample draws from nothing; input= is for {getattr(module, 'sample_modes', ())}")
@@ -107,11 +114,16 @@ def sample_command(
     else:
         modes = ", ".join(("sample", *getattr(module, "sample_modes", ())))
         raise ValueError(f"unknown mode '{mode}' for {type(module).__name__}; choose from {modes}")
-    target = Path(out) if out else RunDir.of_checkpoint(path).path / f"{mode}.png"
+    target = Path(out) if out else output_folder(path) / f"{mode}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(images, nrow), target)
     print(f"wrote {target} ({len(images)} images)")
     return target
+
+
+def output_folder(ckpt: Path) -> Path:
+    """Where outputs go without ``out=``: the checkpoint's run directory; for an export, the current directory."""
+    return Path.cwd() if is_export(ckpt) else RunDir.of_checkpoint(ckpt).path
 
 
 def sample_images(module, n: int, generator: torch.Generator, batch_size: int, options: dict) -> torch.Tensor:
