@@ -9,8 +9,6 @@ from pathlib import Path
 
 import torch
 
-TEXT = None
-
 
 def corpus() -> str:
     from gen_lightning.data.text.corpus import embedded_text

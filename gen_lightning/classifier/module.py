@@ -71,7 +71,7 @@ class TextClassifier(L.LightningModule):
         norm: str = "pre",
         norm_eps: float = 1e-5,
         mlp_dim: int | None = None,
-        type_vocab_size: int = 0,
+        token_types: int = 0,
     ) -> None:
         super().__init__()
         pooling = pooling or DEFAULT_POOLING.get(body)
@@ -88,7 +88,7 @@ class TextClassifier(L.LightningModule):
         # Not sent to loggers: the run logs its config itself, and a subword tokenizer's description is ~1 MB.
         # The transformer layout options (Hugging Face checkpoints) only when set: older checkpoints stay comparable.
         layout = dict(activation=activation, norm=norm, norm_eps=norm_eps, mlp_dim=mlp_dim)
-        layout["type_vocab_size"] = type_vocab_size
+        layout["token_types"] = token_types
         unset = [k for k, v in layout.items() if v == TransformerConfig.layout_defaults()[k]]
         self.save_hyperparameters(logger=False, ignore=unset)
         self.tokenizer = from_config(tokenizer)

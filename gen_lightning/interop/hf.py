@@ -51,7 +51,10 @@ class HFModel:
 def read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
-        raise HFError(f"{folder} has no config.json: give a folder written by save_pretrained")
+        raise HFError(
+            f"{folder} has no config.json: give a Hugging Face model folder (as save_pretrained writes it), or for "
+            "a run of this project its checkpoint (RUN/checkpoints/last.ckpt)"
+        )
     config = json.loads(path.read_text(encoding="utf-8"))
     if config.get("model_type") not in TARGETS:
         raise HFError(
@@ -99,7 +102,7 @@ def shape_of(config: dict) -> dict:
         shape = dict(block_size=config["n_positions"], num_layers=config["n_layer"], num_heads=config["n_head"],
                      hidden_dim=width, bias=True, activation=_activation(config, "activation_function"),
                      norm="pre", norm_eps=config.get("layer_norm_epsilon", 1e-5), mlp_dim=inner,
-                     type_vocab_size=0)  # fmt: skip
+                     token_types=0)  # fmt: skip
     else:
         _refuse(config, {"tie_word_embeddings": (True, True), "is_decoder": (False, False),
                          "position_embedding_type": ("absolute", "absolute")})  # fmt: skip
@@ -107,7 +110,7 @@ def shape_of(config: dict) -> dict:
         shape = dict(block_size=config["max_position_embeddings"], num_layers=config["num_hidden_layers"],
                      num_heads=config["num_attention_heads"], hidden_dim=width, bias=True,
                      activation=_activation(config, "hidden_act"), norm="post", norm_eps=config.get("layer_norm_eps",
-                     1e-12), mlp_dim=inner, type_vocab_size=config.get("type_vocab_size", 2))  # fmt: skip
+                     1e-12), mlp_dim=inner, token_types=config.get("type_vocab_size", 2))  # fmt: skip
     shape["mlp_dim"] = None if inner in (None, 4 * width) else inner
     return shape
 
@@ -222,14 +225,15 @@ def _bias(state: dict, name: str, width: int) -> torch.Tensor:
     return state[name] if name in state else torch.zeros(width)
 
 
-def gpt2_export(state: dict, h: dict, vocab_size: int) -> tuple[dict, dict]:
+def gpt2_export(state: dict, h: dict, tokenizer) -> tuple[dict, dict]:
     """GPT-2's config and tensors of a GPT module's ``state`` (no prefix) and hyperparameters ``h``."""
     lay = _layout(h)
-    if lay["norm"] != "pre" or lay["type_vocab_size"]:
+    if lay["norm"] != "pre" or lay["token_types"]:
         raise HFError("GPT-2's layout is pre-norm without token types: this model has norm=post or token types")
     act = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}[lay["activation"]]
     width, inner = h["hidden_dim"], lay["mlp_dim"] or 4 * h["hidden_dim"]
-    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": vocab_size,
+    ends = {"bos_token_id": getattr(tokenizer, "bos_id", None), "eos_token_id": getattr(tokenizer, "eos_id", None)}
+    config = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": tokenizer.vocab_size, **ends,
               "n_positions": h["block_size"], "n_embd": width, "n_layer": h["num_layers"], "n_head": h["num_heads"],
               "n_inner": lay["mlp_dim"], "activation_function": act, "layer_norm_epsilon": lay["norm_eps"],
               "tie_word_embeddings": True}  # fmt: skip
@@ -260,7 +264,7 @@ def bert_export(state: dict, h: dict, tokenizer) -> tuple[dict, dict]:
     out_bias = state["net.out_bias"]
     if mask_id is None:  # no [MASK] in the tokenizer: id V is [MASK], as in this package
         out_bias = torch.cat([out_bias, out_bias.new_zeros(1)])
-    types = lay["type_vocab_size"] or 1
+    types = lay["token_types"] or 1
     config = {"model_type": "bert", "architectures": ["BertForMaskedLM"], "vocab_size": words.size(0),
               "hidden_size": width, "num_hidden_layers": h["num_layers"], "num_attention_heads": h["num_heads"],
               "intermediate_size": lay["mlp_dim"] or 4 * width, "hidden_act": {"gelu_tanh": "gelu_new"}.get(
@@ -297,7 +301,7 @@ def export_hf(module, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     h, state = dict(module.hparams), {k: v.detach().cpu().float() for k, v in module.state_dict().items()}
     if name == "GPT":
-        config, tensors = gpt2_export(state, h, module.tokenizer.vocab_size)
+        config, tensors = gpt2_export(state, h, module.tokenizer)
     else:
         config, tensors = bert_export(state, h, module.tokenizer)
     write_json(out / "config.json", config)

@@ -46,7 +46,7 @@ class TransformerConfig:
     norm: str = field(default="pre", metadata=IF_SET)  # pre (GPT-2, nanoGPT) or post (BERT): see NORMS
     norm_eps: float = field(default=1e-5, metadata=IF_SET)  # LayerNorm epsilon (BERT's is 1e-12)
     mlp_dim: int | None = field(default=None, metadata=IF_SET)  # MLPs' hidden width (None: 4 * hidden_dim)
-    type_vocab_size: int = field(default=0, metadata=IF_SET)  # BERT's token types; type 0 is added everywhere
+    token_types: int = field(default=0, metadata=IF_SET)  # BERT's token types; type 0 is added everywhere
 
     @classmethod
     def from_hparams(cls, hparams, vocab_size: int, causal: bool) -> TransformerConfig:
@@ -192,8 +192,8 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.hidden_dim)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.hidden_dim)
-        if cfg.type_vocab_size:
-            self.type_emb = nn.Embedding(cfg.type_vocab_size, cfg.hidden_dim)
+        if cfg.token_types:
+            self.type_emb = nn.Embedding(cfg.token_types, cfg.hidden_dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         if cfg.norm == "post":
@@ -210,7 +210,7 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
         pos = torch.arange(start, start + T, device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C)
-        if self.cfg.type_vocab_size:
+        if self.cfg.token_types:
             x = x + self.type_emb.weight[0]  # every token is of type 0 (one segment)
         x = self.drop(self.ln_emb(x) if self.cfg.norm == "post" else x)
         for i, block in enumerate(self.blocks):
