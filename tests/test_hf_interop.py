@@ -180,17 +180,19 @@ def test_a_gpt_classifier_fine_tunes_from_a_gpt2_folder(tmp_path, folders):
     assert body and all(torch.equal(state[k], v) for k, v in body.items())
 
 
-def test_a_bert_trains_by_mlm_from_a_bert_folder(tmp_path, folders):
+def test_a_bert_trains_by_mlm_from_a_bert_folder_and_resumes_without_it(tmp_path, folders):
     from gen_lightning.run.checkpoint import load_module
 
-    run = tmp_path / "run"
-    losses = [
-        r["val/loss"] for r in fit(run, folders["bert"][0], "bert", *MLM, "validation.every_n_steps=1")["history"]
-    ]
+    run, folder = tmp_path / "run", shutil.copytree(folders["bert"][0], tmp_path / "bert")
+    history = fit(run, folder, "bert", *MLM, "validation.every_n_steps=1")["history"]
+    losses = [r["val/loss"] for r in history]
+    assert len(losses) == 3 and losses[0] > losses[1] > losses[2]  # validated at every step, on the same masks
     assert (compose_saved(run).norm, compose_saved(run).norm_eps) == ("post", 1e-12)
     module = load_module(run / "checkpoints" / "last.ckpt")
     assert module.tokenizer.kind == "hf" and len(module.sample(2, 4, generator=torch.Generator().manual_seed(0))) == 2
-    assert len(losses) == 3 and losses[0] > losses[1] > losses[2]  # validated at every step, on the same masks
+    # The saved config holds the folder's shape, so a resume builds the same model from its own checkpoint.
+    shutil.rmtree(folder)
+    assert fit(run, folder, "bert", *MLM, "resume=true", "trainer.max_steps=5")["global_step"] == 5
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch and Lightning: ~50 s on the shared 2-core machine

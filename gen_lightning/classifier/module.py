@@ -109,11 +109,12 @@ class TextClassifier(L.LightningModule):
         return tuple(f"net.{p}" for p in self.net.pretrained)
 
     @classmethod
-    def init_shape(cls, model_cfg, target: str, saved: dict) -> dict:
-        """The hyperparameters a language model's checkpoint fixes for this body (gen_lightning/run/init_from.py),
-        each with its value where a checkpoint lacks it (a layout option's default); none for another body."""
-        body = SOURCES.get(target.rpartition(".")[2], "?") or saved.get("cell")
-        if body != model_cfg.get("body") or model_cfg.get("bidirectional"):
+    def init_shape(cls, model_cfg, target: str | None = None, cell: str | None = None) -> dict:
+        """The hyperparameters a language model's checkpoint (of the class ``target``; a CharRNN's ``cell``) fixes
+        for this body (gen_lightning/run/init_from.py), each with its value where a checkpoint lacks it (a layout
+        option's default); none for a checkpoint of another body."""
+        body = model_cfg.get("body") if target is None else SOURCES.get(target.rpartition(".")[2], "?") or cell
+        if body != model_cfg.get("body") or body not in SHAPE or model_cfg.get("bidirectional"):
             return {}  # check_init_source names what fits
         defaults = TransformerConfig.layout_defaults()
         return {k: defaults.get(k, MISSING) for k in SHAPE[body]}

@@ -316,9 +316,11 @@ def write_tokenizer(tokenizer, out: Path) -> None:
     if "model" not in description:  # char and byte tokenizers are no ``tokenizers`` models
         return
     write_text(out / "tokenizer.json", description["model"])
-    roles = getattr(tokenizer, "specials", None) or {r: description.get(f"{r}_id") for r in ("pad", "bos", "eos",
-                                                                                             "unk")}  # fmt: skip
-    special = {f"{role}_token": tokenizer._tok.id_to_token(i) for role, i in roles.items() if i is not None}
+    from tokenizers import Tokenizer
+
+    model = Tokenizer.from_str(description["model"])
+    ids = {role: description.get(f"{role}_id") for role in ("pad", "bos", "eos", "unk", "cls", "sep", "mask")}
+    special = {f"{role}_token": model.id_to_token(i) for role, i in ids.items() if i is not None}
     write_json(out / "tokenizer_config.json", {"tokenizer_class": "PreTrainedTokenizerFast", **special})
 
 

@@ -47,11 +47,11 @@ class LanguageModel(L.LightningModule):
         cls.__signature__ = hparams.signature(cls.__init__, cls.groups(), cls.defaults, cls.SHAPE)
 
     @classmethod
-    def init_shape(cls, model_cfg, target: str, saved: dict) -> dict:
-        """The hyperparameters a checkpoint of ``target`` fixes for this model (gen_lightning/run/init_from.py): its
-        network config's fields but dropout, each with its value where a checkpoint lacks it (an ``IF_SET``
-        field's default; else MISSING); none for a checkpoint of another class."""
-        if target.rpartition(".")[2] != cls.__name__ or not cls.settings:
+    def init_shape(cls, model_cfg, target: str | None = None, cell: str | None = None) -> dict:
+        """The hyperparameters a checkpoint (of the class ``target``) fixes for this model
+        (gen_lightning/run/init_from.py): its network config's fields but dropout, each with its value where a
+        checkpoint lacks it (an ``IF_SET`` field's default; else MISSING); none for a checkpoint of another class."""
+        if (target is not None and target.rpartition(".")[2] != cls.__name__) or not cls.settings:
             return {}
         fields = [f for f in dataclasses.fields(cls.settings[0]) if f.name not in (*cls.SHAPE, "dropout")]
         return {f.name: f.default if f.metadata == hparams.IF_SET else dataclasses.MISSING for f in fields}

@@ -107,13 +107,23 @@ def given_keys(overrides: list[str]) -> set[str]:
     return {k.removeprefix("model.") for k in keys if k.startswith("model.")}
 
 
+def decided_by_checkpoint(composed: DictConfig, saved: DictConfig) -> bool:
+    """Whether the model group ``composed`` from a resume's command line differs from the run's ``saved`` config
+    only in what ``init_from`` took from its checkpoint (``take_shape``): the group then is the run's own."""
+    shape_of = getattr(get_class(saved.model._target_), "init_shape", None)
+    if not saved.get("init_from") or shape_of is None or composed.model.get("_target_") != saved.model._target_:
+        return False
+    keys = set(shape_of(saved.model))
+    return all(composed.model.get(k) == saved.model.get(k) for k in (set(composed.model) | set(saved.model)) - keys)
+
+
 def take_shape(cfg: DictConfig, pretrained: Pretrained | None, overrides: list[str] | None) -> dict:
     """Set ``cfg.model``'s shape hyperparameters to the checkpoint's (see the file docstring); returns them.
     ``overrides``: the command line (None: every value of ``cfg.model`` counts as given)."""
     shape_of = getattr(get_class(cfg.model._target_), "init_shape", None)
     if pretrained is None or cfg.get("resume") or shape_of is None:
         return {}
-    keys = shape_of(cfg.model, pretrained.target, pretrained.hparams)  # {} where the checkpoint does not fit it
+    keys = shape_of(cfg.model, pretrained.target, pretrained.hparams.get("cell"))  # {} where it does not fit
     theirs = {k: pretrained.hparams.get(k, default) for k, default in keys.items()}
     theirs = {k: v for k, v in theirs.items() if v is not MISSING}
     given = set(cfg.model) if overrides is None else given_keys(overrides)
