@@ -71,15 +71,18 @@ def test_bert_gives_the_logits_of_transformers_and_fills_masks(folders):
 
 
 def test_a_bert_sequence_classifier_becomes_a_text_classifier_with_its_head(tmp_path):
-    """tokenizer.json (not vocab.txt), a .bin of weights (read without pickle), pooler and classifier in the head."""
+    """tokenizer.json (not vocab.txt), a .bin of weights with gamma/beta names (read without pickle), the pooler and
+    the classifier layer in the head."""
     reference = bert_folder(tmp_path / "cls", kind="sequence", num_labels=3)
     from tokenizers import Tokenizer
 
     own = hf.read_folder(tmp_path / "cls")
     Tokenizer.from_str(own.model_json).save(str(tmp_path / "cls" / "tokenizer.json"))
     (tmp_path / "cls" / "vocab.txt").unlink()
-    weights = hf.read_weights(tmp_path / "cls")
-    torch.save(weights, tmp_path / "cls" / "pytorch_model.bin")
+    weights = hf.read_weights(tmp_path / "cls")  # saved as the original BERT release names LayerNorms
+    old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+           for k, v in weights.items()}  # fmt: skip
+    torch.save(old, tmp_path / "cls" / "pytorch_model.bin")
     (tmp_path / "cls" / "model.safetensors").unlink()
     model = project_model(TextClassifier, hf.read(tmp_path / "cls"), num_classes=3, class_names=["a", "b", "c"])
     ids = torch.randint(5, reference.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))

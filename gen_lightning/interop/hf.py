@@ -116,14 +116,9 @@ def shape_of(config: dict) -> dict:
 
 
 def _strip(weights: dict, base: str, marker: str) -> dict:
-    """Tensors of the base model without its prefix (``transformer.`` / ``bert.``) when saved under a head model;
-    old BERT files name LayerNorm parameters gamma and beta."""
+    """Tensors of the base model without its prefix (``transformer.`` / ``bert.``) when saved under a head model."""
     prefixed = any(k.startswith(base + marker) for k in weights)
-    out = {}
-    for key, value in weights.items():
-        key = key.removeprefix(base) if prefixed and key.startswith(base) else key
-        out[key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")] = value
-    return out
+    return {k.removeprefix(base) if prefixed else k: v for k, v in weights.items()}
 
 
 def gpt2_names(num_layers: int) -> list[tuple[str, str, bool]]:
@@ -179,6 +174,9 @@ def map_gpt2(weights: dict, num_layers: int) -> dict[str, torch.Tensor]:
 
 
 def map_bert(weights: dict, num_layers: int, mask_id: int | None) -> dict[str, torch.Tensor]:
+    # Files of the original BERT release name the LayerNorm parameters gamma and beta.
+    weights = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+               for k, v in weights.items()}  # fmt: skip
     heads = {k: weights[v] for k, v in BERT_HEADS.items() if v in weights}
     if "net.out_bias" not in heads and "cls.predictions.decoder.bias" in weights:
         heads["net.out_bias"] = weights["cls.predictions.decoder.bias"]

@@ -120,8 +120,10 @@ def decided_by_checkpoint(composed: DictConfig, saved: DictConfig) -> bool:
 def take_shape(cfg: DictConfig, pretrained: Pretrained | None, overrides: list[str] | None) -> dict:
     """Set ``cfg.model``'s shape hyperparameters to the checkpoint's (see the file docstring); returns them.
     ``overrides``: the command line (None: every value of ``cfg.model`` counts as given)."""
+    if pretrained is None or cfg.get("resume"):
+        return {}
     shape_of = getattr(get_class(cfg.model._target_), "init_shape", None)
-    if pretrained is None or cfg.get("resume") or shape_of is None:
+    if shape_of is None:  # a family that does not say which hyperparameters a checkpoint fixes
         return {}
     keys = shape_of(cfg.model, pretrained.target, pretrained.hparams.get("cell"))  # {} where it does not fit
     theirs = {k: pretrained.hparams.get(k, default) for k, default in keys.items()}
