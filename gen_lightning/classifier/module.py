@@ -15,6 +15,8 @@ Both follow the warm-up + cosine schedule of gen_lightning/nn/optim.py.
 
 from __future__ import annotations
 
+from dataclasses import MISSING
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -25,11 +27,13 @@ from gen_lightning.classifier.nets import BODIES, DEFAULT_POOLING, POOLINGS, Cla
 from gen_lightning.data.text.tokenizers import from_config
 from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.optim import adamw_warmup_cosine, optimizer_args
+from gen_lightning.transformer.nets import TransformerConfig
 
 PREVIEW_ROWS = 8
 # The language models whose checkpoints fit each body, and their hyperparameters that fix the body's shapes.
 SOURCES = {"BERT": "bert", "GPT": "gpt", "CharRNN": None}  # CharRNN: its ``cell`` (lstm or gru)
-TRANSFORMER_SHAPE = ("hidden_dim", "num_layers", "num_heads", "block_size", "bias")
+LAYOUT = tuple(TransformerConfig.layout_defaults())  # activation, norm, ...: saved only when set (nets.py)
+TRANSFORMER_SHAPE = ("hidden_dim", "num_layers", "num_heads", "block_size", "bias", *LAYOUT)
 RNN_SHAPE = ("hidden_dim", "num_layers")
 SHAPE = {"bert": TRANSFORMER_SHAPE, "gpt": TRANSFORMER_SHAPE, "lstm": RNN_SHAPE, "gru": RNN_SHAPE}
 
@@ -63,6 +67,11 @@ class TextClassifier(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
         lr_decay_steps: int = 2000,
+        activation: str = "gelu",
+        norm: str = "pre",
+        norm_eps: float = 1e-5,
+        mlp_dim: int | None = None,
+        token_types: int = 0,
     ) -> None:
         super().__init__()
         pooling = pooling or DEFAULT_POOLING.get(body)
@@ -77,11 +86,16 @@ class TextClassifier(L.LightningModule):
                 f"need 0 < body_lr_scale <= 1 and freeze_body_epochs >= 0, got {body_lr_scale}, {freeze_body_epochs}"
             )
         # Not sent to loggers: the run logs its config itself, and a subword tokenizer's description is ~1 MB.
-        self.save_hyperparameters(logger=False)
+        # The transformer layout options (Hugging Face checkpoints) only when set: older checkpoints stay comparable.
+        layout = dict(activation=activation, norm=norm, norm_eps=norm_eps, mlp_dim=mlp_dim)
+        layout["token_types"] = token_types
+        unset = [k for k, v in layout.items() if v == TransformerConfig.layout_defaults()[k]]
+        self.save_hyperparameters(logger=False, ignore=unset)
         self.tokenizer = from_config(tokenizer)
         shape = dict(block_size=block_size, num_layers=num_layers, num_heads=num_heads, hidden_dim=hidden_dim)
-        shape |= dict(dropout=dropout, bias=bias, bidirectional=bidirectional)
-        self.net = build_body(body, self.tokenizer.vocab_size, **shape)
+        shape |= dict(dropout=dropout, bias=bias, bidirectional=bidirectional, **layout)
+        cls_id = getattr(self.tokenizer, "cls_id", None)
+        self.net = build_body(body, self.tokenizer.vocab_size, cls_id, **shape)
         self.head = ClassifierHead(self.net.width, num_classes, head_dropout)
         self.pooling = pooling
         self.val_loss = MeanMetric()
@@ -94,6 +108,17 @@ class TextClassifier(L.LightningModule):
         """The parameters a language model's checkpoint must provide: the body's, named as in that model."""
         return tuple(f"net.{p}" for p in self.net.pretrained)
 
+    @classmethod
+    def init_shape(cls, model_cfg, target: str | None = None, cell: str | None = None) -> dict:
+        """The hyperparameters a language model's checkpoint (of the class ``target``; a CharRNN's ``cell``) fixes
+        for this body (gen_lightning/run/init_from.py), each with its value where a checkpoint lacks it (a layout
+        option's default); none for a checkpoint of another body."""
+        body = model_cfg.get("body") if target is None else SOURCES.get(target.rpartition(".")[2], "?") or cell
+        if body != model_cfg.get("body") or body not in SHAPE or model_cfg.get("bidirectional"):
+            return {}  # check_init_source names what fits
+        defaults = TransformerConfig.layout_defaults()
+        return {k: defaults.get(k, MISSING) for k in SHAPE[body]}
+
     def check_init_source(self, target: str, hparams: dict) -> None:
         """Refuse a checkpoint of another body or other shapes, naming the overrides that fit it."""
         if self.hparams.bidirectional:
@@ -103,16 +128,18 @@ class TextClassifier(L.LightningModule):
         if body != self.hparams.body:
             fits = f"model.body={body}" if body in BODIES else f"a checkpoint of {sorted(SOURCES)}"
             raise ValueError(f"init_from holds a {target}, which does not fit body={self.hparams.body}: use {fits}")
-        differ = [k for k in SHAPE[body] if k in hparams and hparams[k] != self.hparams[k]]
+        defaults = TransformerConfig.layout_defaults()
+        differ = [k for k in SHAPE[body] if (k in hparams or k in defaults)
+                  and hparams.get(k, defaults.get(k)) != self.hparams.get(k, defaults.get(k))]  # fmt: skip
         if differ:
-            fix = " ".join(f"model.{k}={hparams[k]}" for k in differ)
+            fix = " ".join(f"model.{k}={hparams.get(k, defaults.get(k))}" for k in differ)
             raise ValueError(f"init_from's {name} has other shapes than this model: set {fix}")
 
     # ---- forward, training, validation ------------------------------------------------------------------------
     def forward(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, S) ids and mask -> (B, num_classes) logits; longer texts are cut to the body's positions."""
-        if self.pooling == "first":  # prepend the [MASK] symbol, BERT's [CLS] position here
-            cls = torch.full_like(source[:, :1], self.net.mask_id)
+        if self.pooling == "first":  # prepend [CLS] (a Hugging Face tokenizer's; else the [MASK] symbol)
+            cls = torch.full_like(source[:, :1], self.net.cls_id)
             source, mask = torch.cat([cls, source], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
         if self.net.block_size is not None:
             source, mask = source[:, : self.net.block_size], mask[:, : self.net.block_size]

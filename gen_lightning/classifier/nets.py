@@ -35,11 +35,13 @@ class TransformerBody(nn.Module):
 
     pretrained = ("transformer.",)  # the parameters a language model's checkpoint provides
 
-    def __init__(self, cfg: TransformerConfig) -> None:
+    def __init__(self, cfg: TransformerConfig, cls_id: int | None = None) -> None:
         super().__init__()
         self.causal = cfg.causal
         # BERT's encoder embeds V + 1 symbols (the last is [MASK]), as BERTNet does; GPT's embeds V.
         self.mask_id = cfg.vocab_size
+        # Prepended for ``first`` pooling: the tokenizer's [CLS] where it has one (a Hugging Face BERT's), else [MASK].
+        self.cls_id = self.mask_id if cls_id is None else cls_id
         vocab = cfg.vocab_size + (0 if cfg.causal else 1)
         self.transformer = Transformer(TransformerConfig(**{**cfg.__dict__, "vocab_size": vocab}))
         init_weights(self, cfg.num_layers)
@@ -104,16 +106,15 @@ class ClassifierHead(nn.Module):
         return self.out(self.drop(torch.tanh(self.dense(self.drop(pooled)))))
 
 
-def build_body(body: str, vocab_size: int, **shape) -> TransformerBody | RNNBody:
-    """The body named ``body`` with the shape hyperparameters of its language model."""
+def build_body(body: str, vocab_size: int, cls_id: int | None = None, **shape) -> TransformerBody | RNNBody:
+    """The body named ``body`` with the shape hyperparameters of its language model (and, for transformers, the
+    layout options of ``TransformerConfig`` it gives)."""
     if body not in BODIES:
         raise ValueError(f"body must be one of {BODIES}, got {body!r}")
     if body in CELLS:
         args = (vocab_size, body, shape["hidden_dim"], shape["num_layers"], shape["dropout"])
         return RNNBody(*args, bidirectional=shape.get("bidirectional", False))
-    cfg = TransformerConfig(
-        vocab_size=vocab_size,
-        causal=body == "gpt",
-        **{k: shape[k] for k in ("block_size", "num_layers", "num_heads", "hidden_dim", "dropout", "bias")},
-    )
-    return TransformerBody(cfg)
+    sizes = ("block_size", "num_layers", "num_heads", "hidden_dim", "dropout", "bias")
+    layout = {k: shape[k] for k in TransformerConfig.layout_defaults() if k in shape}
+    cfg = TransformerConfig(vocab_size=vocab_size, causal=body == "gpt", **{k: shape[k] for k in sizes}, **layout)
+    return TransformerBody(cfg, cls_id)

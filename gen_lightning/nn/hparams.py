@@ -24,6 +24,10 @@ from typing import Any
 
 from omegaconf import Container, OmegaConf
 
+# A field's metadata: left out of the saved hyperparameters while it holds its default (``saved``). For options
+# added after checkpoints were written: their hyperparameters, and a resume's comparison with them, stay the same.
+IF_SET = types.MappingProxyType({"saved": "if_set"})
+
 
 def plain(value: Any) -> Any:
     """OmegaConf containers and tuples as plain lists and dicts (what a checkpoint can store and load)."""
@@ -114,7 +118,15 @@ def parse(
 
 def config(cls: type, hparams: Mapping[str, Any], **fixed: Any) -> Any:
     """A network's config dataclass from a module's hyperparameters, the fields in ``fixed`` (shape facts) given."""
-    return cls(**fixed, **{f.name: hparams[f.name] for f in dataclasses.fields(cls) if f.name not in fixed})
+    fields = [f for f in dataclasses.fields(cls) if f.name not in fixed]
+    return cls(**fixed, **{f.name: hparams[f.name] if f.name in hparams else _default(f) for f in fields})
+
+
+def saved(values: Mapping[str, Any], groups: Iterable[type]) -> dict[str, Any]:
+    """``values`` without the ``IF_SET`` fields of ``groups`` that hold their default."""
+    unset = {f.name for g in groups for f in dataclasses.fields(g) if f.metadata == IF_SET and values.get(f.name,
+             dataclasses.MISSING) == _default(f)}  # fmt: skip
+    return {k: v for k, v in values.items() if k not in unset}
 
 
 def signature(

@@ -12,6 +12,7 @@ keeps the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import lightning as L
@@ -49,6 +50,16 @@ class LanguageModel(L.LightningModule):
         cls.__signature__ = hparams.signature(cls.__init__, cls.groups(), cls.defaults, cls.SHAPE)
 
     @classmethod
+    def init_shape(cls, model_cfg, target: str | None = None, cell: str | None = None) -> dict:
+        """The hyperparameters a checkpoint (of the class ``target``) fixes for this model
+        (gen_lightning/run/init_from.py): its network config's fields but dropout, each with its value where a
+        checkpoint lacks it (an ``IF_SET`` field's default; else MISSING); none for a checkpoint of another class."""
+        if (target is not None and target.rpartition(".")[2] != cls.__name__) or not cls.settings:
+            return {}
+        fields = [f for f in dataclasses.fields(cls.settings[0]) if f.name not in (*cls.SHAPE, "dropout")]
+        return {f.name: f.default if f.metadata == hparams.IF_SET else dataclasses.MISSING for f in fields}
+
+    @classmethod
     def groups(cls) -> tuple[type, ...]:
         return (*cls.settings, WarmupCosine)
 
@@ -56,7 +67,8 @@ class LanguageModel(L.LightningModule):
         """Checks ``settings`` (the keyword arguments) against ``groups()``; saves them with the tokenizer."""
         super().__init__()
         groups = hparams.parse(type(self).__name__, settings, self.groups(), self.defaults, self.SHAPE)
-        self.save_hyperparameters({"tokenizer": tokenizer, **{k: v for values in groups for k, v in values.items()}})
+        given = hparams.saved({k: v for values in groups for k, v in values.items()}, self.groups())
+        self.save_hyperparameters({"tokenizer": tokenizer, **given})
         self.tokenizer = from_config(tokenizer)
         self.val_metrics = TokenLossMetrics("val")
 

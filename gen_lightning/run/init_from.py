@@ -1,4 +1,6 @@
-"""``init_from=CKPT``: start a run from the weights of another run's checkpoint (pre-train, then fine-tune).
+"""``init_from=CKPT``: start a run from the weights of another run's checkpoint (pre-train, then fine-tune), or
+from a Hugging Face GPT-2 or BERT (``init_from=FOLDER`` or a model name in the local Hugging Face cache, read by
+gen_lightning/interop/hf.py).
 
 Knows no family. The checkpoint is read by gen_lightning/run/checkpoint.py. Its tokenizer (the ``tokenizer``
 hyperparameter every text model saves) goes to the new run's data module in place of the one it would build, so
@@ -6,10 +8,17 @@ the ids mean what they meant in pre-training; then its weights are loaded into t
 
 - the model's ``init_prefixes`` (default: every parameter) name the parameters the checkpoint must provide,
   e.g. a classifier's body ``("net.transformer.",)``; parameters outside them (a new classification head) keep
-  their fresh initialisation, and checkpoint tensors outside them (a language-model head) are not used;
+  their fresh initialisation, and checkpoint tensors outside them (a language-model head) are not used, except
+  those under the checkpoint's ``optional`` prefixes where the model has them with the same shapes;
 - under those prefixes the two must match one to one with equal shapes; otherwise the run stops with the names
   that differ, before training. A model may check more with ``check_init_source(target, hparams)`` (e.g. that
   a BERT checkpoint goes into a BERT body, with the same number of heads, which no tensor shape shows).
+
+The body's shape comes from the checkpoint (``take_shape``), as ``from_pretrained`` takes it from config.json:
+the model's ``init_shape`` names the hyperparameters a checkpoint fixes (sizes, and the layout of a Hugging Face
+network); they replace the config's values, and a value given on the command line that contradicts the
+checkpoint is refused with both values. A config handed over already composed (no command line known: tests,
+studies) is taken as given whole, so any contradicting value there is refused.
 
 On ``resume=true`` the weights come from the run's own ``last.ckpt`` and only the tokenizer is carried over
 (from that checkpoint, which holds the same one), so a resumed run no longer needs the pre-trained file.
@@ -20,15 +29,17 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.interop import hf
+from gen_lightning.interop.hub import HubError, looks_like_path, resolve
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared
 from gen_lightning.run_dir import RunDir
@@ -47,6 +58,9 @@ class Pretrained:
     target: str  # the checkpoint's model class
     hparams: dict
     state_dict: dict
+    # Prefixes of tensors loaded where the model has them with the same shapes (a Hugging Face BERT's pooler and
+    # sequence classifier, into a text classifier's head); the model's init_prefixes stay required.
+    optional: tuple[str, ...] = ()
 
 
 def read(path: str | Path, ckpt: dict | None = None) -> Pretrained:
@@ -64,12 +78,71 @@ def for_run(cfg: DictConfig, resume_from: Path | None, ckpt: dict | None = None)
     without ``init_from``."""
     if not cfg.get("init_from"):
         return None
-    path = resume_from or Path(cfg.init_from)
+    source = str(cfg.init_from)
+    if resume_from is None and not Path(source).is_file() and (Path(source).is_dir() or not looks_like_path(source)):
+        return read_hf(source)
+    path = resume_from or Path(source)
     if not path.is_file():
-        raise InitFromError(f"init_from={path} does not exist: give the checkpoint of a finished run")
+        raise InitFromError(
+            f"init_from={path} does not exist: give the checkpoint of a finished run, or a Hugging Face model "
+            "(its folder, or its name in the local Hugging Face cache)"
+        )
     if resume_from is None:
         check_finished(path)
     return read(path, ckpt if resume_from is not None else None)
+
+
+def read_hf(source: str) -> Pretrained:
+    """A Hugging Face GPT-2 or BERT (a folder, or a name in the local cache) as pre-trained weights."""
+    try:
+        model = hf.read(resolve(source))
+    except (HubError, hf.HFError) as err:
+        raise InitFromError(str(err)) from err
+    return Pretrained(model.folder, model.target, model.hparams, model.state_dict, optional=("head.",))
+
+
+def given_keys(overrides: list[str]) -> set[str]:
+    """The ``model.KEY`` names set on a command line (``model.k=v``, ``+model.k=v``, ``++model.k=v``)."""
+    keys = (o.lstrip("+").partition("=")[0] for o in overrides if "=" in o)
+    return {k.removeprefix("model.") for k in keys if k.startswith("model.")}
+
+
+def decided_by_checkpoint(composed: DictConfig, saved: DictConfig) -> bool:
+    """Whether the model group ``composed`` from a resume's command line differs from the run's ``saved`` config
+    only in what ``init_from`` took from its checkpoint (``take_shape``): the group then is the run's own."""
+    shape_of = getattr(get_class(saved.model._target_), "init_shape", None)
+    if not saved.get("init_from") or shape_of is None or composed.model.get("_target_") != saved.model._target_:
+        return False
+    keys = set(shape_of(saved.model))
+    return all(composed.model.get(k) == saved.model.get(k) for k in (set(composed.model) | set(saved.model)) - keys)
+
+
+def take_shape(cfg: DictConfig, pretrained: Pretrained | None, overrides: list[str] | None) -> dict:
+    """Set ``cfg.model``'s shape hyperparameters to the checkpoint's (see the file docstring); returns them.
+    ``overrides``: the command line (None: every value of ``cfg.model`` counts as given)."""
+    if pretrained is None or cfg.get("resume"):
+        return {}
+    shape_of = getattr(get_class(cfg.model._target_), "init_shape", None)
+    if shape_of is None:  # a family that does not say which hyperparameters a checkpoint fixes
+        return {}
+    keys = shape_of(cfg.model, pretrained.target, pretrained.hparams.get("cell"))  # {} where it does not fit
+    theirs = {k: pretrained.hparams.get(k, default) for k, default in keys.items()}
+    theirs = {k: v for k, v in theirs.items() if v is not MISSING}
+    given = set(cfg.model) if overrides is None else given_keys(overrides)
+    differ = {k: v for k, v in theirs.items() if k in given and k in cfg.model and cfg.model[k] != v}
+    if differ:
+        name = pretrained.target.rpartition(".")[2]
+        both = "; ".join(f"model.{k}={cfg.model[k]} here, {v} in the checkpoint" for k, v in differ.items())
+        fix = " ".join(f"model.{k}={v}" for k, v in differ.items())
+        raise InitFromError(
+            f"init_from={pretrained.path}: its {name} has other shapes than this model ({both}): set {fix}, or "
+            "leave them out (the checkpoint decides the body's shape)"
+        )
+    with open_dict(cfg.model):
+        for key, value in theirs.items():
+            cfg.model[key] = value
+    log.info("init_from: the shape of %s: %s", pretrained.path, theirs)
+    return theirs
 
 
 def check_finished(path: Path) -> None:
@@ -134,7 +207,11 @@ def load_weights(model: L.LightningModule, pretrained: Pretrained) -> list[str]:
             "Build the model with the checkpoint's sizes (its config.yaml) or pre-train one of this shape."
         )
     wanted = sorted(own)
-    model.load_state_dict({k: theirs[k] for k in wanted}, strict=False)
-    fresh = [k for k in model.state_dict() if not k.startswith(prefixes)]
+    mine = model.state_dict()
+    extra = [k for k, v in pretrained.state_dict.items() if k.startswith(pretrained.optional) and k not in own
+             and k in mine and mine[k].shape == v.shape]  # fmt: skip
+    model.load_state_dict({k: pretrained.state_dict[k] for k in [*wanted, *extra]}, strict=False)
+    wanted = sorted([*wanted, *extra])
+    fresh = [k for k in mine if k not in set(wanted)]
     log.info("init_from: %d tensors from %s; initialised fresh: %s", len(wanted), pretrained.path, fresh or "none")
     return wanted

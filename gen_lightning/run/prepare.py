@@ -70,6 +70,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
         check_budget(cfg, ckpt, resume_from)
     seed_all(cfg.seed)
     pretrained = init_from.for_run(cfg, resume_from, ckpt)
+    init_from.take_shape(cfg, pretrained, overrides)  # the body's shape from the checkpoint, before the model
     datamodule = build_datamodule(cfg.data, init_from.carried(pretrained, cfg.data), source=pretrained)
     model = build("model", cfg.model, **model_arguments(cfg.model, datamodule, ckpt))
     if ckpt is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import append_jsonl
-from gen_lightning.run import declared
+from gen_lightning.run import declared, init_from
 from gen_lightning.run_dir import RunDir, RunDirError, save_config
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
@@ -75,7 +75,8 @@ def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> tuple[DictC
         if key in GROUPS:
             if key in ("experiment", "debug", "hparams_search"):
                 raise RunDirError(f"'{key}=' cannot be given when resuming run_dir={cfg.run_dir}: it changes the run")
-            if _plain(cfg[key]) != _plain(saved.get(key)):
+            taken = key == "model" and init_from.decided_by_checkpoint(cfg, saved)  # the sizes init_from took
+            if _plain(cfg[key]) != _plain(saved.get(key)) and not taken:
                 raise RunDirError(
                     f"cannot change the config group '{key}' when resuming run_dir={cfg.run_dir}: '{item}' composes to "
                     "another configuration than the run's (repeat the run's own command line, or start a new run_dir)"

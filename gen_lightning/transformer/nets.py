@@ -5,6 +5,8 @@ layout, learned positions, weight tying and the residual-projection initialisati
 ``model.py``; BERT (Devlin et al. 2019) for the bidirectional encoder with a masked-language-model head
 (dense, GELU, LayerNorm, then the tied embedding matrix plus a bias). Both share the same pre-norm blocks
 (original BERT is post-norm; pre-norm trains stably without warm-up tuning and keeps one block class).
+``TransformerConfig``'s layout options (activation, ``norm="post"``, LayerNorm epsilon, MLP width, token-type
+embeddings) let the same classes hold published GPT-2 and BERT weights (gen_lightning/interop/hf.py).
 
 Generation keeps a key/value cache per layer. With learned absolute positions a window cannot slide by one
 token and reuse its cache, so both the cached and the uncached path use the same context rule: the context
@@ -15,13 +17,15 @@ once every ``block_size // 2`` steps). The two paths therefore give the same tok
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gen_lightning.nn.hparams import IF_SET
 from gen_lightning.nn.sampling import sample_next, sample_probs
 
 
@@ -35,16 +39,43 @@ class TransformerConfig:
     dropout: float = 0.0
     bias: bool = False
     causal: bool = True
+    # Layouts of published checkpoints (gen_lightning/interop/hf.py); the defaults are this package's own layout,
+    # and a module saves them only when set otherwise (checkpoints written before them stay comparable on resume).
+    activation: str = field(default="gelu", metadata=IF_SET)  # of the MLPs (and BERT's head): gelu (erf),
+    # gelu_tanh (GPT-2's "gelu_new"), relu
+    norm: str = field(default="pre", metadata=IF_SET)  # pre (GPT-2, nanoGPT) or post (BERT): see NORMS
+    norm_eps: float = field(default=1e-5, metadata=IF_SET)  # LayerNorm epsilon (BERT's is 1e-12)
+    mlp_dim: int | None = field(default=None, metadata=IF_SET)  # MLPs' hidden width (None: 4 * hidden_dim)
+    token_types: int = field(default=0, metadata=IF_SET)  # BERT's token types; type 0 is added everywhere
 
     @classmethod
     def from_hparams(cls, hparams, vocab_size: int, causal: bool) -> TransformerConfig:
         """The network's shape out of a module's hyperparameters (block_size, num_layers, ..., bias)."""
-        names = [f.name for f in dataclasses.fields(cls) if f.name not in ("vocab_size", "causal")]
-        return cls(vocab_size=vocab_size, causal=causal, **{name: hparams[name] for name in names})
+        fields = [f for f in dataclasses.fields(cls) if f.name not in ("vocab_size", "causal")]
+        return cls(vocab_size=vocab_size, causal=causal, **{f.name: hparams.get(f.name, f.default) for f in fields})
+
+    @classmethod
+    def layout_defaults(cls) -> dict:
+        """The layout options (those saved only when set) at this package's defaults."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.metadata == IF_SET}
 
     def __post_init__(self) -> None:
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),  # Hendrycks & Gimpel's approximation (GPT-2)
+    "relu": F.relu,
+}
+# pre: x + f(ln(x)) and a final LayerNorm (GPT-2, nanoGPT); post: ln(x + f(x)) with a LayerNorm on the embeddings
+# and none at the end (the original Transformer's order, as BERT has it).
+NORMS = ("pre", "post")
 
 
 class KVCache:
@@ -118,40 +149,57 @@ class SelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(cfg.hidden_dim, 4 * cfg.hidden_dim, bias=cfg.bias)
-        self.proj = nn.Linear(4 * cfg.hidden_dim, cfg.hidden_dim, bias=cfg.bias)
+        width = cfg.mlp_dim or 4 * cfg.hidden_dim
+        self.fc = nn.Linear(cfg.hidden_dim, width, bias=cfg.bias)
+        self.proj = nn.Linear(width, cfg.hidden_dim, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
+        self.act = ACTIVATIONS[cfg.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x))))
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+def layer_norm(cfg: TransformerConfig) -> nn.LayerNorm:
+    return nn.LayerNorm(cfg.hidden_dim, eps=cfg.norm_eps, bias=cfg.bias)
 
 
 class Block(nn.Module):
-    """Pre-norm block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm block: x + attn(ln1(x)), then x + mlp(ln2(x)); post-norm: ln1(x + attn(x)), then ln2(x + mlp(x))."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.hidden_dim, bias=cfg.bias)
+        self.ln1 = layer_norm(cfg)
         self.attn = SelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.hidden_dim, bias=cfg.bias)
+        self.ln2 = layer_norm(cfg)
         self.mlp = MLP(cfg)
+        self.post = cfg.norm == "post"
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, key_mask: torch.Tensor | None = None):
+        if self.post:
+            x = self.ln1(x + self.attn(x, cache, key_mask))
+            return self.ln2(x + self.mlp(x))
         x = x + self.attn(self.ln1(x), cache, key_mask)
         return x + self.mlp(self.ln2(x))
 
 
 class Transformer(nn.Module):
-    """Token + learned position embeddings, the blocks, a final LayerNorm: ids (B, T) -> (B, T, C)."""
+    """Token + learned position (+ token-type) embeddings, the blocks, a final LayerNorm: ids (B, T) -> (B, T, C).
+
+    With ``norm="post"`` the LayerNorm is on the embeddings (``ln_emb``) instead of after the last block."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.hidden_dim)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.hidden_dim)
+        if cfg.token_types:
+            self.type_emb = nn.Embedding(cfg.token_types, cfg.hidden_dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        self.ln_f = nn.LayerNorm(cfg.hidden_dim, bias=cfg.bias)
+        if cfg.norm == "post":
+            self.ln_emb = layer_norm(cfg)
+        else:
+            self.ln_f = layer_norm(cfg)
 
     def forward(
         self, idx: torch.Tensor, caches: list[KVCache] | None = None, key_mask: torch.Tensor | None = None
@@ -161,10 +209,13 @@ class Transformer(nn.Module):
         if start + T > self.cfg.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.cfg.block_size}")
         pos = torch.arange(start, start + T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C)
+        if self.cfg.token_types:
+            x = x + self.type_emb.weight[0]  # every token is of type 0 (one segment)
+        x = self.drop(self.ln_emb(x) if self.cfg.norm == "post" else x)
         for i, block in enumerate(self.blocks):
             x = block(x, caches[i] if caches else None, key_mask)
-        return self.ln_f(x)
+        return x if self.cfg.norm == "post" else self.ln_f(x)
 
     def new_caches(self, batch: int) -> list[KVCache]:
         w = self.tok_emb.weight
@@ -262,7 +313,8 @@ class BERTNet(nn.Module):
         self.cfg = enc_cfg
         self.transformer = Transformer(enc_cfg)
         self.dense = nn.Linear(cfg.hidden_dim, cfg.hidden_dim)
-        self.ln = nn.LayerNorm(cfg.hidden_dim)
+        self.ln = nn.LayerNorm(cfg.hidden_dim, eps=cfg.norm_eps)
+        self.act = ACTIVATIONS[cfg.activation]
         self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
         init_weights(self, cfg.num_layers)
 
@@ -272,7 +324,7 @@ class BERTNet(nn.Module):
         h = self.transformer(idx)  # (B, T, C)
         if select is not None:
             h = h[select]  # (M, C)
-        h = self.ln(F.gelu(self.dense(h)))
+        h = self.ln(self.act(self.dense(h)))
         # Decoder tied to the input embeddings of the V real symbols (not [MASK]).
         return F.linear(h, self.transformer.tok_emb.weight[: self.vocab_size], self.out_bias)  # (..., V)
 

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from gen_lightning.data.base import DataModule
 from gen_lightning.data.decoding import decode_text, read_bytes
 from gen_lightning.data.sources import DataSourceError, EmptySourceError, hub_column, local_path
-from gen_lightning.data.text.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer
+from gen_lightning.data.text.tokenizers import KINDS, SUBWORD, Tokenizer, build_tokenizer, is_choice
 
 SEPARATOR = "\n"  # between the files of a folder and between the rows of a hub dataset
 
@@ -133,8 +133,10 @@ class TextDataModule(DataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if tokenizer not in (*KINDS, *SUBWORD) and not isinstance(tokenizer, dict):
-            raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a description, got {tokenizer!r}")
+        if not is_choice(tokenizer):
+            raise ValueError(
+                f"tokenizer must be one of {(*KINDS, *SUBWORD)}, hf:FOLDER_OR_NAME or a description, got {tokenizer!r}"
+            )
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         sizes = {"block_size": block_size, "batch_size": batch_size, "train_stride": train_stride}

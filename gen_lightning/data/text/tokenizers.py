@@ -107,14 +107,25 @@ def from_config(config: dict) -> Tokenizer:
         return ByteTokenizer()
     if kind == "subword":
         return SubwordTokenizer.from_config(config)
+    if kind == "hf":  # a Hugging Face model folder's (gen_lightning/data/text/hf_tokenizer.py)
+        from gen_lightning.data.text.hf_tokenizer import HFTokenizer
+
+        return HFTokenizer.from_config(config)
     if kind == "word":  # sentence data (gen_lightning/data/text/words.py)
         from gen_lightning.data.text.words import WordTokenizer
 
         return WordTokenizer(config["words"], config["splitter"], config["lowercase"])
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword', 'word')}")
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {(*KINDS, 'subword', 'word', 'hf')}")
 
 
 SUBWORD = ("bpe", "unigram")
+HF_PREFIX = "hf:"  # tokenizer=hf:FOLDER_OR_NAME: the tokenizer of a Hugging Face model (folder or cached name)
+
+
+def is_choice(spec) -> bool:
+    """Whether a data config's ``tokenizer`` value names a tokenizer (a kind, ``hf:...``) or describes one."""
+    hub = isinstance(spec, str) and spec.startswith(HF_PREFIX)
+    return isinstance(spec, dict) or spec in (*KINDS, *SUBWORD) or hub
 
 
 def build_tokenizer(
@@ -123,9 +134,14 @@ def build_tokenizer(
     """The tokenizer a data module uses: a saved description (``to_config()``'s dict, e.g. a pre-trained
     checkpoint's carried over by ``init_from``), or a kind built from ``texts`` (one text or many): "char" (their
     characters), "byte", or a subword model trained on them ("bpe", "unigram"; ``vocab_size``, ``pre_tokenizer``;
-    cached, see ``subword.train_cached``)."""
+    cached, see ``subword.train_cached``); or ``hf:FOLDER_OR_NAME``, a Hugging Face model's (never downloaded)."""
     if isinstance(spec, dict):
         return from_config(spec)
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        from gen_lightning.data.text.hf_tokenizer import read_folder
+        from gen_lightning.interop.hub import resolve
+
+        return read_folder(resolve(spec.removeprefix(HF_PREFIX), what="tokenizer=hf:"))
     if spec == "byte":
         return ByteTokenizer()
     if spec == "char":
@@ -133,4 +149,6 @@ def build_tokenizer(
     if spec in SUBWORD:
         texts = texts if isinstance(texts, list) else texts.split("\n")
         return train_cached(texts, algorithm=spec, vocab_size=vocab_size, pre_tokenizer=pre_tokenizer)
-    raise ValueError(f"tokenizer must be one of {(*KINDS, *SUBWORD)} or a tokenizer description, got {spec!r}")
+    raise ValueError(
+        f"tokenizer must be one of {(*KINDS, *SUBWORD)}, hf:FOLDER_OR_NAME or a tokenizer description, got {spec!r}"
+    )

@@ -1,0 +1,1 @@
+"""Other ecosystems' formats: Hugging Face model folders read into this package's networks and written back."""
