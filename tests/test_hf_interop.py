@@ -193,6 +193,24 @@ def test_a_bert_trains_by_mlm_from_a_bert_folder_and_resumes_without_it(tmp_path
     assert (compose_saved(run).norm, compose_saved(run).norm_eps) == ("post", 1e-12)
     module = load_module(run / "checkpoints" / "last.ckpt")
     assert module.tokenizer.kind == "hf" and len(module.sample(2, 4, generator=torch.Generator().manual_seed(0))) == 2
+    # `gen-lightning export format=hf` of the run: transformers loads it and fills masks as the run does. This
+    # package's [MASK] is its own embedding row V; the export gives it the tokenizer's [MASK] id, so the logits are
+    # compared with masks written each model's way, over every column but [MASK]'s (which neither should predict).
+    from transformers import BertForMaskedLM
+
+    from gen_lightning import cli
+
+    cli.main(["export", f"ckpt={run}", f"out={tmp_path / 'hf_export'}", "format=hf"])
+    mask_id, vocab = module.tokenizer.mask_id, module.tokenizer.vocab_size
+    ids = torch.randint(0, vocab - 1, (2, 8), generator=torch.Generator().manual_seed(2))
+    ids[ids >= mask_id] += 1  # no literal [MASK] among the real tokens
+    masked = torch.zeros_like(ids, dtype=torch.bool)
+    masked[:, ::3] = True
+    keep = torch.arange(vocab) != mask_id
+    with torch.no_grad():
+        exported = BertForMaskedLM.from_pretrained(tmp_path / "hf_export").eval()(ids.masked_fill(masked, mask_id))
+        ours = module.eval()(ids.masked_fill(masked, vocab))
+    assert torch.allclose(exported.logits[..., keep], ours[..., keep], atol=TOL)
     # The saved config holds the folder's shape, so a resume builds the same model from its own checkpoint.
     shutil.rmtree(folder)
     assert fit(run, folder, "bert", *MLM, "resume=true", "trainer.max_steps=5")["global_step"] == 5
