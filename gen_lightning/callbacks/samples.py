@@ -73,7 +73,7 @@ def titled(grid: torch.Tensor, titles: tuple[str, ...], columns: int, cell: int)
         text = titles[i % len(titles)]
         width = draw.textlength(text, font=font)
         draw.text((PADDING + i * cell + (cell - PADDING - width) / 2, 1), text, fill="black", font=font)
-    top = torch.from_numpy(np.asarray(band)).permute(2, 0, 1).float().div(255)[: grid.shape[0]]
+    top = torch.from_numpy(np.array(band)).permute(2, 0, 1).float().div(255)[: grid.shape[0]]
     if grid.shape[0] == 1:
         top = top[:1]
     return torch.cat([top, grid], dim=1)
