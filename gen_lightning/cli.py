@@ -187,7 +187,8 @@ def fit_command(overrides: list[str]) -> None:
             raise SystemExit(
                 "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"
             )
-    if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
+    named = any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides)
+    if not multirun and not named and "--hydra-help" not in overrides:  # Hydra's help composes no run config
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
         # command line) write into the same directory instead of resolving the time again.
         overrides = [*overrides, f"run_dir={default_run_dir()}"]

@@ -174,3 +174,21 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     for key in ("val/fid_clf", "val/kid_clf", "val/is_clf", "val/precision_clf", "val/recall_clf"):
         assert alone[key] == pytest.approx(summary["final"][key], rel=1e-4, abs=1e-6), key
     assert summary["protocol"]["world_size"] == 2 and summary["protocol"]["num_samples"] == 300
+
+
+@pytest.mark.parametrize("flag", ["--help", "--hydra-help"])
+def test_fit_help_names_the_command_its_groups_and_the_readme(flag, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gen-lightning"])
+    try:
+        cli.main(["fit", flag])
+    except SystemExit as end:
+        assert not end.code, end
+    out = capsys.readouterr().out
+    if flag == "--hydra-help":
+        assert out.startswith("Hydra (")  # Hydra's own help, as the footer of fit --help promises
+        return
+    assert out.startswith("gen-lightning fit: train one model") and "powered by Hydra" not in out
+    assert "README" in out and "gen-lightning fit --hydra-help" in out
+    groups = dict(line.split(": ", 1) for line in out.splitlines() if re.match(r"^[a-z_]+: [a-z0-9_, ]+$", line))
+    assert {"model", "data", "trainer", "logger", "metrics", "experiment", "debug"} <= set(groups)
+    assert "text_hub" in groups["data"].split(", ")  # listed, as the README's data row lists it
