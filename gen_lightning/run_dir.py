@@ -10,7 +10,7 @@
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
       csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
       error.txt              the traceback of a run that failed
-      train.log              what a run of a study printed (Lightning's messages, library warnings)
+      train.log              the run's log: Lightning's messages, warnings, log lines (a study's runs: all they print)
       resumes.jsonl          what each resume changed (README, "Resume")
       data_fingerprint.json  size and sha256 of every local data file the run reads (checked on resume)
       .lock                  held by the process writing the run (one writer at a time), removed at its end
