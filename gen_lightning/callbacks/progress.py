@@ -142,6 +142,9 @@ class RichBudgetProgressBar(RichProgressBar):
         # Lightning resets the bar (and its speed estimate) every epoch; one bar runs over the whole budget here.
         if self.train_progress_bar_id is None or self._leave:
             super().on_train_epoch_start(trainer, pl_module)
+            if self.progress is not None and self.train_progress_bar_id is not None:
+                # A resumed run starts at its batch count, not at 0 (a jump would count as speed in the ETA).
+                self.progress.reset(self.train_progress_bar_id, completed=self.meter.done(trainer))
         self._show(trainer)
         self.refresh()
 
