@@ -63,6 +63,8 @@ def _fit_task(cfg) -> float | None:
     from gen_lightning.callbacks.checkpointing import RunInterrupted
     from gen_lightning.commands import search
     from gen_lightning.run import declared, train
+    from gen_lightning.run.run_log import run_log
+    from gen_lightning.run_dir import RunDir
 
     hc = HydraConfig.get()
     declared.declare_config_dirs(p.path for p in hc.runtime.config_sources if p.provider == "command-line")
@@ -73,7 +75,8 @@ def _fit_task(cfg) -> float | None:
     trial = None
     try:
         trial = search.SearchTrial.begin(cfg, hc)  # None unless a job of -m hparams_search=NAME
-        summary = train.fit(cfg, overrides=overrides)
+        with run_log(RunDir(cfg.run_dir).log):
+            summary = train.fit(cfg, overrides=overrides)
     except RunInterrupted as err:
         if trial is not None:
             trial.end(cfg, None, err)
@@ -90,14 +93,26 @@ def _fit_task(cfg) -> float | None:
             err = f"{err}: the disk is full (or a file-size limit was reached). {resumable_state(cfg.run_dir)}"
         raise SystemExit(f"gen-lightning fit: {one_line(err)}") from None
     if rank_zero_only.rank == 0:  # one message per run, not one per DDP process
-        from gen_lightning.run_dir import RunDir
-
-        final = ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items()))
-        print(f"run finished in {summary['train_time_s']:.1f} s: {cfg.run_dir}\n  {final}")
-        for name, path in RunDir(cfg.run_dir).latest_samples().items():
-            print(f"  {name}: {path}")
+        print(finished_message(summary, RunDir(cfg.run_dir)))
     # The objective, for Hydra's sweepers (Optuna: gen-lightning fit -m hparams_search=NAME).
     return trial.end(cfg, summary) if trial is not None else search.objective(summary)
+
+
+def finished_message(summary: dict, layout) -> str:
+    """What ``fit`` prints at its end: the run folder, the final metrics, and where the checkpoints, the metrics
+    file, the log and the latest samples are (only files that exist)."""
+    status = "finished" if summary.get("status", "completed") == "completed" else summary["status"]
+    lines = [f"run {status} in {summary['train_time_s']:.1f} s (step {summary.get('global_step', '?')}): {layout.path}"]
+    if summary.get("final"):
+        lines.append("  " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items())))
+    by = f" (by {summary['monitor']})" if summary.get("monitor") else ""
+    files = [("last checkpoint", layout.last, " (resume, sample, evaluate)"), ("best checkpoint", layout.best, by),
+             ("metrics", layout.metrics, ""), ("log", layout.log, "")]  # fmt: skip
+    files += [(f"{name} grid" if path.suffix == ".png" else name, path, "") for name, path in
+              sorted(layout.latest_samples().items())]  # fmt: skip
+    shown = [(name, f"{path}{note}") for name, path, note in files if path.is_file()]
+    width = max([0, *(len(name) for name, _ in shown)]) + 1
+    return "\n".join([*lines, *(f"  {name + ':':<{width}} {text}" for name, text in shown)])
 
 
 def preflight(overrides: list[str]) -> list[str]:
@@ -173,7 +188,8 @@ def fit_command(overrides: list[str]) -> None:
             raise SystemExit(
                 "gen-lightning fit: hparams_search needs Hydra's Optuna sweeper: pip install 'gen-lightning[sweep]'"
             )
-    if not multirun and not any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides):
+    named = any(o.startswith(("run_dir=", "+run_dir=", "++run_dir=")) for o in overrides)
+    if not multirun and not named and "--hydra-help" not in overrides:  # Hydra's help composes no run config
         # The default run_dir holds ${now:...}: resolved here once, so that the DDP children (which re-run this
         # command line) write into the same directory instead of resolving the time again.
         overrides = [*overrides, f"run_dir={default_run_dir()}"]

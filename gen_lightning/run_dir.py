@@ -12,10 +12,10 @@
       wandb/                 the W&B run (offline-run-* by default); wandb_run_id.txt keeps its id for resume
       csv/, tensorboard/     the CSV and TensorBoard loggers' files; mlflow_run_id.txt keeps the MLflow run's id
       error.txt              the traceback of a run that failed
-      train.log              what a run of a study printed (Lightning's messages, library warnings)
+      train.log              the run's log: Lightning's messages, warnings, log lines (a study's runs: all they print)
       resumes.jsonl          what each resume changed (README, "Resume")
       data_fingerprint.json  size and sha256 of every local data file the run reads (checked on resume)
-      .lock                  held by the process writing the run (one writer at a time)
+      .lock                  held by the process writing the run (one writer at a time), removed at its end
 
 Every module that reads or writes one of these names asks this object.
 """
@@ -165,11 +165,12 @@ _held: dict[str, int] = {}  # run directories this process holds, path -> open l
 
 
 def lock(run_dir: str | Path) -> None:
-    """Hold ``RUN_DIR/.lock`` for the life of this process: one writer per run directory.
+    """Hold ``RUN_DIR/.lock`` for the life of this run: one writer per run directory (``release`` ends it).
 
     An exclusive ``flock`` on an open file: the kernel releases it when the process ends, however it ends (kill -9
-    included), so a lock left by a dead process is simply taken over. The holder's pid is written into the file so
-    that a refused second writer can name it. Creates ``run_dir`` (and nothing else in it)."""
+    included), so a lock file left by a dead process is simply taken over (a ``.lock`` in a run directory with no
+    live writer is stale and harmless). The holder's pid is written into the file so that a refused second writer
+    can name it. Creates ``run_dir`` (and nothing else in it)."""
     import fcntl
     import os
 
@@ -177,27 +178,50 @@ def lock(run_dir: str | Path) -> None:
     if str(path) in _held:
         return
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+    while True:
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirLocked(
+                f"run_dir={run_dir} is in use by another gen-lightning process (pid {holder}); wait for it to "
+                "finish or stop it, or choose another run_dir (nothing was written)"
+            ) from None
+        if _same_file(fd, path / ".lock"):
+            break
+        # The holder we waited behind removed the file when it finished (``release``): this lock is on a file no
+        # longer in the directory, and another process may already hold a new ``.lock``. Take the new one.
         os.close(fd)
-        raise RunDirLocked(
-            f"run_dir={run_dir} is in use by another gen-lightning process (pid {holder}); wait for it to finish "
-            "or stop it, or choose another run_dir (nothing was written)"
-        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[str(path)] = fd
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open ``fd`` is the file at ``path`` now (not one removed or replaced since it was opened)."""
+    import os
+
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
 def release(run_dir: str | Path) -> None:
+    """End the lock of ``lock``: the file is removed while still held (a finished run leaves no ``.lock``), then
+    unlocked; a process that opened the old file meanwhile sees it gone and takes a new one (``lock``)."""
     import fcntl
     import os
 
-    fd = _held.pop(str(Path(run_dir).resolve()), None)
+    path = Path(run_dir).resolve()
+    fd = _held.pop(str(path), None)
     if fd is not None:
+        if _same_file(fd, path / ".lock"):
+            (path / ".lock").unlink(missing_ok=True)
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

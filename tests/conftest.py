@@ -35,20 +35,38 @@ def _isolated_caches(tmp_path_factory):
         yield
 
 
+# What each data set of SHARED_DATA is and where to get it, for the reason of a test skipped without it.
+DATA_SOURCES = {
+    "mnist10k": "the MNIST test set as IDX files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; e.g. from "
+    "https://ossci-datasets.s3.amazonaws.com/mnist/, torchvision's mirror)",
+    "tinyshakespeare": "tiny Shakespeare, input.txt of karpathy/char-rnn (data/tinyshakespeare/input.txt)",
+    "image_coco": "the Image COCO captions of the text-GAN benchmarks, train.txt and test.txt (geek-ai/Texygen, "
+    "data/image_coco.txt and data/testdata/test_coco.txt)",
+}
+
+
+def shared_data(folder: str, *files: str) -> Path:
+    """``SHARED_DATA/folder`` when it holds ``files``; otherwise the test is skipped with a reason that names what
+    is missing, where it was looked for and how to get it (``pytest -rs`` shows the reasons in the summary)."""
+    path = SHARED_DATA / folder
+    missing = [name for name in files if not (path / name).is_file()]
+    if missing:
+        pytest.skip(
+            f"needs real data: {', '.join(missing)} not found in {path}. Put {DATA_SOURCES.get(folder, folder)} "
+            f"there (../shared/data/{folder}/ beside the project), or set GEN_LIGHTNING_TEST_DATA to a folder holding "
+            f"{folder}/"
+        )
+    return path
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
-    path = SHARED_DATA / "mnist10k"
-    if not (path / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST images not found at {path}")
-    return path
+    return shared_data("mnist10k", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
 @pytest.fixture
 def shakespeare_path() -> Path:
-    path = SHARED_DATA / "tinyshakespeare" / "input.txt"
-    if not path.is_file():
-        pytest.skip(f"tiny Shakespeare not found at {path}")
-    return path
+    return shared_data("tinyshakespeare", "input.txt") / "input.txt"
 
 
 # Tiny presets: tests/presets/<model>.yaml, a YAML list of overrides that shrink conf/model/<model>.yaml (and pick

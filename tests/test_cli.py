@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -33,6 +34,7 @@ def trained_run(tmp_path_factory):
     overrides = [o for o in tiny_overrides(run_dir, "trainer.max_epochs=2") if o != "logger=none"]
     proc = gen_lightning("fit", *overrides)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir.parent / "fit.stdout").write_text(proc.stdout)
     return run_dir
 
 
@@ -52,6 +54,17 @@ def test_fit_writes_a_complete_run_directory(trained_run):
     # Ranked by the directions the VAE declares; val/kl is a diagnostic (final value, no best).
     assert summary["directions"] == {"val/elbo": "max", "val/nll_iw": "min", "val/recon": "min"}
     assert set(summary["best"]) == {"val/elbo", "val/nll_iw", "val/recon"}
+
+
+def test_fit_says_where_the_run_is_and_keeps_its_log(trained_run):
+    out = (trained_run.parent / "fit.stdout").read_text()
+    shown = [("last checkpoint", "checkpoints/last.ckpt"), ("best checkpoint", "checkpoints/best.ckpt"),
+             ("metrics", "metrics.json"), ("log", "train.log"), ("samples grid", "samples/samples/")]  # fmt: skip
+    for name, path in shown:
+        assert re.search(rf"^  {name}: +{re.escape(str(trained_run / path))}", out, re.M), (name, out)
+    log = (trained_run / "train.log").read_text()
+    assert "`Trainer.fit` stopped: `max_epochs=2` reached." in log  # Lightning's messages reach the run's log
+    assert not (trained_run / "cli.log").exists() and not (trained_run / ".lock").exists()
 
 
 @pytest.mark.parametrize("mode", ["sample", "reconstruct", "interpolate"])
@@ -161,3 +174,21 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     for key in ("val/fid_clf", "val/kid_clf", "val/is_clf", "val/precision_clf", "val/recall_clf"):
         assert alone[key] == pytest.approx(summary["final"][key], rel=1e-4, abs=1e-6), key
     assert summary["protocol"]["world_size"] == 2 and summary["protocol"]["num_samples"] == 300
+
+
+@pytest.mark.parametrize("flag", ["--help", "--hydra-help"])
+def test_fit_help_names_the_command_its_groups_and_the_readme(flag, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["gen-lightning"])
+    try:
+        cli.main(["fit", flag])
+    except SystemExit as end:
+        assert not end.code, end
+    out = capsys.readouterr().out
+    if flag == "--hydra-help":
+        assert out.startswith("Hydra (")  # Hydra's own help, as the footer of fit --help promises
+        return
+    assert out.startswith("gen-lightning fit: train one model") and "powered by Hydra" not in out
+    assert "README" in out and "gen-lightning fit --hydra-help" in out
+    groups = dict(line.split(": ", 1) for line in out.splitlines() if re.match(r"^[a-z_]+: [a-z0-9_, ]+$", line))
+    assert {"model", "data", "trainer", "logger", "metrics", "experiment", "debug"} <= set(groups)
+    assert "text_hub" in groups["data"].split(", ")  # listed, as the README's data row lists it

@@ -19,7 +19,9 @@ import torch
 from PIL import Image
 
 from gen_lightning import cli
+from gen_lightning.callbacks.samples import MIN_WIDTH, PADDING, TITLE_BAND, upscale
 from gen_lightning.commands.evaluate import evaluate_command
+from gen_lightning.commands.sample import OUTPUT_TITLES
 from gen_lightning.config import note_search_path
 
 TESTS = Path(__file__).resolve().parent
@@ -61,7 +63,9 @@ def test_a_conditional_family_trains_and_is_scored_by_its_protocol(toy_run):
     # Learned: far better than handing the mirrored input back.
     assert final["val/psnr"] > identity_psnr() + 3
     grids = sorted((toy_run / "samples" / "unmirrored").glob("step*.png"))
-    assert len(grids) == 4 and Image.open(grids[-1]).size[0] == 3 * 9 + 1  # input | output | target, 8 px + border
+    # input | output | target, 8 px images scaled up to a readable grid (callbacks/samples.py), 2 px borders
+    cell = 8 * upscale(8, 8, 3) + PADDING
+    assert len(grids) == 4 and Image.open(grids[-1]).size[0] == 3 * cell + PADDING >= MIN_WIDTH
 
 
 def test_evaluate_gives_the_logged_value_and_writes_beside_the_checkpoint(toy_run, capsys):
@@ -108,7 +112,8 @@ def test_sample_takes_image_files_and_folders(toy_run, tmp_path):
     ckpt = toy_run / "checkpoints" / "last.ckpt"
     folder = write_digits(tmp_path / "in", 5, mode="RGB")  # RGB files for a grey model: converted
     cli.main(["sample", f"ckpt={ckpt}", f"input={folder}", f"out={tmp_path / 'grid.png'}"])
-    assert Image.open(tmp_path / "grid.png").size == (2 * 4 * 9 + 1, 2 * 9 + 1)  # input | output pairs, 4 a row
+    cell = 8 * upscale(8, 8, 8, OUTPUT_TITLES) + PADDING  # input | output pairs, 4 a row, titled
+    assert Image.open(tmp_path / "grid.png").size == (8 * cell + PADDING, TITLE_BAND + 2 * cell + PADDING)
     outputs = sorted((tmp_path / "grid").glob("*.png"))
     assert [p.name for p in outputs] == [f"digit{i}.png" for i in range(5)]
     # The output un-mirrors: closer to the upright digit than the mirrored input is.

@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import shared_data
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
@@ -25,7 +26,6 @@ from gen_lightning.gan.losses import gradient_penalty
 from gen_lightning.gan.nets import Discriminator, Generator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist10k"
 
 VARIANTS = {
     "bce": {},
@@ -81,9 +81,7 @@ def test_networks_sized_from_image_shape(size, channels, s0):
 
 
 def test_trains_on_28x28_mnist_from_a_7x7_map():
-    path = MNIST / "t10k-images-idx3-ubyte.gz"
-    if not path.exists():
-        pytest.skip(f"MNIST test images not found at {path}")
+    path = shared_data("mnist10k", "t10k-images-idx3-ubyte.gz") / "t10k-images-idx3-ubyte.gz"
     with gzip.open(path) as f:
         raw = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)[16 : 16 + 256 * 784]  # IDX header
     images = raw.view(256, 1, 28, 28).float() / 127.5 - 1.0

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from conftest import preset, tiny_overrides
 from PIL import Image
 
+from gen_lightning.callbacks.samples import PADDING, TITLE_BAND, mode_titles, upscale
 from gen_lightning.commands.sample import sample_command
 from gen_lightning.config import compose
 from gen_lightning.data.images import ImageDataModule
@@ -103,7 +104,8 @@ def test_sample_command_edits_image_files(tmp_path, model, mode, options):
                          out=str(tmp_path / "grid.png"), **kwargs)  # fmt: skip
     with Image.open(out) as grid:
         per_row = 5 if mode == "variations" else 2 * 4  # input + 4 draws; (input, edit) pairs, 12 -> 4 per row
-        assert grid.size[0] == per_row * 9 + 1
+        cell = 8 * upscale(8, 8, per_row, mode_titles(mode, per_row)) + PADDING  # scaled up, titled by column
+        assert grid.size == (per_row * cell + PADDING, TITLE_BAND + 3 * cell + PADDING)
     again = sample_command(str(run_dir / "checkpoints" / "last.ckpt"), n=4, mode=mode, input=str(folder),
                            out=str(tmp_path / "again.png"), **kwargs)  # fmt: skip
     assert again.read_bytes() == out.read_bytes()  # seed=0 by default: reproducible

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, shared_data
 from hydra.utils import instantiate
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
@@ -140,8 +140,7 @@ def digits_datamodule(labelled: bool = True) -> DigitsDataModule:
 
 
 def load_mnist(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (MNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST test images not found in {MNIST}")
+    shared_data("mnist10k", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     with gzip.open(MNIST / "t10k-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)[:n]
     with gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz") as f:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, shared_data
 
 from gen_lightning.data.text.words import split_words
 from gen_lightning.metrics.bleu import References, corpus_mean_bleu, self_bleu
@@ -79,8 +79,7 @@ def test_self_bleu_equals_nltk_on_corner_cases():
 
 @pytest.fixture
 def coco_lines():
-    if not (COCO / "test.txt").is_file():
-        pytest.skip(f"Image COCO captions not found at {COCO}")
+    shared_data("image_coco", "train.txt", "test.txt")
     return (COCO / "train.txt").read_text().splitlines(), (COCO / "test.txt").read_text().splitlines()
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import shared_data
 
 from gen_lightning.data.text.corpus import SEPARATOR, TextDataModule, embedded_text
 from gen_lightning.data.text.tokenizers import ByteTokenizer, CharTokenizer, from_config
@@ -165,9 +164,7 @@ def test_hub_failure_says_what_to_do(monkeypatch):
 
 
 def test_shakespeare_matches_nanogpt_preparation():
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
+    path = shared_data("tinyshakespeare", "input.txt") / "input.txt"
     dm = _setup(path=str(path), block_size=64)
     # nanoGPT's shakespeare_char/prepare.py: 65 characters, 1,003,854 train and 111,540 val tokens.
     assert dm.tokenizer.vocab_size == 65

@@ -9,7 +9,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import lm_trainer, shakespeare_file, text_data
+from conftest import shared_data
+from helpers import lm_trainer, text_data
 
 from gen_lightning.data.text import TextDataModule
 from gen_lightning.nn.optim import warmup_cosine
@@ -234,9 +235,7 @@ def test_nanogpt_cpu_configuration_trains_like_nanogpt():
     first 20 validation batches and 1.9126 on the whole split. The bound, 1.93, is nanoGPT's mean plus about two
     of its seed-to-seed standard deviations: a broken optimiser, schedule or initialisation lands far above it.
     """
-    shakespeare = shakespeare_file()
-    if shakespeare is None:
-        pytest.skip("tiny Shakespeare not found")
+    shakespeare = shared_data("tinyshakespeare", "input.txt") / "input.txt"
     L.seed_everything(1337)
     dm = TextDataModule(path=str(shakespeare), block_size=64, batch_size=12, seed=1337)
     dm.setup("fit")

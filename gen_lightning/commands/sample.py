@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from gen_lightning.callbacks.samples import image_grid
+from gen_lightning.callbacks.samples import image_grid, mode_titles
 from gen_lightning.commands.inputs import model_sources, read_images
 from gen_lightning.commands.outputs import text_writer
 from gen_lightning.export import is_export
@@ -33,6 +33,8 @@ from gen_lightning.run.checkpoint import load_module
 from gen_lightning.run.prepare import SavedRun
 from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import task_of
+
+OUTPUT_TITLES = ("input", "output")  # the grid of a conditional model's outputs: input | output pairs
 
 
 def check_options(method, options: dict, fixed: tuple[str, ...] = ()) -> None:
@@ -116,7 +118,7 @@ def sample_command(
         raise ValueError(f"unknown mode '{mode}' for {type(module).__name__}; choose from {modes}")
     target = Path(out) if out else output_folder(path) / f"{mode}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image_grid(images, nrow), target)
+    save_image(image_grid(images, nrow, mode_titles(mode, nrow or 0)), target)
     print(f"wrote {target} ({len(images)} images)")
     return target
 
@@ -184,7 +186,8 @@ def write_outputs(module, sources, names, input, out, generator, batch_size: int
     if shown.shape[1] != images.shape[1]:
         shown = shown.expand(-1, images.shape[1], -1, -1)
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image_grid(torch.stack([shown, images], 1).flatten(0, 1), 2 * min(4, len(images))), target)
+    pairs = torch.stack([shown, images], 1).flatten(0, 1)  # (2N, C, H, W): input, output, ...
+    save_image(image_grid(pairs, 2 * min(4, len(images)), OUTPUT_TITLES), target)
     if Path(input).is_dir():
         folder = target.with_suffix("")
         folder.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -164,6 +165,8 @@ def build_trainer(
     options.update({k: instantiate(v) for k, v in options.items() if isinstance(v, dict) and "_target_" in v})
     # Epochs longer than validation.every_n_steps batches (a text corpus) also validate on that step schedule.
     options.update(step_schedule(options, epoch_batches, cfg.get("validation", {}).get("every_n_steps")))
+    if not options.get("enable_progress_bar", True):  # Lightning refuses a progress bar callback then
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     try:
         return L.Trainer(
             **options,

@@ -206,10 +206,14 @@ class VAE(ImageModel):
         return torch.cat([x.to(self.device)[:, None], out], dim=1).flatten(0, 1)
 
     def preview(self, batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        from gen_lightning.callbacks.samples import mode_titles
+
         images, labels = batch
         with evaluating(self):
+            pairs, columns = self.render("reconstruct", images[:32], labels[:32])
+            walks, steps = self.render("interpolate", images[:16], labels[:16])
             return {
                 "samples": self.sample(64, generator=generator),
-                "reconstructions": self.render("reconstruct", images[:32], labels[:32])[0],
-                "interpolations": self.render("interpolate", images[:16], labels[:16])[0],
+                "reconstructions": (pairs, columns, mode_titles("reconstruct", columns)),
+                "interpolations": (walks, steps, mode_titles("interpolate", steps)),
             }

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from gen_lightning.run_dir import RunDir
-from gen_lightning.studies.report.collect import SeedResult, in_study_order
+from gen_lightning.studies.report.collect import SAMPLE_TIME, SeedResult, in_study_order
 
 COLORS = [f"C{i}" for i in range(10)]
 PNG_META = {"Software": None}
@@ -30,11 +30,21 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+# Metrics logged in one unit and read in another: the plot shows them as the report's tables do.
+UNITS = {SAMPLE_TIME: ("ms/sample", 1000.0)}  # val/sample_time is logged in seconds per image
+MIN_SPAN = 0.02  # the y axis spans at least 2% of the values' size: a constant is drawn flat, not as a jump
+
+
 def metric_curves(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], path: Path, note: str = "") -> Path:
     """``metric`` against the training step and the training time, one line per run and seed.
 
     ``curves``: run name -> [(seed, history rows with "step", "time_s" and the metric)], in report order.
     """
+    return _save(curves_figure(metric, curves, note), path)
+
+
+def curves_figure(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], note: str = "") -> Figure:
+    unit, scale = UNITS.get(metric, ("", 1.0))
     fig = Figure(figsize=(11, 4), layout="constrained")
     by_step, by_time = fig.subplots(1, 2)
     for color, (run, seeds) in zip(COLORS * 10, curves.items()):
@@ -43,21 +53,33 @@ def metric_curves(metric: str, curves: dict[str, list[tuple[int, list[dict]]]], 
             if not rows:
                 continue
             label = run if i == 0 else None
-            values = [r[metric] for r in rows]
+            values = [r[metric] * scale for r in rows]
             by_step.plot([r["step"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
             by_time.plot([r["time_s"] for r in rows], values, color=color, alpha=0.85, marker=".", label=label)
     values = [v for line in by_step.get_lines() for v in line.get_ydata()]
     # A metric spanning decades (FID falls from ~1,000 to ~10): a log axis shows the end of the curves too.
     log = bool(values) and min(values) > 0 and max(values) / min(values) > 20
+    name = f"{metric} ({unit})" if unit else metric
     for ax, xlabel in ((by_step, "training step (trainer.global_step)"), (by_time, "training time (s)")):
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric + (" (log scale)" if log else ""))
+        ax.set_ylabel(name + (" (log scale)" if log else ""))
         ax.grid(alpha=0.3)
         if log:
             ax.set_yscale("log")
+        elif values:
+            ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "+0.99259" above the axis
+            ax.set_ylim(*value_range(min(values), max(values)))
     by_step.legend(fontsize=8)
-    fig.suptitle(metric + (f"  ({note})" if note else ""), fontsize=10)
-    return _save(fig, path)
+    fig.suptitle(name + (f"  ({note})" if note else ""), fontsize=10)
+    return fig
+
+
+def value_range(low: float, high: float) -> tuple[float, float]:
+    """The y limits: the values with a 5% margin, and at least MIN_SPAN of their size (a metric constant to 1e-8,
+    e.g. an accuracy of 0.99259 on a fixed set, is a flat line, not a jump across the whole axis)."""
+    centre, span = (low + high) / 2, high - low
+    half = max(span * 0.55, MIN_SPAN / 2 * max(abs(low), abs(high))) or 0.5
+    return centre - half, centre + half
 
 
 def _text_cell(ax, text: str) -> None:

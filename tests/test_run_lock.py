@@ -1,0 +1,39 @@
+"""The lock of a run directory (gen_lightning/run_dir.py): removed at the end of a run, taken over from a dead
+holder, never held on a file removed from the directory."""
+
+from __future__ import annotations
+
+from conftest import tiny_overrides
+
+from gen_lightning.config import compose
+from gen_lightning.run import train
+
+
+def test_a_finished_run_leaves_no_lock_and_a_lock_of_a_finished_holder_is_not_kept(tmp_path, monkeypatch):
+    import os
+
+    from gen_lightning import run_dir as run_dirs
+
+    run = tmp_path / "run"
+    train.fit(compose(tiny_overrides(run, "trainer.max_steps=2")))
+    assert not (run / ".lock").exists()  # released and removed at the end of the run
+    # A lock file left by a dead process (kill -9 leaves it; the kernel released its flock) is taken over.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".lock").write_text("999999\n")
+    run_dirs.lock(other)
+    assert (other / ".lock").read_text() == f"{os.getpid()}\n"
+    run_dirs.release(other)
+    assert not (other / ".lock").exists()
+    # A writer that opened .lock just before its holder removed it gets the flock on a file no longer there: it
+    # must not count as holding the run (a third process may hold the new .lock); lock() takes the new file.
+    (other / ".lock").write_text("")
+    orphan = os.open(other / ".lock", os.O_RDWR)
+    (other / ".lock").unlink()
+    opened, real_open = [], os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a) or (orphan if len(opened) == 1 else real_open(*a)))
+    run_dirs.lock(other)
+    assert len(opened) == 2 and (other / ".lock").is_file()  # the orphan refused, the new .lock created and held
+    assert run_dirs._same_file(run_dirs._held[str(other.resolve())], other / ".lock")
+    run_dirs.release(other)
+    assert not (other / ".lock").exists()
