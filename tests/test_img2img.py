@@ -119,8 +119,12 @@ def test_training_logs_input_output_target_grids(tmp_path):
     train.fit(cfg)
     grids = sorted((tmp_path / "run" / "samples" / "translations").glob("*.png"))
     assert grids
-    with Image.open(grids[-1]) as grid:  # 3 columns of 8x8 images (1-pixel padding): input | output | target
-        assert grid.size == (3 * 9 + 1, 8 * 9 + 1)
+    from gen_lightning.callbacks.samples import PADDING, TITLE_BAND, upscale
+
+    # 3 columns of 8x8 images scaled up (nearest), under their titles: input | output | target
+    cell = 8 * upscale(8, 8, 3, ("input", "output", "target")) + PADDING
+    with Image.open(grids[-1]) as grid:
+        assert grid.size == (3 * cell + PADDING, 8 * cell + PADDING + TITLE_BAND)
 
 
 # ---------------------------------------------------------------------------------------- metrics

@@ -182,7 +182,7 @@ class ImageTranslator(L.LightningModule):
         outputs = self.generate(sources)
         c, s = self.hparams.channels, self.hparams.image_size
         rows = torch.stack([display(sources.to(self.device), c, s), outputs, targets.to(self.device)], dim=1)
-        return {"translations": (rows.flatten(0, 1), 3)}
+        return {"translations": (rows.flatten(0, 1), 3, ("input", "output", "target"))}
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Under DDP, every process takes rank 0's buffers (batch-norm statistics, CycleGAN's pools, EMA copies).

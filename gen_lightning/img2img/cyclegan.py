@@ -109,7 +109,7 @@ class CycleGAN(ImageTranslator):
             z = self.generate(y, direction=back)
             c = max(x.shape[1], y.shape[1])
             rows = torch.stack([display(x, c, x.shape[-1]), display(y, c, x.shape[-1]), display(z, c, x.shape[-1])], 1)
-            out[direction] = (rows.flatten(0, 1), 3)
+            out[direction] = (rows.flatten(0, 1), 3, ("input", "translated", "back"))
         return out
 
     # ---- training --------------------------------------------------------------------------------------------
