@@ -1,0 +1,200 @@
+"""Parallel studies and the thread policy, measured (numbers: see RESULTS below).
+
+    PYTHONPATH=. python benchmarks/study_parallel.py threads [--steps 30]
+    PYTHONPATH=. python benchmarks/study_parallel.py study [--seeds 0] [--out runs/bench_parallel]
+
+``threads``: the step time of a few models with 1 and with 2 torch threads (the numbers behind
+``gen_lightning/run/threads.py``), idle and beside two busy processes.
+``study``: the quick image study (``experiments/image_families_quick.yaml``, the README's first command) with the
+old default (``jobs=1``, torch's default threads) and the new one (``jobs`` and ``threads`` left to their defaults),
+each alone and beside two busy processes (``python -c "while True: pass"`` x2), one after another on this host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "experiments" / "image_families_quick.yaml"
+BUSY = [sys.executable, "-c", "while True: pass"]
+
+RESULTS = """
+(filled in below after measuring)
+"""
+
+# Models for the thread table: (name, overrides); the sizes span the quick study's models to nanoGPT's CPU one.
+MODELS = [
+    ("vae quick (303k, batch 32)", ["model=vae", "model.num_layers=3", "model.latent_dim=8", "data.batch_size=32"]),
+    ("dcgan (digits, batch 64)", ["model=dcgan"]),
+    ("ddpm (digits, batch 64)", ["model=ddpm"]),
+    ("gpt default (text_embedded)", ["model=gpt", "data=text_embedded"]),
+    (
+        "gpt nanoGPT-cpu size (4x128, 12x64 tokens)",
+        [
+            "model=gpt",
+            "data=text_embedded",
+            "data.block_size=64",
+            "data.batch_size=12",
+            "model.num_layers=4",
+            "model.num_heads=4",
+            "model.hidden_dim=128",
+        ],
+    ),  # fmt: skip
+    (
+        "gpt 6x384, 32x128 tokens",
+        [
+            "model=gpt",
+            "data=text_embedded",
+            "data.block_size=128",
+            "data.batch_size=32",
+            "model.num_layers=6",
+            "model.num_heads=6",
+            "model.hidden_dim=384",
+        ],
+    ),  # fmt: skip
+]
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def step_times(overrides: list[str], threads: int, steps: int) -> dict:
+    """Median seconds per training step (after 5 warm-up steps) of the configured model, in this process."""
+    import lightning as L
+    import torch
+
+    from gen_lightning.config import compose
+    from gen_lightning.run import prepare
+    from gen_lightning.run.threads import work_per_step
+
+    torch.set_num_threads(threads)
+    cfg = compose([*overrides, "logger=none", "metrics=none", "run_dir=/tmp/unused"])
+    datamodule = prepare.build_datamodule(cfg.data)
+    model = prepare.build("model", cfg.model, **prepare.model_arguments(cfg.model, datamodule, None))
+    stamps: list[float] = []
+
+    class Clock(L.Callback):
+        def on_train_batch_end(self, *args) -> None:
+            stamps.append(time.perf_counter())
+
+    trainer = L.Trainer(max_steps=steps + 5, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, callbacks=[Clock()])  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    diffs = [b - a for a, b in zip(stamps[5:], stamps[6:])]
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"s_per_step": statistics.median(diffs), "params": params, "work": work_per_step(params, cfg.data)}
+
+
+def threads_table(args: argparse.Namespace) -> None:
+    """Each model with 1 and 2 threads (in fresh processes), idle, then beside two busy processes."""
+    rows = []
+    for load in ("idle", "2 busy"):
+        busy = [subprocess.Popen(BUSY) for _ in range(2)] if load == "2 busy" else []
+        try:
+            for name, overrides in MODELS:
+                row = {"model": name, "load": load, "load_average": load_average()}
+                for threads in (1, 2):
+                    code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+                            f"from study_parallel import step_times; "
+                            f"print(json.dumps(step_times({overrides!r}, {threads}, {args.steps})))")  # fmt: skip
+                    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+                    env.pop("OMP_NUM_THREADS", None)
+                    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+                    if out.returncode:
+                        raise SystemExit(out.stderr[-3000:])
+                    result = json.loads(out.stdout.strip().splitlines()[-1])
+                    row.update(params=result["params"], work=result["work"])
+                    row[f"ms_{threads}"] = round(1000 * result["s_per_step"], 2)
+                row["speedup_2_threads"] = round(row["ms_1"] / row["ms_2"], 2)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        finally:
+            for p in busy:
+                p.kill()
+    print(json.dumps(rows, indent=1))
+
+
+def study_file(out: Path, seeds: list[int], epochs: int | None) -> Path:
+    """The quick study with a subset of its seeds (and, with ``epochs``, a shorter budget)."""
+    import yaml
+
+    node = yaml.safe_load(STUDY.read_text())
+    node["study"]["seeds"] = seeds
+    if epochs:
+        node["study"]["budget"] = {"max_epochs": epochs}
+    path = out / STUDY.name
+    path.write_text(yaml.safe_dump(node, sort_keys=False))
+    return path
+
+
+def time_study(name: str, tree: Path, spec: Path, out: Path, busy: int, timeout: float, args: list[str]) -> dict:
+    """One study from scratch with the code of ``tree``, beside ``busy`` busy processes; wall time and load."""
+    study_dir = out / name
+    env = {**os.environ, "PYTHONPATH": str(tree), "WANDB_MODE": "offline"}
+    env.pop("OMP_NUM_THREADS", None)  # what a new user has: nothing set
+    hogs = [subprocess.Popen(BUSY) for _ in range(busy)]
+    load_before, start = load_average(), time.perf_counter()
+    command = [sys.executable, "-m", "gen_lightning.cli", "study", str(spec), f"study_dir={study_dir}", "report=false"]
+    try:
+        with open(out / f"{name}.log", "w") as log:
+            code = subprocess.run([*command, *args], env=env, cwd=tree, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout).returncode  # fmt: skip
+    except subprocess.TimeoutExpired:
+        code = "timeout"
+    finally:
+        for p in hogs:
+            p.kill()
+    wall = time.perf_counter() - start
+    index = json.loads((study_dir / "study.json").read_text()) if (study_dir / "study.json").is_file() else {}
+    runs = {k: (r.get("status"), r.get("wall_s")) for k, r in index.get("runs", {}).items()}
+    return {"name": name, "busy": busy, "wall_s": round(wall, 1), "exit": code, "load_before": load_before,
+            "load_after": load_average(), "runs": runs}  # fmt: skip
+
+
+def study_table(args: argparse.Namespace) -> None:
+    """Old default (the main checkout: jobs=1, torch's default threads) and new default (this tree), idle and
+    beside two busy processes, one after another."""
+    out = args.out.resolve()
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    spec = study_file(out, [int(s) for s in args.seeds.split(",")], args.epochs)
+    for busy in (0, 2):
+        for name, tree in (("old", args.old), ("new", ROOT)):
+            row = time_study(f"{name}_busy{busy}", tree.resolve(), spec, out, busy, args.timeout, [])
+            print(json.dumps(row), flush=True)
+            with open(out / "results.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    threads = sub.add_parser("threads")
+    threads.add_argument("--steps", type=int, default=30)
+    study = sub.add_parser("study")
+    study.add_argument("--seeds", default="0", help="seeds of the quick study to train (its file has 0,1,2)")
+    study.add_argument("--epochs", type=int, default=None, help="a shorter budget than the study's 20 epochs")
+    study.add_argument("--timeout", type=float, default=600, help="seconds before a study is stopped")
+    study.add_argument("--old", type=Path, default=Path("/work/main"), help="a checkout with the old default")
+    study.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_parallel")
+    args = parser.parse_args()
+    if args.what == "threads":
+        threads_table(args)
+    else:
+        study_table(args)
+
+
+if __name__ == "__main__":
+    main()
