@@ -2,9 +2,9 @@
 
 A study (schema in ``spec.py``) trains every run once per seed under one budget and one evaluation protocol
 (``plan.py``) in ``STUDY_DIR/<name>_seed<k>/`` (default ``STUDY_DIR``: ``runs/studies/<study name>/``), indexed
-by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``launch.py`` in this process, or
-``hydra_launcher.py``), then the evaluation variants run (``evaluations.py``) and the report is written
-(``report/``).
+by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``jobs.py``: ``jobs=N`` at a time, each
+in a process of its own, or ``jobs=1`` one after another in this process, ``launch.py``; or ``hydra_launcher.py``),
+then the evaluation variants run (``evaluations.py``) and the report is written (``report/``).
 
 Re-running the command skips completed runs, resumes interrupted or failed ones and starts the rest. Runs already
 made must have the configuration the study gives them now, and every run must be one ``fit`` would train (its

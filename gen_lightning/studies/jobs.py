@@ -231,10 +231,8 @@ def die_with_parent(parent: int) -> None:
 
 def work(task: dict) -> tuple[dict, int]:
     """Train one planned run as ``launch.train_one`` does; ``(outcome, exit status)``."""
-    from gen_lightning.cli import quiet_library_noise
     from gen_lightning.config import compose
 
-    quiet_library_noise()
     run_dir = Path(task["run_dir"])
     try:
         pr = PlannedRun(task["key"], task["run"], task["seed"], run_dir, task["overrides"], compose(task["overrides"]))
