@@ -196,7 +196,7 @@ def time_study(name: str, tree: Path, spec: Path, out: Path, busy: int, timeout:
 
 def study_table(args: argparse.Namespace) -> None:
     """Old default (the main checkout: jobs=1, torch's default threads) and new default (this tree), idle and
-    beside two busy processes, one after another."""
+    beside two busy processes (``--configs``: ``NAME_busyN``, one after another)."""
     out = args.out.resolve()
     if out.exists():
         import shutil
@@ -204,12 +204,13 @@ def study_table(args: argparse.Namespace) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     spec = study_file(out, [int(s) for s in args.seeds.split(",")], args.epochs)
-    for busy in (0, 2):
-        for name, tree in (("old", args.old), ("new", ROOT)):
-            row = time_study(f"{name}_busy{busy}", tree.resolve(), spec, out, busy, args.timeout, [])
-            print(json.dumps(row), flush=True)
-            with open(out / "results.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+    trees = {"old": args.old, "new": ROOT}
+    for config in args.configs.split(","):
+        name, busy = config.split("_busy")
+        row = time_study(config, trees[name].resolve(), spec, out, int(busy), args.timeout, [])
+        print(json.dumps(row), flush=True)
+        with open(out / "results.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def main() -> None:
@@ -223,6 +224,7 @@ def main() -> None:
     study.add_argument("--timeout", type=float, default=600, help="seconds before a study is stopped")
     study.add_argument("--old", type=Path, default=Path("/work/main"), help="a checkout with the old default")
     study.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_parallel")
+    study.add_argument("--configs", default="old_busy0,new_busy0,old_busy2,new_busy2", help="which, in this order")
     args = parser.parse_args()
     if args.what == "threads":
         threads_table(args)
