@@ -102,10 +102,9 @@ class Job:
     result: int  # read end of the pipe the run writes its outcome to
     started: float
     resumed: bool
-    slot: int
 
 
-def start(number: int, pr: PlannedRun, resume: bool, env: dict[str, str], slot: int) -> Job:
+def start(number: int, pr: PlannedRun, resume: bool, env: dict[str, str]) -> Job:
     read, write = os.pipe()
     task = {"key": pr.key, "run": pr.run, "seed": pr.seed, "run_dir": str(pr.run_dir), "overrides": pr.overrides,
             "resume": resume, "result_fd": write, "parent": os.getpid()}  # fmt: skip
@@ -121,7 +120,7 @@ def start(number: int, pr: PlannedRun, resume: bool, env: dict[str, str], slot: 
         )
     os.close(write)
     os.set_blocking(read, False)  # data-loader workers of the run may keep the write end open after it exits
-    return Job(number, pr, process, read, time.perf_counter(), resume, slot)
+    return Job(number, pr, process, read, time.perf_counter(), resume)
 
 
 def outcome_of(job: Job) -> dict:
@@ -152,6 +151,7 @@ def record(spec: StudySpec, index: StudyIndex, job: Job, jobs: int) -> None:
         progress(spec, index, job.number, job.pr, resumed + outcome(spec, result, wall), jobs=jobs)
     elif result["status"] == "interrupted":
         index.update(job.pr.key, status="interrupted")
+        progress(spec, index, job.number, job.pr, "interrupted (stopped at a checkpoint)", jobs=jobs)
     else:
         index.update(job.pr.key, status="failed", error=result["error"], wall_s=round(wall, 3))
         progress(
@@ -170,7 +170,7 @@ def execute_parallel(spec: StudySpec, index: StudyIndex, queue: deque, slots: li
                 slot = free.popleft()
                 entry = index.data["runs"][pr.key]
                 index.update(pr.key, status="running", attempts=entry.get("attempts", 0) + 1)
-                running[slot] = start(number, pr, state == "resume", slots[slot], slot)
+                running[slot] = start(number, pr, state == "resume", slots[slot])
                 in_flight = ", ".join(j.pr.key for j in running.values())
                 progress(spec, index, number, pr, f"training ({in_flight})", final=False, jobs=len(slots))
             time.sleep(0.2)
@@ -179,7 +179,7 @@ def execute_parallel(spec: StudySpec, index: StudyIndex, queue: deque, slots: li
                     del running[slot]
                     free.append(slot)
                     record(spec, index, job, len(slots))
-    except BaseException:  # Ctrl-C, SIGTERM: every run in flight stops at a checkpoint
+    except BaseException:  # Ctrl-C: every run in flight stops at a checkpoint (a killed study: die_with_parent)
         for job in running.values():
             job.process.send_signal(signal.SIGTERM)
         for job in running.values():
