@@ -95,7 +95,7 @@ def reference(tmp_path_factory):
     study_dir = root / "out"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        cli.main(["study", str(write_study(root / "mini.yaml")), f"study_dir={study_dir}"])
+        cli.main(["study", str(write_study(root / "mini.yaml")), f"study_dir={study_dir}", "jobs=1"])  # in order
     (root / "printed.txt").write_text(printed.getvalue())
     # the study wrote its report at the end
     return study_dir
@@ -165,11 +165,11 @@ def test_report_is_idempotent(reference):
 def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, tmp_path, monkeypatch, capsys):
     spec = write_study(tmp_path / "mini.yaml")
     study_dir = tmp_path / "out"
-    crash_run(monkeypatch, "conv_seed0", at=4)
+    crash_run(monkeypatch, "conv_seed0", at=4)  # in this process: jobs=1
     with pytest.raises(
         SystemExit, match="1 of 4 runs of study 'mini' did not complete: conv_seed0 \\(failed\\).*again resumes"
     ):
-        cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
+        cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false", "jobs=1"])
     monkeypatch.undo()
     index = json.loads((study_dir / "study.json").read_text())
     assert index["runs"]["conv_seed0"]["status"] == "failed"
@@ -180,7 +180,7 @@ def test_interrupted_study_resumes_and_equals_the_uninterrupted_one(reference, t
     assert "[study mini] run 2/4 conv_seed0: failed" in first and "run 4/4 conv_seed1: completed" in first
 
     finished = {k: snapshot(study_dir / k) for k in ("mlp_seed0", "mlp_seed1", "conv_seed1")}
-    cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false"])
+    cli.main(["study", str(spec), f"study_dir={study_dir}", "report=false", "jobs=1"])
     out = capsys.readouterr().out
     assert "run 1/4 mlp_seed0: completed before, skipped" in out
     assert "run 2/4 conv_seed0: resumed from checkpoints/last.ckpt, completed in" in out

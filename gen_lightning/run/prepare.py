@@ -33,7 +33,7 @@ from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks.resume import STATE_KEY, seed_all
 from gen_lightning.files import remove_stale_temporaries
 from gen_lightning.run import checkpoint as ckpt_io
-from gen_lightning.run import declared, fingerprint, init_from
+from gen_lightning.run import declared, fingerprint, init_from, threads
 from gen_lightning.run.resume_policy import model_overrides, resolve_for_resume
 from gen_lightning.run_dir import RunDir, RunDirError
 
@@ -149,6 +149,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"trainer.{key} must be an integer >= -1 (-1: no limit), got {value!r}")
     loggers.check_available(cfg.get("logger"))
     check_monitor_schedule(cfg)
+    threads.check(cfg.get("threads", "auto"))
 
 
 def monitored(cfg: DictConfig, model) -> tuple[str, str]:

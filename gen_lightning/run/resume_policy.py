@@ -6,7 +6,7 @@ A resumed run continues with its saved ``config.yaml``. The command line may rep
 - the budget and the bookkeeping: ``trainer.max_steps/max_epochs/max_time``, validation and logging intervals, the
   progress bar, ``checkpoint.*``, ``samples.*``, ``metrics.every_n_epochs``, W&B ``logger.wandb.tags/group/mode``,
   ``data.num_workers``, ``data.eval_batch_size``: applied, the run stays exact;
-- the hardware: ``trainer.accelerator/devices/num_nodes/strategy/precision/deterministic``: applied, with a
+- the hardware: ``trainer.accelerator/devices/num_nodes/strategy/precision/deterministic``, ``threads``: applied, with a
   warning that the continuation is no longer bit-identical to an uninterrupted run;
 - the model's constructor arguments ``model.KEY``: applied for real: the model is rebuilt with them, and optimizer
   settings (learning rates, betas, weight decay) are set in the restored optimizers and schedules
@@ -42,7 +42,7 @@ EXACT = (
 )  # fmt: skip
 HARDWARE = (
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.precision",
-    "trainer.deterministic",
+    "trainer.deterministic", "threads",
 )  # fmt: skip
 IGNORED = ("resume", "run_dir")
 

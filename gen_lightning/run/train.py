@@ -28,7 +28,7 @@ from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.callbacks.summary import metric_directions
 from gen_lightning.callbacks.validation import step_schedule
 from gen_lightning.metrics.protocol import EvaluationCallback
-from gen_lightning.run import fingerprint, prepare
+from gen_lightning.run import fingerprint, prepare, threads
 from gen_lightning.run.prepare import monitored
 from gen_lightning.run.resume_policy import record as record_resume
 
@@ -117,6 +117,7 @@ def _fit(run: prepare.Run) -> dict:
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     callbacks = build_callbacks(cfg, layout.path, model)
+    chosen_threads = threads.apply(cfg, num_params(model))  # torch's intra-op threads (run/threads.py)
     if run.resume_from is not None:
         if rank_zero_only.rank == 0:
             record_resume(layout.path, cfg, run.changes)
@@ -127,6 +128,7 @@ def _fit(run: prepare.Run) -> dict:
     for logger in chosen:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
+    summary.extra["threads"] = chosen_threads
     stop = next(cb for cb in callbacks if isinstance(cb, StopOnSignal))
     # weights_only: the checkpoint was already read that way by prepare (no code runs from a file).
     ckpt_path = str(run.resume_from) if run.resume_from else None

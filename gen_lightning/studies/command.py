@@ -2,9 +2,9 @@
 
 A study (schema in ``spec.py``) trains every run once per seed under one budget and one evaluation protocol
 (``plan.py``) in ``STUDY_DIR/<name>_seed<k>/`` (default ``STUDY_DIR``: ``runs/studies/<study name>/``), indexed
-by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``launch.py`` in this process, or
-``hydra_launcher.py``), then the evaluation variants run (``evaluations.py``) and the report is written
-(``report/``).
+by ``STUDY_DIR/study.json`` (``index.py``). The runs go to a launcher (``jobs.py``: ``jobs=N`` at a time, each
+in a process of its own, or ``jobs=1`` one after another in this process, ``launch.py``; or ``hydra_launcher.py``),
+then the evaluation variants run (``evaluations.py``) and the report is written (``report/``).
 
 Re-running the command skips completed runs, resumes interrupted or failed ones and starts the rest. Runs already
 made must have the configuration the study gives them now, and every run must be one ``fit`` would train (its
@@ -18,13 +18,17 @@ from pathlib import Path
 
 from gen_lightning.config import parse_kv
 from gen_lightning.studies.index import StudyIndex, check_consistent, default_study_dir, load_index, run_state
-from gen_lightning.studies.launch import execute
+from gen_lightning.studies.jobs import execute, parse_jobs
 from gen_lightning.studies.plan import PlannedRun, plan
 from gen_lightning.studies.spec import StudyError, StudySpec, find_study_file, load_spec
 
 
 def run_study(
-    spec: StudySpec, study_dir: str | Path | None = None, extra: list[str] | None = None, launcher: str = "inprocess"
+    spec: StudySpec,
+    study_dir: str | Path | None = None,
+    extra: list[str] | None = None,
+    launcher: str = "inprocess",
+    jobs: int | str = "auto",
 ) -> Path:
     """Run (or continue) every run of ``spec``, then its evaluations; returns the study directory."""
     from gen_lightning.studies.evaluations import run_evaluations  # torch: not loaded for a dry run
@@ -44,7 +48,7 @@ def run_study(
 
         launch(spec, index, planned, launcher_overrides)
     elif launcher == "inprocess":
-        execute(spec, index, planned)
+        execute(spec, index, planned, parse_jobs(jobs))
     else:
         raise StudyError(f"launcher must be inprocess or hydra, got {launcher!r}")
     run_evaluations(spec, index, planned)
@@ -94,19 +98,26 @@ def unfinished(study_dir: Path, name: str) -> str | None:
 
 
 def study_command(args: list[str]) -> Path | None:
-    """``gen-lightning study FILE [study_dir=DIR] [launcher=inprocess|hydra] [report=true|false] [dry_run=true]
-    [override ...]``: runs the study, then writes its report (``report=false``: only the runs)."""
+    """``gen-lightning study FILE [study_dir=DIR] [jobs=auto|N] [launcher=inprocess|hydra] [report=true|false]
+    [dry_run=true] [override ...]``: runs the study (``jobs`` runs at a time), then writes its report
+    (``report=false``: only the runs)."""
     if not args or "=" in args[0]:
         raise StudyError("usage: gen-lightning study experiments/NAME.yaml [study_dir=DIR] [key=value ...]")
     spec = load_spec(find_study_file(args[0]))
     try:
-        options, extra = parse_kv(args[1:], own=("study_dir", "launcher", "dry_run", "report"))
+        options, extra = parse_kv(args[1:], own=("study_dir", "launcher", "dry_run", "report", "jobs"))
     except ValueError as err:
         raise StudyError(str(err)) from None
     for flag in ("dry_run", "report"):
         if not isinstance(options.get(flag, False), bool):
             raise StudyError(f"{flag} must be true or false, got {options[flag]!r}")
     launcher = options.get("launcher", "inprocess")
+    jobs = parse_jobs(options.get("jobs", "auto"))
+    if launcher == "hydra" and "jobs" in options:
+        raise StudyError(
+            "jobs=... is for launcher=inprocess; with launcher=hydra the Hydra launcher decides where and how many "
+            "runs train at once (hydra/launcher=submitit_slurm, hydra.launcher.array_parallelism=N, ...)"
+        )
     if launcher == "inprocess" and any(o.startswith("hydra") for o in extra):
         raise StudyError("hydra/... and hydra.* overrides need launcher=hydra")
     if options.get("dry_run", False):
@@ -116,7 +127,7 @@ def study_command(args: list[str]) -> Path | None:
             print(f"{pr.key} [{state}]\n  {' '.join(pr.overrides)}")
         return None
     try:
-        study_dir = run_study(spec, options.get("study_dir"), extra, launcher)
+        study_dir = run_study(spec, options.get("study_dir"), extra, launcher, jobs)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     if options.get("report", True):

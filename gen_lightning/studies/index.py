@@ -21,7 +21,7 @@ from gen_lightning.studies.spec import StudyError, StudySpec
 
 STUDY_FILE = "study.json"
 # Keys whose value may differ between a run's saved config and the study without changing the result.
-IGNORED_DIFFS = ("run_dir", "resume", "trainer.enable_progress_bar")
+IGNORED_DIFFS = ("run_dir", "resume", "trainer.enable_progress_bar", "threads")  # threads: speed only (run/threads.py)
 
 
 def default_study_dir(name: str) -> Path:
@@ -123,9 +123,9 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def eta(index: StudyIndex) -> float | None:
+def eta(index: StudyIndex, jobs: int = 1) -> float | None:
     """Seconds left: each unfinished run takes what the finished seeds of the same study run took (on average),
-    or the average of all finished runs; None before any run finished."""
+    or the average of all finished runs, ``jobs`` of them at a time; None before any run finished."""
     runs = index.data["runs"].values()
     walls: dict[str, list[float]] = {}
     for r in runs:
@@ -135,7 +135,8 @@ def eta(index: StudyIndex) -> float | None:
         return None
     every = [w for ws in walls.values() for w in ws]
     left = [r for r in runs if r.get("status") not in ("completed", "failed")]
-    return sum(sum(walls.get(r["run"], every)) / len(walls.get(r["run"], every)) for r in left)
+    expected = [sum(walls.get(r["run"], every)) / len(walls.get(r["run"], every)) for r in left]
+    return max([sum(expected) / jobs, *expected]) if expected else 0.0
 
 
 def bar(done: int, total: int, width: int = 12) -> str:
@@ -143,15 +144,18 @@ def bar(done: int, total: int, width: int = 12) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def progress(spec: StudySpec, index: StudyIndex, i: int, pr: PlannedRun, what: str, final: bool = True) -> None:
-    """One line per run: its position and outcome, and the study's bar with the ETA from the finished runs.
+def progress(
+    spec: StudySpec, index: StudyIndex, i: int, pr: PlannedRun, what: str, final: bool = True, jobs: int = 1
+) -> None:
+    """One line per run: its position and outcome, and the study's bar with the ETA from the finished runs
+    (``jobs`` of them training at once).
 
     ``final=False`` is the line while the run trains: on a terminal it is overwritten by the run's final line,
     elsewhere (a log file, a pipe) it is not printed, so every run leaves exactly one line."""
     runs = index.data["runs"].values()
     done = sum(r.get("status") == "completed" for r in runs)
     failed = sum(r.get("status") == "failed" for r in runs)
-    left = eta(index)
+    left = eta(index, jobs)
     state = f"{bar(done + failed, len(runs))} {done} completed, {failed} failed"
     line = f"[study {spec.name}] run {i}/{len(runs)} {pr.key}: {what} | {state} | ETA {duration(left) if left else '-'}"
     if not final:
