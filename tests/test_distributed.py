@@ -75,3 +75,36 @@ def test_two_nodes_on_the_loopback_equal_two_processes_on_one_node(tmp_path):
     # Each process trains on its own shard: a node that read the other's batches (or all of them) changes the weights.
     a, b = (module_weights(d / "checkpoints" / "last.ckpt") for d in (one_node, two_nodes))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- trainer=fsdp (gen_lightning/nn/fsdp.py): torch's FSDP2 on two CPU processes (gloo) ------------------------
+CPU_FSDP = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=-1"]
+
+
+@pytest.mark.slow  # five commands of two processes each: several minutes on the shared 2-core machine
+def test_fsdp_trains_like_ddp_and_its_sharded_checkpoints_resume_exactly_and_load(tmp_path):
+    """GPT (its blocks sharded one by one) under trainer=fsdp: the weights of DDP up to the order of the gradient
+    reduction; a run stopped at step 4 and resumed to 8 from its sharded last.ckpt equals the uninterrupted one bit
+    for bit; the sharded folder loads whole in one process (load_module, ``gen-lightning sample``)."""
+    from gen_lightning.run.checkpoint import load_module
+
+    def fit(name: str, *extra: str) -> None:
+        proc = gen_lightning("fit", *tiny_overrides(tmp_path / name, *extra, model="gpt"), timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    fit("full", *CPU_FSDP, "trainer.max_steps=8")
+    fit("cut", *CPU_FSDP, "trainer.max_steps=4")
+    fit("cut", "resume=true", "trainer.max_steps=8")
+    fit("ddp", *CPU_DDP, "trainer.devices=2", "trainer.max_steps=8")
+    last = {name: tmp_path / name / "checkpoints" / "last.ckpt" for name in ("full", "cut", "ddp")}
+    assert last["full"].is_dir() and (last["full"] / "meta.pt").is_file()  # sharded: a folder of shards
+    full, cut, ddp = (load_module(last[name]).state_dict() for name in ("full", "cut", "ddp"))
+    assert full.keys() == cut.keys() == ddp.keys()
+    assert all(torch.equal(full[k], cut[k]) for k in full)  # exact resume
+    for k in full:
+        torch.testing.assert_close(full[k], ddp[k], rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["global_step"] == 8
+    out = tmp_path / "samples.txt"
+    proc = gen_lightning("sample", f"ckpt={last['full']}", "n=2", f"out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_text().strip()
