@@ -81,7 +81,7 @@ def test_two_nodes_on_the_loopback_equal_two_processes_on_one_node(tmp_path):
 CPU_FSDP = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=-1"]
 
 
-@pytest.mark.slow  # five commands of two processes each: several minutes on the shared 2-core machine
+@pytest.mark.slow  # four commands of two processes and one sample: 23 min at load 12 on the shared 2-core machine
 def test_fsdp_trains_like_ddp_and_its_sharded_checkpoints_resume_exactly_and_load(tmp_path):
     """GPT (its blocks sharded one by one) under trainer=fsdp: the weights of DDP up to the order of the gradient
     reduction; a run stopped at step 4 and resumed to 8 from its sharded last.ckpt equals the uninterrupted one bit
@@ -105,6 +105,27 @@ def test_fsdp_trains_like_ddp_and_its_sharded_checkpoints_resume_exactly_and_loa
         torch.testing.assert_close(full[k], ddp[k], rtol=1e-5, atol=1e-6)
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["global_step"] == 8
     out = tmp_path / "samples.txt"
-    proc = gen_lightning("sample", f"ckpt={last['full']}", "n=2", f"out={out}")
+    proc = gen_lightning("sample", f"ckpt={last['full']}", "n=2", "length=20", f"out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text().strip()
+
+
+@pytest.mark.parametrize(("model", "blocks"), [
+    ("gpt", {"Block"}), ("bert", {"Block"}), ("transformer_seq2seq", {"EncoderLayer", "DecoderLayer"}),
+    ("ddpm", {"ResBlock", "Attention"}),
+])  # fmt: skip
+def test_fsdp_shards_the_repeated_blocks_of_each_family(tmp_path, model, blocks):
+    """The auto-wrap policy: the layers of GPT, BERT and the seq2seq Transformer and the U-Net's residual and
+    attention blocks are each a unit of their own (gathered one at a time), found without a list per family."""
+    from hydra.utils import instantiate
+
+    from gen_lightning.config import compose
+    from gen_lightning.nn.fsdp import repeated_blocks
+    from gen_lightning.run.prepare import build_datamodule
+
+    cfg = compose(tiny_overrides(tmp_path, model=model))
+    module = instantiate(cfg.model, **build_datamodule(cfg.data).model_kwargs(), _convert_="all")
+    found = repeated_blocks(module)
+    assert blocks <= {type(b).__name__ for b in found}
+    depths = [name.count(".") for b in found for name, sub in module.named_modules() if sub is b]
+    assert depths == sorted(depths, reverse=True)  # inner blocks before the blocks that hold them
