@@ -40,7 +40,8 @@ whole-split validation at steps 500-2000, checkpoints. Earlier measurement, on a
 
 Measured 2026-11-30 18:20-18:25 on the 2-core development machine of that day (a CPU where bf16 matrix products ran
 faster than float32), otherwise idle (load average 0.7-1.5), one torch thread per process, nanoGPT at commit
-3adf61e (its data/shakespeare_char prepared by its own prepare.py from the same input.txt), ``--pairs 2 --schedule concurrent --interleaved-runs 1 --steps 300 --threads 1`` (5 min 19 s):
+3adf61e (its data/shakespeare_char prepared by its own prepare.py from the same input.txt),
+``--pairs 2 --schedule concurrent --interleaved-runs 1 --steps 300 --threads 1`` (5 min 19 s):
 
     1. per iteration, interleaved in one process (250-260 timed iterations each, first 50 left out):
        plain nanoGPT-equivalent loop (float32, multi-tensor AdamW)   60.4 ms/iter wall, 60.4 ms CPU
