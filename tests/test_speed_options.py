@@ -180,13 +180,16 @@ def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch, fast, expected):
         assert cfg.trainer.precision == expected and line.startswith(f"trainer.precision=auto -> {expected}: ")
 
 
-@pytest.mark.parametrize(("native", "expected"), [(False, "16-mixed"), (True, "bf16-mixed")])
-def test_auto_precision_follows_the_gpu(tmp_path, monkeypatch, native, expected):
+@pytest.mark.parametrize(("trainer", "native", "expected"), [
+    ("gpu", False, "16-mixed"), ("gpu", True, "bf16-mixed"),
+    ("fsdp", False, "32-true"), ("fsdp", True, "bf16-mixed"),  # Lightning's ModelParallelStrategy refuses 16-mixed
+])  # fmt: skip
+def test_auto_precision_follows_the_gpu(tmp_path, monkeypatch, trainer, native, expected):
     from gen_lightning.nn import host
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
-    cfg = composed(tmp_path, "trainer=gpu")
+    cfg = composed(tmp_path, f"trainer={trainer}", "trainer.accelerator=gpu")
     host.choose_speed_options(cfg)
     assert cfg.trainer.precision == expected
 

@@ -86,8 +86,9 @@ def device_type(accelerator: str | None) -> str:
     return accelerator
 
 
-def auto_precision(device: str) -> tuple[str, str]:
-    """The precision ``auto`` means on ``device``, and why."""
+def auto_precision(device: str, float16: bool = True) -> tuple[str, str]:
+    """The precision ``auto`` means on ``device``, and why; ``float16=False``: a strategy that takes no 16-mixed
+    (Lightning's ``ModelParallelStrategy``, under ``trainer=fsdp``)."""
     if device == "cpu":
         if cpu_bf16_is_fast():
             return "bf16-mixed", f"{cpu_name()} multiplies bf16 natively (AVX-512 BF16 / AMX)"
@@ -96,6 +97,8 @@ def auto_precision(device: str) -> tuple[str, str]:
         name = torch.cuda.get_device_name()
         if torch.cuda.is_bf16_supported(including_emulation=False):
             return "bf16-mixed", f"{name} multiplies bf16 natively"
+        if not float16:
+            return "32-true", f"{name} has no native bf16, and trainer=fsdp takes no 16-mixed"
         return "16-mixed", f"{name} has no native bf16: float16 with loss scaling"
     return "32-true", f"no precision rule for {device}: float32"
 
@@ -123,7 +126,9 @@ def choose_speed_options(cfg: DictConfig) -> list[str]:
         return []
     precision, device = str(trainer.precision), device_type(trainer.get("accelerator"))
     if precision == AUTO:
-        chosen, reason = auto_precision(device)
+        strategy = trainer.get("strategy")
+        sharded = isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith("fsdp.FSDP")
+        chosen, reason = auto_precision(device, float16=not sharded)
         with open_dict(trainer):
             trainer.precision = chosen
         return [f"trainer.precision=auto -> {chosen}: {reason}"]
