@@ -34,22 +34,16 @@ from torch import nn
 
 
 def repeated_blocks(module: nn.Module) -> list[nn.Module]:
-    """The elements of every ``nn.ModuleList`` under ``module`` that hold parameters, deepest first."""
+    """The elements of every ``nn.ModuleList`` under ``module`` that hold parameters, each after the blocks it holds
+    (``fully_shard`` takes the inner units first)."""
     blocks, seen = [], set()
-    for sub in reversed(list(module.modules())):  # children before their parents
+    for sub in reversed(list(module.modules())):  # reversed pre-order: every module after its descendants
         if isinstance(sub, nn.ModuleList):
             for block in sub:
                 if id(block) not in seen and any(True for _ in block.parameters()):
                     blocks.append(block)
                     seen.add(id(block))
-    return sorted(blocks, key=lambda b: -depth(module, b))
-
-
-def depth(root: nn.Module, target: nn.Module) -> int:
-    for name, sub in root.named_modules():
-        if sub is target:
-            return name.count(".") + 1
-    return 0
+    return blocks
 
 
 def shard(module: nn.Module, mesh) -> list[str]:
