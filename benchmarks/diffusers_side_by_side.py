@@ -182,7 +182,10 @@ def mnist_parquet(mnist_dir: Path, out_dir: Path) -> Path:
 
 
 def side_by_side(args: argparse.Namespace, data: str, minutes: float, tmp: Path) -> dict[str, dict]:
-    overrides = ["data=digits"] if data == "digits" else ["data=parquet", f"data.path={mnist_parquet(args.mnist, tmp)}"]
+    if data == "digits":
+        overrides = ["data=digits"]
+    else:
+        overrides = ["data=parquet", f"data.path={mnist_parquet(args.mnist, tmp)}", "metrics=classifier"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     running = {}
     for net in ("project", "diffusers"):

@@ -129,3 +129,14 @@ def test_fsdp_shards_the_repeated_blocks_of_each_family(tmp_path, model, blocks)
     assert blocks <= {type(b).__name__ for b in found}
     for i, block in enumerate(found):  # inner blocks before the blocks that hold them
         assert not any(inner is later for later in found[i + 1 :] for inner in block.modules() if inner is not block)
+
+
+def test_fsdp_shards_the_module_that_is_called_under_a_wrapper():
+    """The EMA wrapper holds no parameter of its own; its averaged copy is called directly (``sampling_net()``), so
+    the copy is the unit: a sharded unit gathers its parameters only when it is the one called."""
+    from gen_lightning.diffusion.module import DDPM
+    from gen_lightning.nn.fsdp import called_module
+
+    module = DDPM(channels=1, image_size=8, attention_resolutions=[])
+    assert called_module("ema", module.ema) == ("ema.shadow", module.ema.shadow)
+    assert called_module("net", module.net) == ("net", module.net)

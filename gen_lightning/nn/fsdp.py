@@ -8,7 +8,8 @@ CPUs with gloo too, so the same strategy is tested on two CPU processes (tests/t
 ``ModelParallelStrategy`` asks each LightningModule for a ``configure_model`` hook that shards it; here the strategy
 does it for every family alike (the auto-wrap policy): each element of an ``nn.ModuleList`` (the repeated blocks:
 GPT's, BERT's and the seq2seq Transformer's layers, the U-Net's residual and attention blocks) is sharded as one
-unit, deepest first, then every child of the LightningModule that holds parameters (the network, an EMA copy).
+unit, inner blocks first, then every child of the LightningModule that holds parameters (the network; an EMA's
+averaged copy, which is called directly).
 
 Checkpoints are sharded (``sharded_checkpoints=true``, the default): ``last.ckpt`` is a folder of
 torch.distributed.checkpoint shards (weights and optimizer state) with ``meta.pt`` (loop progress, callback states,
@@ -40,7 +41,7 @@ def repeated_blocks(module: nn.Module) -> list[nn.Module]:
     for sub in reversed(list(module.modules())):  # reversed pre-order: every module after its descendants
         if isinstance(sub, nn.ModuleList):
             for block in sub:
-                if id(block) not in seen and any(True for _ in block.parameters()):
+                if id(block) not in seen and holds_parameters(block):
                     blocks.append(block)
                     seen.add(id(block))
     return blocks
@@ -56,10 +57,28 @@ def shard(module: nn.Module, mesh) -> list[str]:
         fully_shard(block, mesh=mesh)
         sharded.append(names[id(block)])
     for name, child in module.named_children():
-        if any(True for _ in child.parameters()):
+        if holds_parameters(child):
+            name, child = called_module(name, child)
             fully_shard(child, mesh=mesh)
             sharded.append(name)
     return sharded
+
+
+def holds_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def called_module(name: str, module: nn.Module) -> tuple[str, nn.Module]:
+    """The module under a wrapper that holds no parameters of its own and one child with all of them (``nn/ema.py``'s
+    EMA and its ``shadow``): the wrapped one is what gets called (``sampling_net()``), and only a sharded module
+    that is called gathers its parameters."""
+    while not any(True for _ in module.parameters(recurse=False)):
+        holding = [(n, c) for n, c in module.named_children() if holds_parameters(c)]
+        if len(holding) != 1:
+            break
+        child_name, module = holding[0]
+        name = f"{name}.{child_name}"
+    return name, module
 
 
 class FSDP(ModelParallelStrategy):
