@@ -5,10 +5,14 @@
 - ``data.eval_batch_size``: the same validation loss (a token-weighted mean) up to summation order;
 - ``compile``: the same logits within float tolerance and the same checkpoint keys (slow: compilation takes minutes
   on a shared CPU);
-- exact resume still holds with the options on.
+- exact resume still holds with the options on;
+- the host's choice (``nn/host.py``): ``trainer.precision=auto`` is bf16-mixed only where the CPU (or GPU) multiplies
+  bf16 natively, written in the run's config and log; an explicit bf16 the CPU emulates warns once, naming the cost.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -137,3 +141,98 @@ def test_compile_gives_the_same_logits_and_checkpoint_keys(tmp_path, monkeypatch
     resumed = run(tmp_path / "cut", "resume=true", model="gpt")
     assert resumed["global_step"] == full["global_step"]
     assert_same_weights(tmp_path / "full" / "checkpoints" / "last.ckpt", tmp_path / "cut" / "checkpoints" / "last.ckpt")
+
+
+# ---- the host's choice (gen_lightning/nn/host.py) -------------------------------------------------------------
+def composed(tmp_path, *overrides: str):
+    from conftest import tiny_overrides
+
+    from gen_lightning.config import compose
+
+    return compose(tiny_overrides(tmp_path / "run", *overrides))
+
+
+@pytest.mark.parametrize(("probe", "flags", "fast"), [
+    (False, {"avx2", "fma"}, False),  # the AVX2-only AMD EPYC of issue 25
+    (True, {"avx2", "avx512f", "avx512bw"}, False),  # oneDNN emulates bf16 on AVX-512 cores without the BF16 set
+    (True, {"avx512f", "avx512_bf16"}, True),
+    (True, {"amx_bf16", "amx_tile"}, True),
+    (True, None, True),  # no /proc/cpuinfo (macOS): the probe alone
+])  # fmt: skip
+def test_cpu_bf16_is_fast_only_with_native_bf16(monkeypatch, probe, flags, fast):
+    from gen_lightning.nn import host
+
+    monkeypatch.setattr(host, "onednn_bf16_supported", lambda: probe)
+    monkeypatch.setattr(host, "cpu_flags", lambda: None if flags is None else frozenset(flags))
+    assert host.cpu_bf16_is_fast() is fast
+
+
+@pytest.mark.parametrize(("fast", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
+def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch, fast, expected):
+    from gen_lightning.nn import host
+
+    monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: fast)
+    for trainer in ("cpu", "ddp"):  # ddp: accelerator auto, on a machine without a GPU
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        cfg = composed(tmp_path, f"trainer={trainer}", "trainer.accelerator=cpu" if trainer == "cpu" else "seed=0")
+        assert cfg.trainer.precision == "auto"
+        (line,) = host.choose_speed_options(cfg)
+        assert cfg.trainer.precision == expected and line.startswith(f"trainer.precision=auto -> {expected}: ")
+
+
+@pytest.mark.parametrize(("trainer", "native", "expected"), [
+    ("gpu", False, "16-mixed"), ("gpu", True, "bf16-mixed"),
+    ("fsdp", False, "32-true"), ("fsdp", True, "bf16-mixed"),  # Lightning's ModelParallelStrategy refuses 16-mixed
+])  # fmt: skip
+def test_auto_precision_follows_the_gpu(tmp_path, monkeypatch, trainer, native, expected):
+    from gen_lightning.nn import host
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
+    cfg = composed(tmp_path, f"trainer={trainer}", "trainer.accelerator=gpu")
+    host.choose_speed_options(cfg)
+    assert cfg.trainer.precision == expected
+
+
+def test_fit_writes_the_chosen_precision_in_config_and_log(tmp_path, monkeypatch, caplog):
+    """On a CPU without native bf16 ``auto`` trains in float32, and the run's config.yaml and log say so."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from gen_lightning.nn import host
+    from gen_lightning.run import train
+
+    monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: False)
+    cfg = composed(tmp_path, "trainer.max_steps=2", "trainer.max_epochs=1")
+    with caplog.at_level(logging.INFO, logger="gen_lightning.run.train"):
+        train.fit(cfg)
+    assert OmegaConf.load(tmp_path / "run" / "config.yaml").trainer.precision == "32-true"
+    assert any("trainer.precision=auto -> 32-true" in r.getMessage() for r in caplog.records)
+
+
+def test_explicit_bf16_on_a_cpu_without_it_is_honoured_with_one_warning(tmp_path, monkeypatch):
+    from gen_lightning.nn import host
+
+    monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: False)
+    monkeypatch.setattr(host, "bf16_slowdown", lambda: 40.0)
+    cfg = composed(tmp_path, "trainer.precision=bf16-mixed")
+    with pytest.warns(host.SlowPrecisionWarning) as caught:
+        host.choose_speed_options(cfg)
+    assert len(caught) == 1 and cfg.trainer.precision == "bf16-mixed"  # honoured
+    assert "trainer.precision=bf16-mixed" in str(caught[0].message) and "takes 40x the float32" in str(
+        caught[0].message
+    )
+    monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        host.choose_speed_options(cfg)  # a CPU with native bf16: no warning
+
+
+def test_bf16_slowdown_measures_this_cpu():
+    from gen_lightning.nn import host
+
+    ratio = host.bf16_slowdown()
+    # On a CPU that emulates bf16 the product is many times slower (40x measured on the AVX2 EPYC); where it is
+    # native it is about as fast as float32 or faster.
+    assert ratio > 3 if not host.cpu_bf16_is_fast() else ratio < 3

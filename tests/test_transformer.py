@@ -13,6 +13,7 @@ from conftest import shared_data
 from helpers import lm_trainer, text_data
 
 from gen_lightning.data.text import TextDataModule
+from gen_lightning.nn import host
 from gen_lightning.nn.optim import warmup_cosine
 from gen_lightning.nn.sampling import filter_logits, sample_next
 from gen_lightning.transformer.bert import BERT
@@ -290,10 +291,12 @@ def test_nanogpt_experiment_composes_to_the_published_configuration(tmp_path):
     # nanoGPT prints "number of parameters: 0.80M" (65 symbols, position embeddings not counted).
     params = sum(p.numel() for p in model.parameters()) - model.net.transformer.pos_emb.weight.numel()
     assert params == 4 * (12 * 128**2 + 2 * 128) + 128 + 65 * 128 == 795_904
+    # The speed defaults (benchmarks/nanogpt_speed.py): the host's precision (bf16 matrix products where the CPU has
+    # native bf16, gen_lightning/nn/host.py), fused AdamW, validation batches of 128.
+    assert (cfg.trainer.precision, cfg.model.fused_optimizer, cfg.data.eval_batch_size) == ("auto", True, 128)
+    host.choose_speed_options(cfg)  # what prepare does: auto -> this host's precision
     trainer = L.Trainer(**{**cfg.trainer, "enable_progress_bar": False}, logger=False, enable_checkpointing=False)
     assert (trainer.max_steps, trainer.val_check_interval, trainer.gradient_clip_val) == (2000, 500, 1.0)
-    # The speed defaults (benchmarks/nanogpt_speed.py): bf16 matrix products, fused AdamW, validation batches of 128.
-    assert (cfg.trainer.precision, cfg.model.fused_optimizer, cfg.data.eval_batch_size) == ("bf16-mixed", True, 128)
     assert trainer.limit_val_batches == 1.0  # the whole validation split (see the experiment's comment)
 
 

@@ -94,7 +94,10 @@ class SampleLogger(L.Callback):
         return self._batch
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self.every_n_epochs <= 0:
+        # A strategy that shards the parameters (trainer=fsdp) gathers them in each forward pass: every process
+        # generates the preview, the first one writes it.
+        everyone = getattr(trainer.strategy, "shards_parameters", False)
+        if trainer.sanity_checking or not (trainer.is_global_zero or everyone) or self.every_n_epochs <= 0:
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs and not trainer.fit_loop.done:
             return
@@ -102,6 +105,8 @@ class SampleLogger(L.Callback):
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         with torch.no_grad():
             media = pl_module.preview(batch, generator)
+        if not trainer.is_global_zero:
+            return
         step = trainer.global_step
         for name, value in media.items():
             save_media(trainer, self.out_dir / name / f"step{step:07d}", f"samples/{name}", value)

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from gen_lightning.callbacks.resume import STATE_KEY
+from gen_lightning.nn.fsdp import read_sharded
 from gen_lightning.run import declared
 
 
@@ -33,11 +34,13 @@ class CheckpointError(RuntimeError):
 
 
 def read(path: str | Path) -> dict:
+    """The checkpoint in ``path``: a file, or a folder of shards (``trainer=fsdp``: ``nn/fsdp.py``) read whole."""
     path = Path(path)
-    if not path.is_file():
+    sharded = path.is_dir() and (path / "meta.pt").is_file()
+    if not path.is_file() and not sharded:
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_sharded(path) if sharded else torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise CheckpointError(

@@ -32,6 +32,7 @@ from gen_lightning import loggers
 from gen_lightning import run_dir as run_dirs
 from gen_lightning.callbacks.resume import STATE_KEY, seed_all
 from gen_lightning.files import remove_stale_temporaries
+from gen_lightning.nn import host
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared, fingerprint, init_from, threads
 from gen_lightning.run.resume_policy import model_overrides, resolve_for_resume
@@ -46,6 +47,7 @@ class Run:
     model: L.LightningModule
     resume_from: Path | None = None  # the checkpoint a resume continues from
     changes: dict = field(default_factory=dict)  # what the resume's command line changed: {key: [saved, new]}
+    speed_options: list[str] = field(default_factory=list)  # the host-dependent choices, for the run's log
 
     @property
     def model_overrides(self) -> dict:
@@ -65,6 +67,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
         cfg, changes = resolve_for_resume(cfg, list(overrides))
     check_config(cfg)
     check_hardware(cfg)
+    speed_options = host.choose_speed_options(cfg)  # trainer.precision=auto resolved in cfg (saved as chosen)
     resume_from, ckpt = checkpoint_to_resume(cfg)
     if ckpt is not None:
         check_budget(cfg, ckpt, resume_from)
@@ -81,7 +84,7 @@ def prepare(cfg: DictConfig, overrides: list[str] | None = None, changes: dict |
         init_from.load_weights(model, pretrained)
     if L.pytorch.utilities.rank_zero_only.rank == 0:
         run_dirs.lock(cfg.run_dir)  # one writer per run directory: the first write of a new run
-    run = Run(cfg, RunDir(cfg.run_dir), datamodule, model, resume_from, dict(changes or {}))
+    run = Run(cfg, RunDir(cfg.run_dir), datamodule, model, resume_from, dict(changes or {}), speed_options)
     if keep:
         _prepared[str(run.dir.path.resolve())] = run
     return run

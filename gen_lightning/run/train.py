@@ -116,6 +116,9 @@ def _fit(run: prepare.Run) -> dict:
         # Deterministic cuBLAS needs a fixed workspace; without it PyTorch raises at the first CUDA matmul.
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if rank_zero_only.rank == 0:
+        for line in run.speed_options:
+            log.info(line)
     callbacks = build_callbacks(cfg, layout.path, model)
     chosen_threads = threads.apply(cfg, num_params(model))  # torch's intra-op threads (run/threads.py)
     if run.resume_from is not None:
