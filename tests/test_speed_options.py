@@ -174,8 +174,8 @@ def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch, fast, expected):
     monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: fast)
     for trainer in ("cpu", "ddp"):  # ddp: accelerator auto, on a machine without a GPU
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        cfg = composed(tmp_path, f"trainer={trainer}", "trainer.accelerator=cpu" if trainer == "cpu" else "seed=0")
-        assert cfg.trainer.precision == "auto"
+        accelerator = "trainer.accelerator=cpu" if trainer == "cpu" else "seed=0"
+        cfg = composed(tmp_path, f"trainer={trainer}", accelerator, "trainer.precision=auto")
         (line,) = host.choose_speed_options(cfg)
         assert cfg.trainer.precision == expected and line.startswith(f"trainer.precision=auto -> {expected}: ")
 
@@ -204,7 +204,7 @@ def test_fit_writes_the_chosen_precision_in_config_and_log(tmp_path, monkeypatch
     from gen_lightning.run import train
 
     monkeypatch.setattr(host, "cpu_bf16_is_fast", lambda: False)
-    cfg = composed(tmp_path, "trainer.max_steps=2", "trainer.max_epochs=1")
+    cfg = composed(tmp_path, "trainer.max_steps=2", "trainer.max_epochs=1", "trainer.precision=auto")
     with caplog.at_level(logging.INFO, logger="gen_lightning.run.train"):
         train.fit(cfg)
     assert OmegaConf.load(tmp_path / "run" / "config.yaml").trainer.precision == "32-true"
