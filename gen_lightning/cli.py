@@ -200,6 +200,10 @@ def fit_command(overrides: list[str]) -> None:
             if os.environ.get("GEN_LIGHTNING_DEBUG"):
                 raise
             raise SystemExit(f"gen-lightning fit: {one_line(err)}") from None
+    rank = os.environ.get("RANK", "0")
+    if rank != "0":  # a process of another node under torchrun/SLURM: Hydra's record of it goes beside rank 0's
+        kept = [o for o in overrides if not o.startswith("hydra.output_subdir=")]
+        overrides = [*kept, f"hydra.output_subdir=.hydra/rank-{rank}"]
     # Hydra reads sys.argv; Lightning's DDP launcher re-runs sys.argv in each child process, where main()
     # recognises it by LOCAL_RANK and routes it back here.
     sys.argv = [sys.argv[0], *overrides]
