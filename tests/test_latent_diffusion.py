@@ -21,6 +21,7 @@ from test_resume import assert_same_weights
 from test_resume import run as resumable_run
 
 from gen_lightning.callbacks import ExactResume
+from gen_lightning.callbacks.samples import PADDING, TITLE_BAND, upscale
 from gen_lightning.commands.sample import sample_command
 from gen_lightning.config import compose
 from gen_lightning.data.images import ImageDataModule
@@ -180,6 +181,10 @@ def test_the_sample_command_samples_and_edits_with_any_sampler(tmp_path):
     grid = sample_command(ckpt, n=4, out=str(tmp_path / "heun.png"), sampler="heun", steps=3)
     edits = sample_command(ckpt, n=4, mode="edit", out=str(tmp_path / "edit.png"), strength=0.5)
     with Image.open(grid) as a, Image.open(edits) as b:
-        assert a.size == (2 * 9 + 1, 2 * 9 + 1) and b.size == (4 * 9 + 1, 2 * 9 + 1)  # 4 samples; 4 pairs
+        # 4 samples (2 x 2); 4 input | edited pairs (4 x 2, under titles): 8x8 cells scaled up by the grid rule
+        cell = 8 * upscale(8, 8, 2) + PADDING
+        assert a.size == (2 * cell + PADDING, 2 * cell + PADDING)
+        cell = 8 * upscale(8, 8, 4, ("input", "edited")) + PADDING
+        assert b.size == (4 * cell + PADDING, 2 * cell + PADDING + TITLE_BAND)
     with pytest.raises(ValueError, match=r"^DDIM steps must be in \[1, num_timesteps=100\], got steps=0"):
         sample_command(ckpt, n=2, out=str(tmp_path / "x.png"), steps=0)
