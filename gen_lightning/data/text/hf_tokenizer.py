@@ -21,12 +21,14 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from gen_lightning.data.text.subword import TokenizersModel
+
 ROLES = ("pad", "bos", "eos", "unk", "cls", "sep", "mask")
 DEFAULT_NAMES = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 FILES = "tokenizer.json, or vocab.json + merges.txt (GPT-2), or vocab.txt (BERT)"
 
 
-class HFTokenizer:
+class HFTokenizer(TokenizersModel):
     """A ``tokenizers`` model with the special ids of its folder; ids (N,) int64 like every tokenizer here."""
 
     kind = "hf"
@@ -47,13 +49,6 @@ class HFTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._vocab_size
-
-    def encode(self, text: str) -> torch.Tensor:
-        """(N,) int64 ids of ``text``, no special symbols added."""
-        return torch.tensor(self._tok.encode(text, add_special_tokens=False).ids, dtype=torch.long)
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """The text of ``ids``, special symbols dropped (ids beyond the tokenizer's own symbols too)."""

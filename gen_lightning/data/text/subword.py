@@ -67,7 +67,21 @@ def _check_settings(algorithm: str, pre_tokenizer: str, vocab_size: int) -> None
         )
 
 
-class SubwordTokenizer:
+class TokenizersModel:
+    """A tokenizer held as a ``tokenizers`` model (``self._tok``): the encoding of the subword and HF kinds."""
+
+    _tok: Tokenizer
+
+    def encode(self, text: str) -> torch.Tensor:
+        """(N,) int64 ids of ``text``, no special symbols added."""
+        return torch.tensor(self._tok.encode(text, add_special_tokens=False).ids, dtype=torch.long)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Ids of many texts at once (in parallel, in Rust)."""
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
+class SubwordTokenizer(TokenizersModel):
     """A trained BPE or unigram model; ids (N,) int64 like the char tokenizer, specials at ids 0-3."""
 
     kind = "subword"
@@ -123,14 +137,6 @@ class SubwordTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()
-
-    def encode(self, text: str) -> torch.Tensor:
-        """(N,) int64 ids of ``text``, no special symbols added."""
-        return torch.tensor(self._tok.encode(text, add_special_tokens=False).ids, dtype=torch.long)
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Ids of many texts at once (in parallel, in Rust)."""
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """The text of ``ids``, special symbols (pad, bos, eos, unk) dropped."""
