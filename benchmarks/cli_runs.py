@@ -34,13 +34,15 @@ def shown(cmd: list[str], threads: int) -> str:
     return f"OMP_NUM_THREADS={threads} PYTHONPATH=. gen-lightning " + shlex.join(cmd[3:])
 
 
-def run(cmd: list[str], threads: int, log: Path) -> float:
-    """Run ``cmd`` from the project root, output to ``log``; returns its wall-clock seconds, raises on failure."""
+def run(cmd: list[str], threads: int | None, log: Path) -> float:
+    """Run ``cmd`` from the project root, output to ``log``; returns its wall-clock seconds, raises on failure.
+    ``threads``: OMP/MKL_NUM_THREADS; None leaves them unset, as on a new user's machine (the project chooses)."""
+    knobs = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    pinned = {} if threads is None else dict.fromkeys(knobs, str(threads))
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in knobs},
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
+        **pinned,
         "WANDB_MODE": "offline",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
