@@ -72,7 +72,7 @@ the machine otherwise idle (no other agents), one configuration after another, O
 | new default (jobs=2: a run per core, 1 thread)  | 0.71, 1.41         | 337 s      | 586 s          |
 | jobs=1 with the thread policy (1 thread)        | not recorded       | 403 s      | 401 s          |
 | new default + 2 busy processes                  | 0.61, 3.27         | 643 s      | 596 s          |
-| old default (17abba6: jobs=1, torch's 2 threads)| 2.68, 1.90         | 329 s      | 607 s          |
+| old default (17abba6: jobs=1, torch's 2 threads)| 0.22, 1.90         | 329 s      | 607 s          |
 
 - New default, busy / idle: 643 / 337 = 1.91x (target <= 2x: met on this host, with no other load).
 - Idle, the old default is as fast as the new one (329 s against 337 s): two threads per run cost nothing on an idle
