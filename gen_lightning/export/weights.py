@@ -10,7 +10,6 @@ so a corrupt or truncated file is named as such instead of loading wrong numbers
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from gen_lightning.files import write_with
+from gen_lightning.files import file_sha256, write_with
 
 
 class WeightsError(ValueError):
@@ -70,7 +69,7 @@ def save(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, s
         tmp.chmod(0o666 & ~_umask())  # safetensors creates it private (0600); an export is made to be shared
 
     write_with(path, writer)
-    return {"file": path.name, "sha256": sha256(path), "aliases": aliases}
+    return {"file": path.name, "sha256": file_sha256(path), "aliases": aliases}
 
 
 def _umask() -> int:
@@ -79,21 +78,13 @@ def _umask() -> int:
     return mask
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load(folder: Path, entry: dict, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The state dict of the export in ``folder`` whose config describes its weights as ``entry``: checked against
     its SHA-256, read without pickle, tied names filled back in (the same tensor under each name)."""
     path = folder / entry["file"]
     if not path.is_file():
         raise WeightsError(f"the export '{folder}' has no weights file '{entry['file']}': export the checkpoint again")
-    if entry.get("sha256") and sha256(path) != entry["sha256"]:
+    if entry.get("sha256") and file_sha256(path) != entry["sha256"]:
         raise WeightsError(
             f"'{path}' is corrupt or truncated: its SHA-256 differs from the one recorded in its config.json when it "
             "was exported. Copy the export again, or export the checkpoint again."
