@@ -15,7 +15,7 @@ from helpers import lm_trainer, text_data
 from gen_lightning.data.text import TextDataModule
 from gen_lightning.nn import host
 from gen_lightning.nn.optim import warmup_cosine
-from gen_lightning.nn.sampling import filter_logits, sample_next
+from gen_lightning.nn.sampling import draw_from, filter_logits, sample_next
 from gen_lightning.transformer.bert import BERT
 from gen_lightning.transformer.gpt import GPT
 from gen_lightning.transformer.nets import BERTNet, GPTNet, TransformerConfig, mask_tokens
@@ -80,6 +80,20 @@ def test_filtered_sampling_follows_the_renormalised_distribution():
     assert abs(counts[0].item() / 20_000 - 4 / 7) < 0.015
     greedy = sample_next(logits[:3], temperature=0)
     assert greedy[:, 0].tolist() == [0, 0, 0]
+
+
+def test_inverse_cdf_draw_follows_the_distribution_and_skips_zero_mass():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(40, generator=g) ** 3
+    probs[[0, 7, 39]] = 0.0  # zero mass first, inside, and last
+    probs /= probs.sum()
+    ids = draw_from(probs.expand(200_000, 40), generator=torch.Generator().manual_seed(1))[:, 0]
+    freq = torch.bincount(ids, minlength=40) / 200_000
+    assert freq[[0, 7, 39]].sum() == 0
+    # 200,000 draws: the standard error of a frequency is at most 0.0011; 5 of them bound every class.
+    assert (freq - probs).abs().max() < 0.0056
+    again = draw_from(probs.expand(1000, 40), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again[:, 0], ids[:1000])  # seeded: the same draws
 
 
 # ----- GPT ----------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gen_lightning.nn.sampling import draw_from
+
 
 class Highway(nn.Module):
     """y = t * relu(W_h x) + (1 - t) * x, t = sigmoid(W_t x) (Srivastava et al. 2015, eq. 3)."""
@@ -71,11 +73,8 @@ class CNNDiscriminator(nn.Module):
 
 
 def draw_tokens(logits: torch.Tensor) -> torch.Tensor:
-    """One id per row of (N, V) logits, from torch's global RNG, by the inverse CDF (``torch.multinomial`` costs
-    several times more for thousands of classes on a CPU, and the roll-outs draw T^2 / 2 times per step)."""
-    cdf = logits.float().softmax(-1).cumsum(-1)  # (N, V)
-    u = torch.rand(len(cdf), 1, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u).clamp_(max=cdf.size(1) - 1)  # (N, 1)
+    """One id per row of (N, V) logits, (N, 1), from torch's global RNG (the roll-outs draw T^2 / 2 times a step)."""
+    return draw_from(logits.float().softmax(-1))
 
 
 def mask_after_eos(ids: torch.Tensor, eos_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
