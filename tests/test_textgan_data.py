@@ -131,8 +131,10 @@ def test_texygen_protocol_by_name_and_bad_protocol_values():
     from gen_lightning.config import compose, protocols_for
 
     cfg = compose(["model=lstm", "data=sentences", "metrics=sentences_texygen"])
-    protocol = instantiate(cfg.metrics)
-    assert protocol.num_references == 500 and protocol.self_bleu_items == 500
+    protocol = instantiate(cfg.metrics)  # the published table's: every reference, as many hypotheses
+    assert protocol.num_references is None and protocol.self_bleu_items is None and protocol.num_items == 10000
+    fast = instantiate(compose(["model=lstm", "data=sentences", "metrics=sentences_texygen_fast"]).metrics)
+    assert fast.num_references == 500 and fast.self_bleu_items == 500
     assert compose(["model=lstm", "data=sentences"]).metrics._target_.endswith("SentenceMetrics")  # its default
     assert "sentences" in protocols_for(("unconditional", None, "text"))
     # `gen-lightning evaluate metrics=NAME` reads an option as fit composes it: its defaults list included.

@@ -8,7 +8,8 @@ by the data's own tokeniser, as the references are (Texygen tokenises both with 
 
 - ``bleu2`` .. ``bleu5``: mean over the generated sentences of NLTK's sentence BLEU against the split's sentences
   as references, smoothing method 1 (gen_lightning/metrics/bleu.py, equal to NLTK's). ``num_references``: the
-  first N sentences of the split (Texygen's "fast" mode: 500; ``metrics=sentences_texygen``), all by default.
+  first N sentences of the split (Texygen's "fast" mode: 500, ``metrics=sentences_texygen_fast``), all by default
+  (Texygen's published table: ``metrics=sentences_texygen``).
 - ``self_bleu2`` .. ``self_bleu5``: each of the first ``self_bleu_items`` generated sentences (all by default)
   against the others (Zhu et al. 2018): lower is more diverse. Not ranked (no direction): it trades off against
   quality, which is the point of reporting both (Caccia et al. 2020).
