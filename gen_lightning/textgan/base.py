@@ -12,7 +12,8 @@ in the phase it left, mid-phase included):
 
 Manual optimisation with two Adam optimizers (generator ``lr``, then ``lr_adv`` from the adversarial phase on, set in
 the optimizer's state so a resume keeps it; discriminator ``lr_d``). Lightning's ``global_step`` counts the steps
-of both optimizers: one per batch in phases 1-2, ``1 + d_steps`` per batch in phase 3.
+of both optimizers: one per batch in phases 1-2, ``1 + d_steps`` per batch in phase 3. Generated sequences are cut
+after their first ``<eos>`` and padded like real sentences (``mask_after_eos``).
 
 Random numbers (samples, roll-outs, Gumbel noise, the discriminator's dropout) come from ``RowNoise``
 (textgan/nets.py): each draw is seeded from the ``noise_seed`` buffer (the run's seed, ``torch.initial_seed()``
@@ -22,7 +23,6 @@ one process with batches of 2B draws, and a resumed run draws what the uninterru
 the checkpoint). Losses are means over the global batch: a per-token mean divides by the global token count
 (``global_tokens``), since ranks hold different numbers of tokens. The generator's own ``dropout`` (0 by default)
 still draws from each process's global RNG: with it, DDP is not equal to one process.
-Generated sequences are cut after their first ``<eos>`` and padded like real sentences (``mask_after_eos``).
 
 Validation is the generator's, as a language model (``val/loss`` = NLL per token of the validation sentences);
 ``best.ckpt`` by ``val/loss`` favours the maximum-likelihood phase, so evaluate a GAN's ``last.ckpt``.
