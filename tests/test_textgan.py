@@ -8,8 +8,10 @@ import torch
 from lightning.pytorch import Trainer
 from test_resume import assert_same_weights, run
 
+from gen_lightning.config import compose
 from gen_lightning.data.text.sentences import SentencesDataModule
-from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos
+from gen_lightning.run import train
+from gen_lightning.textgan.nets import CNNDiscriminator, RowNoise, mask_after_eos
 from gen_lightning.textgan.relgan import RelGAN
 from gen_lightning.textgan.seqgan import SeqGAN
 
@@ -120,22 +122,41 @@ def test_resume_across_the_pretraining_adversarial_switch_is_exact(model, tmp_pa
     assert resumed["history"] == [{**r, "time_s": a["time_s"]} for r, a in zip(full["history"], resumed["history"])]
 
 
-@pytest.mark.slow
+DDP_EQUAL = ["trainer.accelerator=cpu", "trainer.max_steps=8", "trainer.max_epochs=-1"]  # 3 adversarial batches
+RUNS = ("ddp", "one", "other_seed")
+
+
+@pytest.mark.slow  # two DDP processes and two plain runs per model: ~1 min each on the shared 2-core machine
 @pytest.mark.parametrize("model", ["seqgan", "relgan"])
-def test_text_gans_train_under_ddp_without_the_unused_parameter_search(model, tmp_path):
-    """Two gloo processes, strategy=ddp (find_unused_parameters=False), through all three phases: DDP raises if a
-    backward leaves a parameter without gradient (the discriminator's in a generator step and the reverse)."""
+def test_text_gans_under_ddp_equal_one_process_with_the_batch_doubled(model, tmp_path):
+    """Two gloo processes with batches of 8 train to the weights of one process with batches of 16, through all
+    three phases (maximum likelihood, discriminator pre-training, adversarial), with strategy=ddp: no search for
+    unused parameters (DDP raises if a backward leaves a parameter without gradient). The same sentences meet the
+    same random numbers (textgan/nets.py RowNoise); a per-token loss is a mean over the global batch's tokens.
+    Tolerance rtol 1e-4, atol 1e-5 (about 2e-7 measured, see the assert): the processes' LSTM and convolutions run on
+    8 rows where one process runs 16, and DDP sums the gradients in another order, so the weights agree to float
+    rounding, not bit for bit; another seed moves them by ~1e-2 and more."""
     from conftest import tiny_overrides
+    from helpers import module_weights
     from omegaconf import OmegaConf
     from test_cli import gen_lightning
 
-    run_dir = tmp_path / "ddp"
-    overrides = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=8"]
-    proc = gen_lightning("fit", *tiny_overrides(run_dir, *overrides, model=model), timeout=900)
+    ddp = ["trainer=ddp", "trainer.devices=2", "data.batch_size=8", *DDP_EQUAL]
+    proc = gen_lightning("fit", *tiny_overrides(tmp_path / "ddp", *ddp, model=model), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert OmegaConf.load(run_dir / "config.yaml").trainer.strategy == "ddp"
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert int(state["batches"]) > 2  # the adversarial phase ran (batches 0 and 1 are the pre-training phases)
+    assert OmegaConf.load(tmp_path / "ddp" / "config.yaml").trainer.strategy == "ddp"
+    for name, seed in (("one", 0), ("other_seed", 1)):  # in this process: no interpreter to start
+        cfg = compose(tiny_overrides(tmp_path / name, "data.batch_size=16", f"seed={seed}", *DDP_EQUAL, model=model))
+        train.fit(cfg)
+    ddp_w, one, other = (module_weights(tmp_path / r / "checkpoints" / "last.ckpt") for r in RUNS)
+    assert int(one["batches"]) == int(ddp_w["batches"]) == 5  # 1 + 1 pre-training batches, then 3 adversarial ones
+    assert ddp_w.keys() == one.keys()
+    for k in one:
+        torch.testing.assert_close(ddp_w[k], one[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    gap = max(float((ddp_w[k].double() - one[k].double()).abs().max()) for k in one if one[k].is_floating_point())
+    other_gap = max(float((other[k].double() - one[k].double()).abs().max()) for k in one if one[k].is_floating_point())
+    print(f"{model}: max |DDP - one process| = {gap:.3g}, another seed {other_gap:.3g}")
+    assert other_gap > 1e-2  # the comparison can fail: another seed's weights are far outside the tolerance
 
 
 def test_only_next_token_models_report_the_likelihood_of_held_out_text():
@@ -149,3 +170,37 @@ def test_only_next_token_models_report_the_likelihood_of_held_out_text():
 
     assert [has_likelihood(c) for c in (GPT, CharRNN, SeqGAN, RelGAN)] == [True] * 4
     assert [has_likelihood(c) for c in (BERT, VAE)] == [False, False]
+
+
+def test_a_process_draws_its_rows_of_the_global_batch_as_one_process_draws_them(sentences):
+    """Rank r of 2 holds rows r, r + 2, ... of one process's batch (EpochSampler's strided shards); its uniforms,
+    sampled sentences, roll-out rewards, Gumbel noise and discriminator dropout are those rows of one process's."""
+    one, ranks = RowNoise(7, 0, 1, (3,)), [RowNoise(7, r, 2, (3,)) for r in (0, 1)]
+    u = one.at("x").rand(6, 4, blocks=3).view(3, 6, 4)  # roll-out layout: 3 blocks of the batch's rows
+    for r, noise in enumerate(ranks):
+        assert torch.equal(noise.at("x").rand(3, 4, blocks=3).view(3, 3, 4), u[:, r::2])
+    assert not torch.equal(one.at("y").rand(6, 4), one.at("x").rand(6, 4))  # each name its own numbers
+    assert not torch.equal(RowNoise(8, 0, 1, (3,)).at("x").rand(6, 4), one.at("x").rand(6, 4))  # and each seed
+    torch.manual_seed(0)
+    gan = SeqGAN(**sentences.model_kwargs(), rollouts=3, d_dropout=0.5, **TINY)
+    ids, _ = gan.draw(6, 13, one.at("sample"))
+    q = gan.rewards(ids, one.at("rollout"))
+    for r, noise in enumerate(ranks):
+        ids_r, _ = gan.draw(3, 13, noise.at("sample"))
+        assert torch.equal(ids_r, ids[r::2])
+        torch.testing.assert_close(gan.rewards(ids_r, noise.at("rollout")), q[r::2], rtol=1e-5, atol=1e-6)
+    assert int(gan.noise_seed) == 0  # the seed set before the model was built
+    older = {k: v for k, v in gan.state_dict().items() if k != "noise_seed"}  # a checkpoint from before noise_seed
+    SeqGAN(**sentences.model_kwargs(), rollouts=3, d_dropout=0.5, **TINY).load_state_dict(older)  # still loads
+    relgan = RelGAN(**sentences.model_kwargs(), d_num_rep=2, d_dropout=0.5, **TINY)
+    real = sentences.datasets["train"][:6][1].clamp(min=0)
+    for d in (gan.discriminator.train(), relgan.discriminator.train()):  # one and two representations
+        s = d(real, one.at("real"))
+        for r, noise in enumerate(ranks):
+            torch.testing.assert_close(d(real[r::2], noise.at("real")), s[r::2], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(d(real, one.at("fake")), s)  # dropout is on: another name, other masks
+    soft, hard = relgan.relaxed_draw(6, 13, 10.0, one.at("sample"))
+    for r, noise in enumerate(ranks):
+        soft_r, hard_r = relgan.relaxed_draw(3, 13, 10.0, noise.at("sample"))
+        assert torch.equal(hard_r, hard[r::2])
+        torch.testing.assert_close(soft_r, soft[r::2], rtol=1e-5, atol=1e-6)

@@ -57,14 +57,20 @@ def sample_probs(
     return ids[:, 0], probs.gather(-1, ids)[:, 0]
 
 
-def draw_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def draw_from(
+    probs: torch.Tensor, generator: torch.Generator | None = None, uniforms: torch.Tensor | None = None
+) -> torch.Tensor:
     """One id per row of (N, V) probabilities, (N, 1), by the inverse CDF: one uniform per row, on the generator's
-    device (a CPU generator can drive a model on a GPU). ``torch.multinomial`` draws the same distribution but costs
-    17x more on a CPU for a 4,655-word vocabulary (68 ms against 4 ms for 500 rows, one thread). A token of
-    probability 0 is never drawn: the draw is the first index whose cumulative mass exceeds the uniform."""
+    device (a CPU generator can drive a model on a GPU), or the (N, 1) ``uniforms`` in [0, 1) given (the text GANs
+    draw them for a whole global batch, textgan/nets.py ``RowNoise``). ``torch.multinomial`` draws the same
+    distribution but costs 17x more on a CPU for a 4,655-word vocabulary (68 ms against 4 ms for 500 rows, one
+    thread). A token of probability 0 is never drawn: the draw is the first index whose cumulative mass exceeds the
+    uniform."""
     cdf = probs.float().cumsum(dim=-1)
-    device = generator.device if generator is not None else cdf.device
-    u = torch.rand(len(cdf), 1, generator=generator, device=device).to(cdf.device) * cdf[:, -1:]
+    if uniforms is None:
+        device = generator.device if generator is not None else cdf.device
+        uniforms = torch.rand(len(cdf), 1, generator=generator, device=device)
+    u = uniforms.to(cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(1) - 1)
 
 

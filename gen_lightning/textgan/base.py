@@ -12,9 +12,17 @@ in the phase it left, mid-phase included):
 
 Manual optimisation with two Adam optimizers (generator ``lr``, then ``lr_adv`` from the adversarial phase on, set in
 the optimizer's state so a resume keeps it; discriminator ``lr_d``). Lightning's ``global_step`` counts the steps
-of both optimizers: one per batch in phases 1-2, ``1 + d_steps`` per batch in phase 3. All randomness (samples,
-roll-outs, Gumbel noise, dropout) comes from torch's global RNG, so ``ExactResume`` restores a run bit for bit.
-Generated sequences are cut after their first ``<eos>`` and padded like real sentences (``mask_after_eos``).
+of both optimizers: one per batch in phases 1-2, ``1 + d_steps`` per batch in phase 3. Generated sequences are cut
+after their first ``<eos>`` and padded like real sentences (``mask_after_eos``).
+
+Random numbers (samples, roll-outs, Gumbel noise, the discriminator's dropout) come from ``RowNoise``
+(textgan/nets.py): each draw is seeded from the ``noise_seed`` buffer (the run's seed, ``torch.initial_seed()``
+when the model is built), the ``batches`` clock and the draw's name, and draws the uniforms of the whole global
+batch, of which this process keeps its rows. So two DDP processes with batches of B draw for each sentence what
+one process with batches of 2B draws, and a resumed run draws what the uninterrupted one did (both buffers are in
+the checkpoint). Losses are means over the global batch: a per-token mean divides by the global token count
+(``global_tokens``), since ranks hold different numbers of tokens. The generator's own ``dropout`` (0 by default)
+still draws from each process's global RNG: with it, DDP is not equal to one process.
 
 Validation is the generator's, as a language model (``val/loss`` = NLL per token of the validation sentences);
 ``best.ckpt`` by ``val/loss`` favours the maximum-likelihood phase, so evaluate a GAN's ``last.ckpt``.
@@ -28,10 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from gen_lightning.data.text.tokenizers import from_config
+from gen_lightning.nn.distributed import dist_info
 from gen_lightning.nn.eval_mode import evaluating
 from gen_lightning.nn.language_model import LanguageModel
 from gen_lightning.rnn.nets import RNNConfig, RNNNet
-from gen_lightning.textgan.nets import CNNDiscriminator, mask_after_eos, real_sequences
+from gen_lightning.textgan.nets import CNNDiscriminator, RowNoise, draw_tokens, mask_after_eos, real_sequences
 
 PHASES = ("mle", "d_pretrain", "adversarial")
 
@@ -90,6 +99,9 @@ class TextGAN(LanguageModel):
         widths, filters = list(d_filter_widths), list(d_num_filters)
         self.discriminator = CNNDiscriminator(vocab, d_embed_dim, widths, filters, d_dropout, d_num_rep)
         self.register_buffer("batches", torch.zeros((), dtype=torch.long))  # the phase clock (saved)
+        # The seed of the training draws (saved): the run's seed, as set before the model is built.
+        self.register_buffer("noise_seed", torch.tensor(torch.initial_seed() % 2**63))
+        self.register_load_state_dict_pre_hook(_default_noise_seed)
 
     # ------------------------------------------------------------ schedule
 
@@ -114,23 +126,46 @@ class TextGAN(LanguageModel):
     def start_ids(self, n: int) -> torch.Tensor:
         return torch.full((n, 1), self.tokenizer.eos_id, dtype=torch.long, device=self.device)
 
-    @torch.no_grad()
-    def draw(self, n: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n generated sequences (n, length) from torch's global RNG, cut after ``<eos>``, and the kept mask."""
-        ids = self.net.generate(self.start_ids(n), length)[:, 1:]
-        return mask_after_eos(ids, self.tokenizer.eos_id, self.tokenizer.pad_id)
+    def step_noise(self) -> RowNoise:
+        """The random numbers of this batch: this process's rows of the global batch's (see the file docstring)."""
+        rank, world = dist_info()
+        return RowNoise(int(self.noise_seed), rank, world, (int(self.batches),))
 
-    def fakes_for_discriminator(self, n: int, length: int) -> torch.Tensor:
+    def global_tokens(self, count: torch.Tensor) -> torch.Tensor:
+        """The divisor of a per-token mean over the global batch: its token count / world size, since DDP averages
+        the processes' gradients (sum_r (s_r / (N / w)) / w = sum_r s_r / N). ``count`` itself alone."""
+        world = dist_info()[1]
+        if world == 1:
+            return count
+        count = count.detach().clone()
+        torch.distributed.all_reduce(count)
+        return count / world
+
+    @torch.no_grad()
+    def draw(self, n: int, length: int, noise: RowNoise | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generated sequences (n, length), cut after ``<eos>``, and the kept mask; token t drawn by
+        ``noise.at(t)`` (torch's global RNG without)."""
+        noise = noise or RowNoise()
+        x, state, ids = self.start_ids(n), None, []
+        for t in range(length):
+            logits, state = self.net(x, state)  # (n, 1, V)
+            x = draw_tokens(logits[:, -1], noise.at(t).rand(n, 1, device=logits.device))  # (n, 1)
+            ids.append(x)
+        return mask_after_eos(torch.cat(ids, dim=1), self.tokenizer.eos_id, self.tokenizer.pad_id)
+
+    def fakes_for_discriminator(self, n: int, length: int, noise: RowNoise | None = None) -> torch.Tensor:
         """What the discriminator is trained against: ids (SeqGAN) or relaxed distributions (RelGAN)."""
-        return self.draw(n, length)[0]
+        return self.draw(n, length, noise)[0]
 
     # ------------------------------------------------------------ steps
 
     def training_step(self, batch, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        phase = self.phase
+        phase, noise = self.phase, self.step_noise()
         if phase == "mle":
-            loss, _ = self.next_token_loss(batch)
+            inputs, targets = batch  # (B, T) each, targets -100 at the padding
+            losses = F.cross_entropy(self(inputs).flatten(0, 1), targets.flatten(), reduction="sum")
+            loss = losses / self.global_tokens((targets != -100).sum())
             self._step(opt_g, loss, self.discriminator)
             self.log("train/loss", loss.detach(), prog_bar=True)
         else:
@@ -138,15 +173,15 @@ class TextGAN(LanguageModel):
             if phase == "adversarial":
                 if self.adversarial_batches == 0:
                     self.start_adversarial(opt_g)
-                self.generator_step(real, opt_g)
-            for _ in range(self.hparams.d_steps if phase == "adversarial" else 1):
-                self.discriminator_step(real, opt_d)
+                self.generator_step(real, opt_g, noise.at("g"))
+            for k in range(self.hparams.d_steps if phase == "adversarial" else 1):
+                self.discriminator_step(real, opt_d, noise.at("d", k))
         self.batches += 1
         self.log("train/phase", float(PHASES.index(phase)))
 
-    def discriminator_step(self, real: torch.Tensor, opt_d) -> None:
-        fake = self.fakes_for_discriminator(*real.shape)
-        s_real, s_fake = self.discriminator(real), self.discriminator(fake)  # (B, R) each
+    def discriminator_step(self, real: torch.Tensor, opt_d, noise: RowNoise) -> None:
+        fake = self.fakes_for_discriminator(*real.shape, noise.at("sample"))
+        s_real, s_fake = self.discriminator(real, noise.at("real")), self.discriminator(fake, noise.at("fake"))
         loss = self.discriminator_loss(s_real, s_fake)
         self._step(opt_d, loss, self.net)
         logs = {"train/d_loss": loss, "train/d_real": s_real.mean(), "train/d_fake": s_fake.mean()}
@@ -155,7 +190,7 @@ class TextGAN(LanguageModel):
     def discriminator_loss(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def generator_step(self, real: torch.Tensor, opt_g) -> None:
+    def generator_step(self, real: torch.Tensor, opt_g, noise: RowNoise) -> None:
         raise NotImplementedError
 
     def _step(self, optimizer, loss: torch.Tensor, other: torch.nn.Module) -> None:
@@ -200,6 +235,11 @@ class TextGAN(LanguageModel):
             fake = self.draw(*real.shape)[0]
             right = torch.cat([self.discriminator(real).mean(1) > 0, self.discriminator(fake).mean(1) <= 0])
         return float(right.float().mean())
+
+
+def _default_noise_seed(module, state_dict, prefix, *args) -> None:
+    """A checkpoint written before ``noise_seed`` existed loads (for ``sample``/``evaluate``) with seed 0."""
+    state_dict.setdefault(prefix + "noise_seed", torch.tensor(0))
 
 
 def bce_real_fake(s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gen_lightning.textgan.base import TextGAN
+from gen_lightning.textgan.nets import RowNoise
 
 
 class RelGAN(TextGAN):
@@ -46,14 +47,18 @@ class RelGAN(TextGAN):
         h = self.hparams
         return float(h.beta_max ** min(self.adversarial_batches / h.beta_steps, 1.0))
 
-    def relaxed_draw(self, n: int, length: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def relaxed_draw(
+        self, n: int, length: int, beta: float, noise: RowNoise | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, length, V) relaxed one-hot fakes (differentiable in the generator) and their (n, length) tokens,
-        both cut after the first ``<eos>`` (then one-hot ``<pad>``, as real padding)."""
+        both cut after the first ``<eos>`` (then one-hot ``<pad>``, as real padding). The Gumbel noise of token t
+        from ``noise.at(t)`` (torch's global RNG without)."""
+        noise = noise or RowNoise()
         x, state = self.start_ids(n), None
         soft, hard = [], []
-        for _ in range(length):
+        for t in range(length):
             logits, state = self.net(x, state)  # (n, 1, V)
-            u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
+            u = noise.at(t).rand(n, 1, logits.size(-1), device=logits.device).clamp_(1e-10, 1.0 - 1e-7)
             perturbed = logits - torch.log(-torch.log(u))  # o_t + g_t, g_t ~ Gumbel(0, 1)
             x = perturbed.argmax(-1)  # (n, 1): the next input is the sampled token
             soft.append(F.softmax(beta * perturbed, dim=-1))
@@ -65,18 +70,18 @@ class RelGAN(TextGAN):
         soft = torch.where(after[..., None], pad_row, soft)
         return soft, hard.masked_fill(after, pad)
 
-    def fakes_for_discriminator(self, n: int, length: int) -> torch.Tensor:
+    def fakes_for_discriminator(self, n: int, length: int, noise: RowNoise | None = None) -> torch.Tensor:
         with torch.no_grad():
-            return self.relaxed_draw(n, length, self.beta)[0]
+            return self.relaxed_draw(n, length, self.beta, noise)[0]
 
     def discriminator_loss(self, s_real: torch.Tensor, s_fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-(s_real - s_fake)).mean()  # RSGAN, RelGAN eq. 1
 
-    def generator_step(self, real: torch.Tensor, opt_g) -> None:
+    def generator_step(self, real: torch.Tensor, opt_g, noise: RowNoise) -> None:
         beta = self.beta
-        soft, _ = self.relaxed_draw(*real.shape, beta)
-        s_real = self.discriminator(real).detach()  # (B, R)
-        s_fake = self.discriminator(soft)  # the discriminator's weights get gradients; only opt_g steps
+        soft, _ = self.relaxed_draw(*real.shape, beta, noise.at("sample"))
+        s_real = self.discriminator(real, noise.at("real")).detach()  # (B, R)
+        s_fake = self.discriminator(soft, noise.at("fake"))  # D's weights get gradients; only opt_g steps
         loss = F.softplus(-(s_fake - s_real)).mean()  # RSGAN, RelGAN eq. 2
         self._step(opt_g, loss, self.discriminator)
         self.log_dict({"train/g_loss": loss.detach(), "train/beta": beta})

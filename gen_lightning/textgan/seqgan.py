@@ -20,7 +20,7 @@ import torch
 
 from gen_lightning.rnn.nets import RNNConfig, RNNNet
 from gen_lightning.textgan.base import TextGAN, bce_real_fake
-from gen_lightning.textgan.nets import draw_tokens, mask_after_eos
+from gen_lightning.textgan.nets import RowNoise, draw_tokens, mask_after_eos
 
 
 class SeqGAN(TextGAN):
@@ -53,13 +53,15 @@ class SeqGAN(TextGAN):
         return bce_real_fake(s_real, s_fake)
 
     @torch.no_grad()
-    def rewards(self, ids: torch.Tensor) -> torch.Tensor:
+    def rewards(self, ids: torch.Tensor, noise: RowNoise | None = None) -> torch.Tensor:
         """Q(t) of eq. 4 for (B, T) generated ids (cut after ``<eos>``): (B, T) discriminator probabilities.
 
         A prefix that holds ``<eos>`` is a finished sentence, whose completions are all padding: its Q is D(Y) (the
         discriminator scores in eval mode, so it is exact). Roll-outs stop once every completion has ended, and
         prefixes longer than the longest sentence are not rolled out: the cost follows the sentences' lengths, not
-        T (max_length + 1)."""
+        T (max_length + 1). Token k of the completions of prefix t is drawn by ``noise.at(t, k)``, whatever this
+        process's sentences ended before (torch's global RNG without ``noise``)."""
+        noise = noise or RowNoise()
         b, t_max = ids.shape
         m, eos, pad = self.hparams.rollouts, self.tokenizer.eos_id, self.tokenizer.pad_id
         d_was_training = self.discriminator.training
@@ -74,7 +76,8 @@ class SeqGAN(TextGAN):
             ended = (seq[:, :t] == eos).any(1)  # (M * B,)
             tail, s, nxt_logits = [], state, logits
             while len(tail) < t_max - t and not bool(ended.all()):  # complete y_t+1.. with the roll-out policy
-                nxt = draw_tokens(nxt_logits[:, -1])  # (M * B, 1)
+                u = noise.at(t, len(tail)).rand(b, 1, blocks=m, device=seq.device)  # the (M * B) layout of seq
+                nxt = draw_tokens(nxt_logits[:, -1], u)  # (M * B, 1)
                 tail.append(nxt)
                 ended |= nxt[:, 0] == eos
                 nxt_logits, s = self.rollout_net(nxt, s)
@@ -84,12 +87,13 @@ class SeqGAN(TextGAN):
         self.discriminator.train(d_was_training)
         return q
 
-    def generator_step(self, real: torch.Tensor, opt_g) -> None:
-        ids, kept = self.draw(*real.shape)  # (B, T)
-        q = self.rewards(ids)  # (B, T)
+    def generator_step(self, real: torch.Tensor, opt_g, noise: RowNoise) -> None:
+        ids, kept = self.draw(*real.shape, noise.at("sample"))  # (B, T)
+        q = self.rewards(ids, noise.at("rollout"))  # (B, T)
         inputs = torch.cat([self.start_ids(len(ids)), ids[:, :-1]], dim=1)
         logp = self(inputs).log_softmax(-1).gather(-1, ids[..., None])[..., 0]  # (B, T)
-        loss = -(logp * q * kept).sum() / kept.sum()
+        tokens = self.global_tokens(kept.sum())  # a mean over the global batch's generated tokens
+        loss = -(logp * q * kept).sum() / tokens
         self._step(opt_g, loss, self.discriminator)
         self.update_rollout()
-        self.log_dict({"train/g_loss": loss.detach(), "train/reward": (q * kept).sum() / kept.sum()})
+        self.log_dict({"train/g_loss": loss.detach(), "train/reward": (q * kept).sum() / tokens})
