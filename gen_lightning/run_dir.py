@@ -4,8 +4,11 @@
       config.yaml            the resolved config the run was made with
       metrics.json           final and best value of every validation metric, history, status, protocol card
       checkpoints/last.ckpt  the newest state (resume); checkpoints/best.ckpt by the monitored metric
-      samples/<name>/        preview grids, texts or tables, one file a validation (stepNNNNNNN.png|txt|tsv)
-      figures/<name>/        figures of the metric protocols (e.g. a confusion matrix)
+      samples/<name>/        preview grids, texts or tables, one file a validation (stepNNNNNNN.png|txt|tsv; a
+                             protocol's files: a folder stepNNNNNNN/)
+      figures/<name>/        figures of the metric protocols (e.g. a confusion matrix), stepNNNNNNN.png
+      <mode>.png, samples.*  what `gen-lightning sample` wrote without out= (an image mode's grid; a text model's
+                             samples in the format= writer's suffix)
       evaluations/<name>.*   evaluation variants of a study
       checkpoints/last[.split].eval.json, .evaluations.jsonl, .outputs.txt, .<figure>.png
                              what `gen-lightning evaluate` wrote (EvaluationFiles; out=PREFIX puts them elsewhere)
@@ -17,7 +20,15 @@
       data_fingerprint.json  size and sha256 of every local data file the run reads (checked on resume)
       .lock                  held by the process writing the run (one writer at a time), removed at its end
 
-Every module that reads or writes one of these names asks this object.
+A search (``gen-lightning fit -m hparams_search=NAME``) keeps its own files in Hydra's sweep directory, beside the
+run directories of its trials (SearchFiles):
+
+    SWEEP_DIR/
+      trials.jsonl           every trial's outcome: state, value, parameters, run directory, error
+      best_trial.yaml        the best completed trial: value, parameters, checkpoint and its whole config
+      .search.lock           held while a trial writes the two (a parallel launcher ends several at once)
+
+Every module that reads or writes one of these names asks these objects.
 """
 
 from __future__ import annotations
@@ -66,6 +77,11 @@ class RunDir:
     def samples(self) -> Path:
         return self.path / "samples"
 
+    def sample(self, name: str, step: int) -> Path:
+        """``samples/<name>/stepNNNNNNN``: what a validation at ``step`` wrote of ``name`` (the suffix is the
+        writer's: .png, .txt, .tsv, or none for a folder)."""
+        return self.samples / name / step_name(step)
+
     def latest_samples(self) -> dict[str, Path]:
         """The newest file of every ``samples/<name>/`` folder (samples, reconstructions, text, ...)."""
         if not self.samples.is_dir():
@@ -73,9 +89,17 @@ class RunDir:
         folders = sorted(p for p in self.samples.iterdir() if p.is_dir())
         return {f.name: max(f.glob("step*")) for f in folders if any(f.glob("step*"))}
 
+    def sampled(self, name: str) -> Path:
+        """What ``gen-lightning sample`` writes here without ``out=`` (``sample.png``, ``samples.txt``, ...)."""
+        return self.path / name
+
     @property
     def figures(self) -> Path:
         return self.path / "figures"
+
+    def figure(self, name: str, step: int) -> Path:
+        """``figures/<name>/stepNNNNNNN.png``: a metric protocol's figure of the validation at ``step``."""
+        return self.figures / name / f"{step_name(step)}.png"
 
     @property
     def evaluations(self) -> Path:
@@ -137,6 +161,33 @@ class EvaluationFiles:
 
     def figure(self, name: str) -> Path:
         return Path(f"{self.prefix}.{name}.png")
+
+
+def step_name(step: int) -> str:
+    """``stepNNNNNNN``: the name of what a validation at the global ``step`` wrote (sorts in step order)."""
+    return f"step{step:07d}"
+
+
+@dataclass(frozen=True)
+class SearchFiles:
+    """The files of a search in its sweep directory (see the file docstring)."""
+
+    path: Path
+
+    def __init__(self, sweep_dir: str | Path) -> None:
+        object.__setattr__(self, "path", Path(sweep_dir))
+
+    @property
+    def trials(self) -> Path:
+        return self.path / "trials.jsonl"
+
+    @property
+    def best_trial(self) -> Path:
+        return self.path / "best_trial.yaml"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".search.lock"
 
 
 def resumable_state(run_dir: str | Path) -> str:

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from gen_lightning.files import TEXT_SEPARATOR, write_texts
-from gen_lightning.run_dir import RunDir
+from gen_lightning.run_dir import RunDir, step_name
 
 
 class StepWandbLogger(WandbLogger):
@@ -221,13 +221,13 @@ class MlflowMedia:
         self.client.log_image(self.run_id, hwc[..., 0] if hwc.shape[-1] == 1 else hwc, key=key, step=step)
 
     def texts(self, key: str, texts: list[str], step: int) -> None:
-        self.client.log_text(self.run_id, TEXT_SEPARATOR.join(texts), f"{key}/step{step:07d}.txt")
+        self.client.log_text(self.run_id, TEXT_SEPARATOR.join(texts), f"{key}/{step_name(step)}.txt")
 
     def table(self, key: str, columns: list[str], rows: list[list], step: int) -> None:
         data = {c: [str(row[i]) for row in rows] for i, c in enumerate(columns)}
         with warnings.catch_warnings():  # pandas deprecations inside MLflow, nothing a user can act on
             warnings.simplefilter("ignore")
-            self.client.log_table(self.run_id, data=data, artifact_file=f"{key}/step{step:07d}.json")
+            self.client.log_table(self.run_id, data=data, artifact_file=f"{key}/{step_name(step)}.json")
 
 
 class CsvMedia:
@@ -237,7 +237,7 @@ class CsvMedia:
         self.root = Path(logger.log_dir) / "media"
 
     def _path(self, key: str, step: int, suffix: str) -> Path:
-        path = self.root / key / f"step{step:07d}{suffix}"
+        path = self.root / key / f"{step_name(step)}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

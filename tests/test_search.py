@@ -183,3 +183,29 @@ def test_the_monitor_schedule_check_accepts_what_every_validation_computes():
             check_monitor_schedule(compose([*base, f"metrics.every_n_epochs={every}"]))
     # The model's own monitored metric is logged at every validation, whatever the protocol's schedule.
     check_monitor_schedule(compose([*base, "metrics.every_n_epochs=0", "checkpoint.monitor=null"]))
+
+
+def test_a_searchs_files_are_where_run_dir_says(tmp_path):
+    """trials.jsonl and best_trial.yaml in the sweep directory (run_dir.SearchFiles, the names saved searches have),
+    the best trial's checkpoint its run's best.ckpt (RunDir); a worse trial later leaves best_trial.yaml alone."""
+    from gen_lightning.run_dir import RunDir, SearchFiles
+
+    sweep = tmp_path / "sweep"
+    files = SearchFiles(sweep)
+    assert (files.trials, files.best_trial) == (sweep / "trials.jsonl", sweep / "best_trial.yaml")
+    trial = search.SearchTrial.__new__(search.SearchTrial)
+    trial.name, trial.sweep_dir, trial.n_trials, trial.optuna_trial, trial.pruned_at = "s", sweep, None, None, None
+    trial.metric, trial.mode = "val/elbo", "max"
+    for job, value in enumerate([-30.0, -20.0, -40.0]):
+        trial.job, trial.overrides = job, [f"model.lr={job}"]
+        cfg = OmegaConf.create({"run_dir": str(tmp_path / "runs" / str(job)), "model": {"lr": job}})
+        summary = {"monitor": "val/elbo", "mode": "max", "history": [{"val/elbo": value}]}
+        assert trial.end(cfg, summary) == value
+    records = [json.loads(line) for line in files.trials.read_text().splitlines()]
+    assert [(r["trial"], r["value"], r["state"]) for r in records] == [(0, -30.0, "complete"), (1, -20.0, "complete"),
+                                                                         (2, -40.0, "complete")]  # fmt: skip
+    best = OmegaConf.load(files.best_trial)
+    assert (best.value, best.trial, best.config.model.lr) == (-20.0, 1, 1)
+    assert (
+        best.checkpoint == str(RunDir(tmp_path / "runs" / "1").best) == str(tmp_path / "runs/1/checkpoints/best.ckpt")
+    )

@@ -225,3 +225,29 @@ def test_two_processes_give_the_one_process_numbers(tmp_path):
         assert result.keys() == single.keys()
         for name, value in single.items():  # the same sentences; NLL summed in another order (float32 logits)
             assert result[name] == pytest.approx(value, rel=1e-6 if "nll" in name else 1e-12), (rank, name)
+
+
+def test_sentences_name_their_source_as_every_data_module(tmp_path, monkeypatch):
+    """data/base.py's keys and errors: a hub split of one sentence a row, split as one file; a folder lacking a
+    split's file; two sources at once."""
+    import datasets
+
+    from gen_lightning.data.sources import DataSourceError, SourceNotFoundError
+
+    rows = {"caption": [f"caption number {i} ." for i in range(10)] + ["", None]}
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split, **kw: datasets.Dataset.from_dict(rows))
+    dm = SentencesDataModule(hub_name="someone/captions", text_column="caption", test_fraction=0.2)
+    dm.prepare_data()
+    dm.setup()
+    assert len(dm.sentences("train")) == 8 and dm.sentences("test")[0] == ["caption", "number", "8", "."]
+    assert dm.card()["data"] == "hub dataset 'someone/captions'"
+    with pytest.raises(DataSourceError, match="data.hub_name='someone/captions' is one split: set data.test_fraction"):
+        SentencesDataModule(hub_name="someone/captions", text_column="caption", test_fraction=0.0).setup()
+    with pytest.raises(DataSourceError, match="data.text_column='text': the hub dataset 'someone/captions' has no"):
+        SentencesDataModule(hub_name="someone/captions").setup()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.txt").write_text("a dog .\n")
+    with pytest.raises(SourceNotFoundError, match=r"data.path='.*d' is a folder without data.test_file='test.txt'"):
+        SentencesDataModule(path=str(tmp_path / "d")).setup()
+    with pytest.raises(DataSourceError, match="give one source, not both data.path='x' and data.hub_name='y'"):
+        SentencesDataModule(path="x", hub_name="y")

@@ -22,12 +22,13 @@ from __future__ import annotations
 import random
 import re
 import warnings
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+
+from gen_lightning.run_dir import RunDir
 
 STATE_KEY = "gen_lightning"
 
@@ -100,11 +101,12 @@ class ExactResume(L.Callback):
             self._quiet = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        # A fresh run never trains in a directory holding last.ckpt (run/train.py prepare_run_dir refuses it), so
-        # a last.ckpt there means this fit resumes the run the directory belongs to.
+        # A fresh run never trains in a directory holding last.ckpt (run/prepare.py refuses it), so a last.ckpt in
+        # the run directory means this fit resumes that run, and its checkpoint folders hold its own checkpoints.
+        if stage != "fit" or not RunDir(trainer.default_root_dir).last.is_file():
+            return
         for cb in trainer.checkpoint_callbacks:
-            dirpath = getattr(cb, "dirpath", None)
-            if stage == "fit" and dirpath and (Path(dirpath) / "last.ckpt").is_file():
+            if dirpath := getattr(cb, "dirpath", None):
                 self._silence(re.escape(NOT_EMPTY.format(dirpath)))
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

@@ -81,7 +81,7 @@ def titled(grid: torch.Tensor, titles: tuple[str, ...], columns: int, cell: int)
 
 class SampleLogger(L.Callback):
     def __init__(self, run_dir: str | Path, every_n_epochs: int = 1, seed: int = 1234) -> None:
-        self.out_dir = RunDir(run_dir).samples
+        self.run_dir = RunDir(run_dir)
         self.every_n_epochs = every_n_epochs
         self.seed = seed
         self._batch = None
@@ -109,7 +109,7 @@ class SampleLogger(L.Callback):
             return
         step = trainer.global_step
         for name, value in media.items():
-            save_media(trainer, self.out_dir / name / f"step{step:07d}", f"samples/{name}", value)
+            save_media(trainer, self.run_dir.sample(name, step), f"samples/{name}", value)
 
 
 def save_media(trainer: L.Trainer, stem: Path, key: str, value) -> Path:

@@ -116,16 +116,16 @@ def sample_command(
     else:
         modes = ", ".join(("sample", *getattr(module, "sample_modes", ())))
         raise ValueError(f"unknown mode '{mode}' for {type(module).__name__}; choose from {modes}")
-    target = Path(out) if out else output_folder(path) / f"{mode}.png"
+    target = Path(out) if out else output_folder(path).sampled(f"{mode}.png")
     target.parent.mkdir(parents=True, exist_ok=True)
     save_image(image_grid(images, nrow, mode_titles(mode, nrow or 0)), target)
     print(f"wrote {target} ({len(images)} images)")
     return target
 
 
-def output_folder(ckpt: Path) -> Path:
+def output_folder(ckpt: Path) -> RunDir:
     """Where outputs go without ``out=``: the checkpoint's run directory; for an export, the current directory."""
-    return Path.cwd() if is_export(ckpt) else RunDir.of_checkpoint(ckpt).path
+    return RunDir(Path.cwd()) if is_export(ckpt) else RunDir.of_checkpoint(ckpt)
 
 
 def sample_images(module, n: int, generator: torch.Generator, batch_size: int, options: dict) -> torch.Tensor:
@@ -142,7 +142,7 @@ def sample_images(module, n: int, generator: torch.Generator, batch_size: int, o
     return torch.cat(chunks).float().div(127.5).sub(1.0)
 
 
-def write_texts(module, n: int, out: str | None, run_dir: Path, generator: torch.Generator, options: dict) -> Path:
+def write_texts(module, n: int, out: str | None, run_dir: RunDir, generator: torch.Generator, options: dict) -> Path:
     """``n`` samples printed and written by the writer of ``format=`` (commands/outputs.py; default txt)."""
     writer, suffix = text_writer(options.pop("format", "txt"))
     if "prompt" in options:  # a shell passes "\n" as two characters: M:6/8\nK:D is meant as two lines
@@ -150,7 +150,7 @@ def write_texts(module, n: int, out: str | None, run_dir: Path, generator: torch
     texts = module.sample(n, generator=generator, **options)
     for i, text in enumerate(texts):
         print(f"--- sample {i} ---\n{text}")
-    written = writer(texts, Path(out) if out else run_dir / f"samples{suffix}")
+    written = writer(texts, Path(out) if out else run_dir.sampled(f"samples{suffix}"))
     print(f"wrote {', '.join(map(str, written[:4]))}{' ...' if len(written) > 4 else ''}")
     return written[0]
 

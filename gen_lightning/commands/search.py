@@ -9,7 +9,8 @@ own run directory, and takes the value the run returns. This module is the glue:
   (``monitor = (name, "min"|"max")``, docs/CONTRACT.md) through the ``${objective_direction:}`` resolver that
   ``conf/hparams_search/*.yaml`` give the sweeper;
 - ``SearchTrial``: one trial seen from inside its run: groups and tags its loggers under the search, records its
-  outcome in ``SWEEP_DIR/trials.jsonl`` and keeps the best trial's value and config in ``SWEEP_DIR/best_trial.yaml``;
+  outcome in ``SWEEP_DIR/trials.jsonl`` and keeps the best trial's value and config in ``SWEEP_DIR/best_trial.yaml``
+  (named by run_dir.SearchFiles);
 - ``attach_trial`` (the sweeper's ``custom_search_space`` hook) and ``TrialPruning``: optional pruning from the
   intermediate validation values, the equivalent of Optuna's Lightning pruning callback for ``lightning.pytorch``
   and step-based validation. The sweeper keeps its Optuna trials in its own process, so pruning needs the trials to
@@ -36,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import append_jsonl, write_with
 from gen_lightning.loggers import logger_configs
-from gen_lightning.run_dir import config_container
+from gen_lightning.run_dir import RunDir, SearchFiles, config_container
 
 _pending: list = []  # Optuna trials the sweeper asked for and launches next, in launch order
 _active: SearchTrial | None = None  # the trial this process is running
@@ -133,6 +134,11 @@ class SearchTrial:
         self.metric, self.mode = objective_of(cfg)
         self.pruned_at: int | None = None
 
+    @property
+    def files(self) -> SearchFiles:
+        """The search's files in its sweep directory (run_dir.SearchFiles)."""
+        return SearchFiles(self.sweep_dir)
+
     @classmethod
     def begin(cls, cfg: DictConfig, hydra_cfg) -> SearchTrial | None:
         """The trial ``cfg`` is, when this is a job of ``-m hparams_search=NAME`` (else None): checks the sweeper's
@@ -204,31 +210,31 @@ class SearchTrial:
         """Append to ``trials.jsonl``; rewrite ``best_trial.yaml`` if this trial beats it (under a lock: a parallel
         launcher may end several trials at once)."""
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.sweep_dir / ".search.lock", "w") as lock:
+        with open(self.files.lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            append_jsonl(self.sweep_dir / "trials.jsonl", record)
+            append_jsonl(self.files.trials, record)
             if record["state"] == "complete" and self._beats_best(record["value"]):
                 best = {
                     "search": self.name,
                     "metric": self.metric,
                     "mode": self.mode,
                     **{k: record[k] for k in ("value", "trial", "run_dir", "params", "overrides")},
-                    "checkpoint": str(Path(cfg.run_dir) / "checkpoints" / "best.ckpt"),
+                    "checkpoint": str(RunDir(cfg.run_dir).best),
                     "config": config_container(cfg),  # as the run's config.yaml holds it
                 }
-                write_with(self.sweep_dir / "best_trial.yaml", lambda tmp: OmegaConf.save(OmegaConf.create(best), tmp))
+                write_with(self.files.best_trial, lambda tmp: OmegaConf.save(OmegaConf.create(best), tmp))
 
     def _stop_if_none_completed(self) -> None:
         """After the search's last trial with none completed, stop with the trials' error in one line: the sweeper
         would end in Optuna's "ValueError: No trials are completed yet" traceback."""
-        path = self.sweep_dir / "trials.jsonl"
+        path = self.files.trials
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if self.n_trials is None or len(records) < self.n_trials or any(r["state"] == "complete" for r in records):
             return
         raise SystemExit(f"gen-lightning fit: {none_completed(self.name, self.metric, records)} ({path})")
 
     def _beats_best(self, value: float) -> bool:
-        path = self.sweep_dir / "best_trial.yaml"
+        path = self.files.best_trial
         if not path.is_file():
             return True
         old = OmegaConf.load(path).value

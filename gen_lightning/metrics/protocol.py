@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -34,6 +33,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from gen_lightning.metrics.extractors import dist_info
 from gen_lightning.nn.eval_mode import evaluating
+from gen_lightning.run_dir import RunDir
 from gen_lightning.tasks import describe, task_of
 
 PER_EVALUATION = ("global_step", "seconds", "nonfinite_samples", "device")  # in metrics.json, not the logged config
@@ -258,7 +258,7 @@ class EvaluationCallback(Callback):
         from gen_lightning import tracking
 
         for name, image in figures.items():
-            path = Path(trainer.default_root_dir) / "figures" / name / f"step{trainer.global_step:07d}.png"
+            path = RunDir(trainer.default_root_dir).figure(name, trainer.global_step)
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(image, path)
             tracking.log_image(trainer, f"figures/{name}", image)

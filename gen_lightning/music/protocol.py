@@ -15,13 +15,12 @@ W&B as images).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from gen_lightning.metrics.protocol import EvaluationCallback, batch_generator, gather_objects
 from gen_lightning.music.render import piano_roll, write_tunes
 from gen_lightning.music.validity import first_tune, valid_share
+from gen_lightning.run_dir import RunDir
 
 
 class TuneValidity(EvaluationCallback):
@@ -109,6 +108,6 @@ class TuneValidity(EvaluationCallback):
     def _evaluate_in_fit(self, trainer, pl_module) -> dict:
         result = super()._evaluate_in_fit(trainer, pl_module)
         if trainer.is_global_zero and self.files:
-            folder = Path(trainer.default_root_dir) / "samples" / "tunes" / f"step{trainer.global_step:07d}"
+            folder = RunDir(trainer.default_root_dir).sample("tunes", trainer.global_step)
             write_tunes(result["outputs"][: self.files], folder)
         return result

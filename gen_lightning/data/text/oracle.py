@@ -12,7 +12,8 @@ was trained against, and a resumed or re-evaluated run uses that one (a mismatch
 
 Token ``k`` of the oracle is the word ``str(k)`` of a fixed word vocabulary (``<pad>``, ``<eos>``, ``<unk>``, then
 ``"0"`` .. ``"4999"``), so the sequence models and the ``sentences`` protocol read it like any sentence data: a
-batch is ``<eos> x_1 .. x_20 <eos>`` (gen_lightning/data/text/sentences.py).
+batch is ``<eos> x_1 .. x_20 <eos>`` (gen_lightning/data/text/sentences.py, whose ``SentenceData`` it is). Its source,
+in data/base.py's terms, is embedded (``seqgan_oracle``, drawn here): it reads no path and no hub dataset.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from gen_lightning.data.base import Loaders
-from gen_lightning.data.text.sentences import pad_examples
+from gen_lightning.data.text.sentences import SentenceData, pad_examples
 from gen_lightning.data.text.tokenizers import VocabularyError
 from gen_lightning.data.text.words import SPECIALS, WordTokenizer
 from gen_lightning.files import save_torch
@@ -81,10 +79,10 @@ class OracleLSTM(nn.Module):
         return -logp.mean(dim=1)
 
 
-class OracleDataModule(Loaders, L.LightningDataModule):
+class OracleDataModule(SentenceData):
     """Sequences of SeqGAN's oracle as sentence data (see the file docstring)."""
 
-    task, source_modality, modality = "unconditional", None, "text"  # docs/CONTRACT.md
+    EMBEDDED = {"seqgan_oracle": "SeqGAN oracle LSTM"}
 
     def __init__(
         self,
@@ -166,33 +164,16 @@ class OracleDataModule(Loaders, L.LightningDataModule):
             )
         self.oracle = saved
 
-    # ------------------------------------------------------------ loaders
-
-    def train_dataloader(self) -> DataLoader:
-        return self.train_loader(self.datasets["train"])
-
-    def _eval_loader(self, split: str, batch_size: int | None = None) -> DataLoader:
-        return self.eval_loader(self.datasets[split], batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def model_kwargs(self) -> dict:
-        return {"tokenizer": self.tokenizer.to_config()}
-
     # ------------------------------------------------------------ what the sentence metrics read
 
-    def sentences(self, split: str) -> list[list[str]]:
-        if split not in self.ids:
-            raise ValueError(f"unknown split {split!r}; the oracle data has {sorted(self.ids)}")
-        return [list(map(str, row)) for row in self.ids[split].tolist()]
+    @property
+    def source_name(self) -> str:
+        h = self.hparams
+        return f"{self.EMBEDDED['seqgan_oracle']} (vocab {h.vocab_size}, hidden {h.hidden_dim}, seed {h.oracle_seed})"
 
-    def nll_loader(self, split: str, batch_size: int) -> DataLoader:
-        self.sentences(split)
-        return self._eval_loader(split, batch_size)
+    def sentences(self, split: str) -> list[list[str]]:
+        self.check_split(split)
+        return [list(map(str, row)) for row in self.ids[split].tolist()]
 
     def oracle_nll(self, hypotheses: list[list[str]]) -> tuple[float, int]:
         """Mean NLL per token under the oracle of the hypotheses of exactly ``max_length`` oracle tokens, and the
@@ -211,7 +192,7 @@ class OracleDataModule(Loaders, L.LightningDataModule):
     def card(self) -> dict:
         h = self.hparams
         return {
-            "data": f"SeqGAN oracle LSTM (vocab {h.vocab_size}, hidden {h.hidden_dim}, seed {h.oracle_seed})",
+            "data": self.source_name,
             "tokenizer": "oracle tokens (whitespace)",
             "vocab_size": self.tokenizer.vocab_size,
             "max_length": h.max_length,
