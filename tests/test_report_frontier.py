@@ -38,16 +38,17 @@ def final_metrics(points: dict[float, tuple[float, float]]) -> dict:
     return final
 
 
-def fake_study(root, sweep: dict, report: dict | None = None, card: dict = CARD):
-    """A study directory as `gen-lightning study` leaves it, for runs that all completed."""
+def fake_study(root, sweep: dict, report: dict | None = None, card: dict = CARD, failed: tuple[str, ...] = ()):
+    """A study directory as `gen-lightning study` leaves it; the runs in ``failed`` failed, the others completed."""
     node = {"name": "fake", "seeds": [0, 1], "budget": {"max_epochs": 1}, "runs": {r: ["model=lstm"] for r in sweep}}
     spec = parse_spec({**node, "report": report} if report else node, source="fake.yaml")
     runs = {}
     for run, seeds in sweep.items():
         for seed, points in seeds.items():
             key = f"{run}_seed{seed}"
-            runs[key] = {"run": run, "seed": seed, "dir": key, "status": "completed"}
-            summary = {"status": "completed", "final": final_metrics(points), "protocol": card, "num_params": 1000,
+            status = "failed" if run in failed else "completed"
+            runs[key] = {"run": run, "seed": seed, "dir": key, "status": status}
+            summary = {"status": status, "final": final_metrics(points), "protocol": card, "num_params": 1000,
                        "train_time_s": 1.0, "history": [], "global_step": 10}  # fmt: skip
             (root / key).mkdir(parents=True)
             (root / key / "metrics.json").write_text(json.dumps(summary))
@@ -63,19 +64,32 @@ def test_the_report_places_each_run_against_the_baseline_curve(tmp_path):
     assert "![BLEU-5 against Self-BLEU-5](plots/frontier_bleu5.png)" in md
     rows = [line for line in md.splitlines() if "(T=" in line]
     assert rows == [
-        "| `gan_beyond` (T=1) | 0.5100 | 0.3000 ± 0.014 | `mle` | 0.2850 | +0.0150 | **beyond** |",
-        "| `gan_inside` (T=1) | 0.3100 | 0.1400 ± 0.014 | `mle` | 0.1600 | -0.0200 | inside |",
-        "| `gan_outside` (T=1) | 0.7000 | 0.4000 ± 0.014 | `mle` | - | - | outside the curve's Self-BLEU-5 range "
-        "(0.2100 to 0.6100) |",
+        "| `gan_beyond` (T=1) | 0.51 | 0.3 ± 0.014 | `mle` | 0.285 | +0.015 | **beyond** |",
+        "| `gan_inside` (T=1) | 0.31 | 0.14 ± 0.014 | `mle` | 0.16 | -0.02 | inside |",
+        "| `gan_outside` (T=1) | 0.7 | 0.4 ± 0.014 | `mle` | - | - | outside the curve's Self-BLEU-5 range "
+        "(0.21 to 0.61) |",
     ]
     # the curves' table: every temperature of every run, mean over seeds (BLEU-5 / Self-BLEU-5)
-    assert "| `mle` | 0.3600 / 0.6100 | 0.2100 / 0.4100 | 0.1100 / 0.2100 |" in md
-    assert "| `gan_outside` | 0.4600 / 0.8100 | 0.4000 / 0.7000 | - |" in md
+    assert "| `mle` | 0.36 / 0.61 | 0.21 / 0.41 | 0.11 / 0.21 |" in md
+    assert "| `gan_outside` | 0.46 / 0.81 | 0.4 / 0.7 | - |" in md
     front = json.loads((study / "report.json").read_text())["frontier"]
     assert [c["run"] for c in front["curves"]] == ["mle", "gan_beyond", "gan_inside", "gan_outside"]  # study order
     assert [p["temperature"] for p in front["curves"][0]["points"]] == [0.8, 1.0, 1.2]
     assert front["comparisons"][0]["curve_bleu5"] == pytest.approx(0.285)
     assert front["protocol"] == {"hypotheses": [500], "references": [500], "self_bleu_hypotheses": [500]}
+    # the same results give the same figure, byte for byte
+    figure = (study / "plots" / "frontier_bleu5.png").read_bytes()
+    write_report(study, wandb="false")
+    assert (study / "plots" / "frontier_bleu5.png").read_bytes() == figure
+
+
+def test_a_baseline_that_failed_is_named_and_nothing_is_placed(tmp_path):
+    study = fake_study(tmp_path / "study", SWEEP, {"frontier": {"baselines": ["mle"]}}, failed=("mle",))
+    md = write_report(study, wandb="false").read_text()
+    front = json.loads((study / "report.json").read_text())["frontier"]
+    assert [c["run"] for c in front["curves"]] == ["gan_beyond", "gan_inside", "gan_outside"]
+    assert front["comparisons"] == [] and front["missing_baselines"] == ["mle"]
+    assert "Baselines without a curve (no completed seed with these metrics): `mle`." in md
 
 
 def test_without_baselines_every_run_faces_every_other_curve(tmp_path):

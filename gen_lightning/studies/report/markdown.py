@@ -133,7 +133,7 @@ def results(report: dict, samples: dict[str, tuple[str, str]]) -> list[str]:
 def verdict(c: dict) -> str:
     if c["verdict"] == "outside":
         low, high = c["curve_self_bleu5_range"]
-        return f"outside the curve's Self-BLEU-5 range ({low:.4f} to {high:.4f})"
+        return f"outside the curve's Self-BLEU-5 range ({number(low)} to {number(high)})"
     return {"beyond": "**beyond**", "inside": "inside", "on": "on the curve"}[c["verdict"]]
 
 
@@ -157,7 +157,7 @@ def frontier(report: dict) -> list[str]:
     body = []
     for curve in front["curves"]:
         at = {p["temperature"]: p for p in curve["points"]}
-        cells = [f"{at[t]['bleu5']['mean']:.4f} / {at[t]['self_bleu5']['mean']:.4f}" if t in at else "-"
+        cells = [f"{number(at[t]['bleu5']['mean'])} / {number(at[t]['self_bleu5']['mean'])}" if t in at else "-"
                  for t in temperatures]  # fmt: skip
         body.append([f"`{curve['run']}`", *cells])
     lines += ["BLEU-5 / Self-BLEU-5 by temperature, mean over seeds:", ""]
@@ -179,11 +179,10 @@ def frontier_verdicts(front: dict) -> list[str]:
         lines += [f"Baselines without a curve (no completed seed with these metrics): {missing}.", ""]
     body = []
     for c in front["comparisons"]:
-        curve = "-" if c["curve_bleu5"] is None else f"{c['curve_bleu5']:.4f}"
-        difference = "-" if c["difference"] is None else f"{c['difference']:+.4f}"
-        point = f"{c['bleu5']:.4f} ± {c['bleu5_std']:.2g}"
-        body.append([f"`{c['run']}` (T={c['temperature']:g})", f"{c['self_bleu5']:.4f}", point, f"`{c['against']}`",
-                     curve, difference, verdict(c)])  # fmt: skip
+        difference = "-" if c["difference"] is None else f"{c['difference']:+.3g}"
+        point = f"{number(c['bleu5'])} ± {c['bleu5_std']:.2g}"
+        body.append([f"`{c['run']}` (T={c['temperature']:g})", number(c["self_bleu5"]), point, f"`{c['against']}`",
+                     number(c["curve_bleu5"]), difference, verdict(c)])  # fmt: skip
     header = ["run (temperature)", "Self-BLEU-5", "BLEU-5", "against"]
     header += ["that curve's BLEU-5 at this Self-BLEU-5", "difference", "verdict"]
     return lines + table(header, body) + [""]
