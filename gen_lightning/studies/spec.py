@@ -16,7 +16,9 @@ to compare and what they share, so the comparison is fair::
       evaluations:                      # optional: sampling variants evaluated from each trained checkpoint
         ddim_10: [model.sampler=ddim, model.sample_steps=10]
       evaluate_checkpoint: last         # last | best: the checkpoint the evaluations load
-      report: {metrics: [val/fid_clf]}  # optional: columns of the report's main table
+      report:                           # optional
+        metrics: [val/fid_clf]          # columns of the report's main table
+        frontier: {baselines: [vae]}    # text studies: the runs whose BLEU-5/Self-BLEU-5 curves the others face
       references:                       # optional: published numbers shown beside ours
         - {run: gpt, metric: val/loss, value: 1.88, source: nanoGPT README}
 
@@ -52,6 +54,7 @@ KEYS = {
     "references",
 }
 BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
+REPORT_KEYS = ("metrics", "frontier")
 # What every run of a study shares: a run that set these would make the comparison unfair.
 SHARED = ("seed", "run_dir", "resume", "metrics", "logger", *(f"trainer.{k}" for k in BUDGET_KEYS))
 
@@ -120,6 +123,36 @@ def _check_budget(budget) -> dict:
     return dict(budget)
 
 
+def _check_report(report, runs: dict) -> dict:
+    """``study.report``: ``metrics`` (the main table's columns) and ``frontier.baselines`` (run names)."""
+    if report is None:
+        return {}
+    if not isinstance(report, dict):
+        raise StudyError(f"study.report must be a mapping like {{metrics: [val/fid]}}, got {report!r}")
+    unknown = sorted(set(report) - set(REPORT_KEYS))
+    if unknown:
+        raise StudyError(f"unknown study.report keys {unknown}; valid keys: {list(REPORT_KEYS)}")
+    metrics = report.get("metrics")
+    if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+        raise StudyError(f"study.report.metrics must be a list of metric names like [val/fid], got {metrics!r}")
+    frontier = report.get("frontier")
+    if frontier is None:
+        return dict(report)
+    baselines = frontier.get("baselines") if isinstance(frontier, dict) and set(frontier) == {"baselines"} else None
+    if not isinstance(baselines, list):
+        raise StudyError(
+            f"study.report.frontier takes one key, baselines (a list of run names), e.g. {{baselines: [mle_lstm]}}; "
+            f"got {frontier!r}"
+        )
+    known = {b for b in baselines if isinstance(b, str) and b in runs}
+    if not baselines or len(known) < len(baselines) or len(known) == len(runs):
+        raise StudyError(
+            f"study.report.frontier.baselines must list some (not all) of the study's runs {list(runs)}, once each: "
+            f"the maximum-likelihood models the others are compared against; got {baselines!r}"
+        )
+    return dict(report)
+
+
 def parse_spec(node: dict, source: str = "") -> StudySpec:
     """Validate the ``study:`` mapping of a study file."""
     if not isinstance(node, dict):
@@ -154,7 +187,7 @@ def parse_spec(node: dict, source: str = "") -> StudySpec:
         evaluations={name: _overrides(ov, f"study.evaluations.{name}") for name, ov in evaluations.items()},
         evaluate_checkpoint=node.get("evaluate_checkpoint", "last"),
         description=str(node.get("description") or "").strip(),
-        report=dict(node.get("report") or {}),
+        report=_check_report(node.get("report"), runs),
         references=list(node.get("references") or []),
         source=source,
     )

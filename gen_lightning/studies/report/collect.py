@@ -2,7 +2,8 @@
 ``metrics.json``, and the evaluation results; mean and sample standard deviation over seeds.
 
 ``build_report`` returns the report (what ``report.json`` holds, and what ``markdown`` and ``wandb_run`` show) and
-the per-seed results (with their histories, for the plots).
+the per-seed results (with their histories, for the plots); for text studies that swept the sampling temperature,
+the report's ``frontier`` holds each run's BLEU-5 / Self-BLEU-5 curve and the verdicts of report/frontier.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 from gen_lightning.callbacks.summary import read_directions
 from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import load_index
+from gen_lightning.studies.report.frontier import CARD_KEYS, FIGURE, pairs, place, temperature_points
 
 SAMPLE_TIME = "val/sample_time"
 
@@ -38,6 +40,7 @@ class SeedResult:
     num_params: int | None = None
     logger: dict = field(default_factory=dict)
     directions: dict = field(default_factory=dict)  # the run's metrics.json: "min"/"max" per ranked metric
+    protocol: dict = field(default_factory=dict)  # the card of the metric protocol's final evaluation
 
 
 def run_order(spec: dict) -> list[str]:
@@ -93,6 +96,7 @@ def read_seed(study_dir: Path, key: str, entry: dict) -> SeedResult:
     if status == "completed":
         result.num_params = summary.get("num_params") or count_parameters(run_dir)
     result.directions = summary.get("directions", {})
+    result.protocol = summary.get("protocol") or {}
     return result
 
 
@@ -189,6 +193,61 @@ def text_baseline(study_dir: Path, results: list[SeedResult]) -> dict | None:
     return {"unigram_bpc": datamodule.unigram_bpc(windows), "validation_windows": windows or len(datamodule.val_set)}
 
 
+def frontier_curves(results: list[SeedResult], runs: list[str]) -> dict[str, dict]:
+    """Run (in study order) -> its main temperature and, per temperature (ascending), Self-BLEU-5 and BLEU-5 over
+    its completed seeds, with each seed's ``[seed, Self-BLEU-5, BLEU-5]``."""
+    curves = {}
+    for run in runs:
+        seeds = [(r, temperature_points(r.final, r.protocol)) for r in results if r.run == run]
+        seeds = [(r, points) for r, points in seeds if r.status == "completed" and points]
+        if not seeds:
+            continue
+        temperatures = sorted({t for _, points in seeds for t in points})
+        curves[run] = {
+            "main_temperature": float(seeds[0][0].protocol["temperature"]),
+            "points": [
+                {
+                    "temperature": t,
+                    "self_bleu5": stats([points[t][0] for _, points in seeds if t in points]),
+                    "bleu5": stats([points[t][1] for _, points in seeds if t in points]),
+                    "seeds": [[r.seed, *points[t]] for r, points in seeds if t in points],
+                }
+                for t in temperatures
+            ],
+        }
+    return curves
+
+
+def frontier(results: list[SeedResult], spec: dict) -> dict | None:
+    """The quality/diversity frontier (report/frontier.py): each run's curve through its temperatures, and where
+    each run's main-temperature point lies against the other runs' curves (the declared baselines' only, where
+    ``report.frontier.baselines`` names them). None when no run swept temperatures."""
+    curves = frontier_curves(results, run_order(spec))
+    if not any(len(c["points"]) > 1 for c in curves.values()):
+        return None
+    declared = ((spec.get("report") or {}).get("frontier") or {}).get("baselines") or []
+    cards = [r.protocol for r in results if r.run in curves and r.status == "completed"]
+    comparisons = []
+    for run, other in pairs(list(curves), declared):
+        main = next((p for p in curves[run]["points"] if p["temperature"] == curves[run]["main_temperature"]), None)
+        if main is None:
+            continue
+        curve = [(p["self_bleu5"]["mean"], p["bleu5"]["mean"]) for p in curves[other]["points"]]
+        point = (main["self_bleu5"]["mean"], main["bleu5"]["mean"])
+        comparisons.append(
+            {"run": run, "against": other, "temperature": main["temperature"], "self_bleu5": point[0],
+             "bleu5": point[1], "bleu5_std": main["bleu5"]["std"], **place(point, curve)}
+        )  # fmt: skip
+    return {
+        "figure": FIGURE,
+        "curves": [{"run": run, **curve} for run, curve in curves.items()],  # a list: report.json sorts keys
+        "baselines": declared,
+        "missing_baselines": [b for b in declared if b not in curves],
+        "protocol": {k: sorted({c[k] for c in cards if c.get(k) is not None}) for k in CARD_KEYS},
+        "comparisons": comparisons,
+    }
+
+
 def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
     index = load_index(study_dir)
     spec = index["spec"]
@@ -204,7 +263,11 @@ def build_report(study_dir: Path) -> tuple[dict, list[SeedResult]]:
         "evaluations": evaluation_rows(study_dir, index, spec),
         "baseline": text_baseline(study_dir, results),
         "seed_results": [
-            {k: v for k, v in asdict(r).items() if k not in ("history", "logger", "directions")} for r in results
+            {k: v for k, v in asdict(r).items() if k not in ("history", "logger", "directions", "protocol")}
+            for r in results
         ],
     }
+    front = frontier(results, spec)
+    if front:  # only text studies with a temperature sweep: other studies' report.json stay as they were
+        report["frontier"] = front
     return report, results

@@ -8,7 +8,9 @@ writes into the study directory:
   numbers, failed runs with their error, and the figures below;
 - ``report.json``: the same numbers, machine-readable;
 - ``plots/<metric>.png``: each validation metric against training step and training time, for every run;
-- ``samples.png``: the final samples (image grids or text) of every run side by side.
+- ``samples.png``: the final samples (image grids or text) of every run side by side;
+- ``plots/frontier_bleu5.png``: for text studies whose protocol swept the sampling temperature, BLEU-5 against
+  Self-BLEU-5 of every run through its temperatures (report/frontier.py).
 
 With W&B (``wandb=auto``: when the study's runs logged to W&B) the comparison also goes, as W&B Tables, to a
 ``job_type=report`` run in the study's group; it is logged again only when the numbers changed. The same results
@@ -25,7 +27,13 @@ from gen_lightning.loggers import wandb_config
 from gen_lightning.studies.index import default_study_dir, load_index
 from gen_lightning.studies.report.collect import build_report, run_order
 from gen_lightning.studies.report.markdown import render
-from gen_lightning.studies.report.plots import metric_file, write_plots, write_run_samples, write_samples
+from gen_lightning.studies.report.plots import (
+    metric_file,
+    write_frontier,
+    write_plots,
+    write_run_samples,
+    write_samples,
+)
 from gen_lightning.studies.report.wandb_run import log_wandb
 from gen_lightning.studies.spec import StudyError, find_study_file, load_spec
 
@@ -36,6 +44,7 @@ def write_report(study_dir: str | Path, wandb: str = "auto") -> Path:
     report, results = build_report(study_dir)
     index = load_index(study_dir)
     plot_metrics = write_plots(study_dir, results, run_order(report["spec"]))
+    write_frontier(study_dir, report)
     write_samples(study_dir, results, index, report["study"])
     run_samples = write_run_samples(study_dir, results, run_order(report["spec"]))
     write_json(study_dir / "report.json", report)

@@ -130,6 +130,64 @@ def results(report: dict, samples: dict[str, tuple[str, str]]) -> list[str]:
     return lines
 
 
+def verdict(c: dict) -> str:
+    if c["verdict"] == "outside":
+        low, high = c["curve_self_bleu5_range"]
+        return f"outside the curve's Self-BLEU-5 range ({number(low)} to {number(high)})"
+    return {"beyond": "**beyond**", "inside": "inside", "on": "on the curve"}[c["verdict"]]
+
+
+def frontier(report: dict) -> list[str]:
+    """The quality/diversity figure, each run's points, and where each run's main point lies against the curves."""
+    front = report.get("frontier")
+    if not front:
+        return []
+    lines = ["## Quality against diversity", "", f"![BLEU-5 against Self-BLEU-5]({front['figure']})", ""]
+    lines += [
+        "BLEU-5 of each run's generated sentences against the references (quality: up is better) and their "
+        "Self-BLEU-5, each sentence against the others (diversity: lower, to the left, is more diverse), at each "
+        "sampling temperature (the number beside a point), mean over seeds; the larger point is the main temperature "
+        "of the tables, the error bars one standard deviation over seeds. A cooler sampler buys quality with "
+        "diversity, so one point says little: a model is better than another where its point lies above the other's "
+        "curve at the same "
+        "Self-BLEU-5 (Caccia et al., ICLR 2020).",
+        "",
+    ]
+    temperatures = sorted({p["temperature"] for c in front["curves"] for p in c["points"]})
+    body = []
+    for curve in front["curves"]:
+        at = {p["temperature"]: p for p in curve["points"]}
+        cells = [f"{number(at[t]['bleu5']['mean'])} / {number(at[t]['self_bleu5']['mean'])}" if t in at else "-"
+                 for t in temperatures]  # fmt: skip
+        body.append([f"`{curve['run']}`", *cells])
+    lines += ["BLEU-5 / Self-BLEU-5 by temperature, mean over seeds:", ""]
+    lines += table(["run", *(f"T={t:g}" for t in temperatures)], body) + [""]
+    return lines + frontier_verdicts(front)
+
+
+def frontier_verdicts(front: dict) -> list[str]:
+    against = "each baseline's curve" if front["baselines"] else "each other run's curve"
+    lines = [
+        f"Each run's main-temperature point against {against}: **beyond** it (BLEU-5 above the curve's, interpolated "
+        "linearly between its two temperatures around the same Self-BLEU-5), inside it (below), or outside the "
+        "curve's Self-BLEU-5 range (no extrapolation). Means over seeds; ± the point's BLEU-5 standard deviation "
+        "over seeds.",
+        "",
+    ]
+    if front["missing_baselines"]:
+        missing = ", ".join(f"`{b}`" for b in front["missing_baselines"])
+        lines += [f"Baselines without a curve (no completed seed with these metrics): {missing}.", ""]
+    body = []
+    for c in front["comparisons"]:
+        difference = "-" if c["difference"] is None else f"{c['difference']:+.3g}"
+        point = f"{number(c['bleu5'])} ± {c['bleu5_std']:.2g}"
+        body.append([f"`{c['run']}` (T={c['temperature']:g})", number(c["self_bleu5"]), point, f"`{c['against']}`",
+                     number(c["curve_bleu5"]), difference, verdict(c)])  # fmt: skip
+    header = ["run (temperature)", "Self-BLEU-5", "BLEU-5", "against"]
+    header += ["that curve's BLEU-5 at this Self-BLEU-5", "difference", "verdict"]
+    return lines + table(header, body) + [""]
+
+
 def text_samples(samples: dict[str, tuple[str, str]], limit: int = 600) -> list[str]:
     texts = [(run, content) for run, (kind, content) in samples.items() if kind == "text"]
     if not texts:
@@ -260,7 +318,7 @@ def failures(report: dict) -> list[str]:
 def render(
     report: dict, plot_metrics: list[str], metric_file: Callable[[str], str], samples: dict[str, tuple[str, str]]
 ) -> str:
-    lines = overview(report) + results(report, samples) + curves(report, plot_metrics, metric_file)
+    lines = overview(report) + results(report, samples) + frontier(report) + curves(report, plot_metrics, metric_file)
     lines += text_samples(samples) + evaluations(report) + references(report) + failures(report)
     lines += ["## Samples of every seed", "", "![final samples of every run](samples.png)", ""]
     return "\n".join(lines + comparison(report))

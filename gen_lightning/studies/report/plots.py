@@ -1,5 +1,6 @@
-"""Figures of a study report: ``plots/<metric>.png`` (validation curves of every run) and ``samples.png`` (the
-final samples of every run and evaluation variant side by side).
+"""Figures of a study report: ``plots/<metric>.png`` (validation curves of every run), ``samples.png`` (the
+final samples of every run and evaluation variant side by side) and, for text studies that swept the sampling
+temperature, ``plots/frontier_bleu5.png`` (quality against diversity, Caccia et al. 2020; report/frontier.py).
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend change). PNGs are
 saved without the software tag, so the same data always gives the same bytes (a re-run report is identical).
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patheffects import withStroke
 from PIL import Image
 
 from gen_lightning.run_dir import RunDir
@@ -133,6 +136,69 @@ def write_plots(study_dir: Path, results: list[SeedResult], runs: list[str]) -> 
     for metric in metrics:
         metric_curves(metric, curves, study_dir / "plots" / metric_file(metric))
     return metrics
+
+
+HALO = [withStroke(linewidth=2, foreground="white")]  # a temperature label stays legible over a line or a dot
+
+
+def card_text(protocol: dict) -> str:
+    """The protocol of the frontier's numbers, from the runs' cards (a value per key, or every value if they differ)."""
+
+    def value(key: str) -> str:
+        values = protocol.get(key) or ["?"]
+        return str(values[0]) if len(values) == 1 else "/".join(map(str, values)) + " (differ between runs)"
+
+    return (
+        f"{value('hypotheses')} generated sentences, BLEU-5 against {value('references')} references, "
+        f"Self-BLEU-5 among {value('self_bleu_hypotheses')}"
+    )
+
+
+def frontier_figure(frontier: dict, title: str) -> Figure:
+    """BLEU-5 against Self-BLEU-5: a line per run through its temperatures (mean over seeds, each point labelled
+    with its temperature, error bars of one sample standard deviation over seeds both ways), the main temperature's
+    point larger."""
+    fig = Figure(figsize=(8.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    baselines, mains = set(frontier["baselines"]), set()
+    for color, curve in zip(COLORS * 10, frontier["curves"]):
+        run, points = curve["run"], curve["points"]  # points in ascending temperature
+        xs, ys = [p["self_bleu5"]["mean"] for p in points], [p["bleu5"]["mean"] for p in points]
+        xerr, yerr = [p["self_bleu5"]["std"] for p in points], [p["bleu5"]["std"] for p in points]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.45, elinewidth=1, capsize=2)
+        style = "--" if run in baselines else "-"
+        ax.plot(xs, ys, style, color=color, marker="o", markersize=4, label=run + (" (baseline)" * (run in baselines)))
+        for p, x, y in zip(points, xs, ys):
+            main = p["temperature"] == curve["main_temperature"]
+            if main:
+                ax.plot([x], [y], "o", color=color, markersize=11, markeredgecolor="black", zorder=3)
+                mains.add(f"{p['temperature']:g}")
+            offset = (8, 5) if main else (5, 3)
+            ax.annotate(f"{p['temperature']:g}", (x, y), xytext=offset, textcoords="offset points", fontsize=7,
+                        color=color, zorder=4, path_effects=HALO)  # fmt: skip
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(
+        Line2D([], [], ls="none", marker="o", markersize=11, markerfacecolor="white", markeredgecolor="black",
+               label=f"main temperature ({', '.join(sorted(mains))})")
+    )  # fmt: skip
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    ax.set_xlabel("Self-BLEU-5 (diversity: lower is more diverse)")
+    ax.set_ylabel("BLEU-5 (quality: higher is better)")
+    ax.text(0.01, 0.99, "better: up and to the left", transform=ax.transAxes, va="top", fontsize=8, color="gray")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.suptitle("Quality against diversity through the sampling temperature (numbers beside the points)", fontsize=10)
+    return fig
+
+
+def write_frontier(study_dir: Path, report: dict) -> Path | None:
+    """``plots/frontier_bleu5.png`` when the study's runs swept the sampling temperature (``report["frontier"]``)."""
+    frontier = report.get("frontier")
+    if not frontier:
+        return None
+    seeds = ", ".join(str(s) for s in report["spec"]["seeds"])
+    title = f"study {report['study']}: {card_text(frontier['protocol'])}\nmean over seeds {seeds}, error bars ± 1 std"
+    return _save(frontier_figure(frontier, title), study_dir / frontier["figure"])
 
 
 def final_samples(run_dir: Path) -> Path | None:

@@ -1,6 +1,6 @@
-"""The W&B side of a study report: the comparison as W&B Tables (and the plots) in a ``job_type=report`` run of
-the study's group, logged through ``gen_lightning.tracking`` and only when the numbers changed since the last time
-(their digest is kept in ``STUDY_DIR/wandb_report.json``).
+"""The W&B side of a study report: the comparison as W&B Tables (and the plots, the quality/diversity frontier's
+too) in a ``job_type=report`` run of the study's group, logged through ``gen_lightning.tracking`` and only when the
+numbers changed since the last time (their digest is kept in ``STUDY_DIR/wandb_report.json``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,23 @@ def evaluation_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     return columns, data
 
 
+def frontier_tables(frontier: dict) -> dict[str, tuple[list[str], list[list]]]:
+    """Each run's points through its temperatures, and where each main point lies against the curves."""
+    points = [
+        [curve["run"], p["temperature"], p["temperature"] == curve["main_temperature"], p["self_bleu5"]["mean"],
+         p["bleu5"]["mean"], p["bleu5"]["std"], p["bleu5"]["n"]]
+        for curve in frontier["curves"]
+        for p in curve["points"]
+    ]  # fmt: skip
+    columns = ["run", "temperature", "main", "self_bleu5 mean", "bleu5 mean", "bleu5 std", "seeds"]
+    verdicts = [
+        [c["run"], c["temperature"], c["self_bleu5"], c["bleu5"], c["against"], c["curve_bleu5"], c["verdict"]]
+        for c in frontier["comparisons"]
+    ]
+    verdict_columns = ["run", "temperature", "self_bleu5", "bleu5", "against", "curve bleu5", "verdict"]
+    return {"frontier": (columns, points), "frontier_verdicts": (verdict_columns, verdicts)}
+
+
 def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_metrics: list[str]) -> str | None:
     """Log the comparison to a ``job_type=report`` run of the study's W&B group; returns its run id."""
     digest = hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()
@@ -57,11 +74,15 @@ def log_wandb(study_dir: Path, report: dict, results: list[SeedResult], plot_met
     tables = {"comparison": wandb_table_rows(report), "runs": (["key", "run", "seed", "status", "error"], per_seed)}
     if report["evaluations"]:
         tables["evaluations"] = evaluation_table(report["evaluations"])
+    images = {f"plots/{m}": study_dir / "plots" / metric_file(m) for m in plot_metrics}
+    if report.get("frontier"):
+        tables.update(frontier_tables(report["frontier"]))
+        images["plots/frontier_bleu5"] = study_dir / report["frontier"]["figure"]
     run_id = tracking.log_report(
         study_dir,
         logger,
         tables,
-        images={f"plots/{m}": study_dir / "plots" / metric_file(m) for m in plot_metrics},
+        images=images,
         group=report["study"],
         name=f"{report['study']}-report",
         tags=[report["study"], "report"],
