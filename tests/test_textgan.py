@@ -204,3 +204,17 @@ def test_a_process_draws_its_rows_of_the_global_batch_as_one_process_draws_them(
         soft_r, hard_r = relgan.relaxed_draw(3, 13, 10.0, noise.at("sample"))
         assert torch.equal(hard_r, hard[r::2])
         torch.testing.assert_close(soft_r, soft[r::2], rtol=1e-5, atol=1e-6)
+
+
+def test_resuming_a_checkpoint_written_before_the_row_noise_says_what_to_do(tmp_path):
+    """A text-GAN checkpoint without ``noise_seed`` (written before the rank-invariant draws) cannot resume exactly:
+    the refusal names the key and the two ways on (read it, or init_from= it in a new run)."""
+    from gen_lightning.run import checkpoint as ckpt_io
+
+    run(tmp_path / "old", model="seqgan")
+    path = tmp_path / "old" / "checkpoints" / "last.ckpt"
+    ckpt = ckpt_io.read(path)
+    module = ckpt_io.load_module(path)
+    del ckpt["state_dict"]["noise_seed"]
+    with pytest.raises(ckpt_io.CheckpointError, match=r"missing: noise_seed\): .*older gen-lightning.*init_from="):
+        ckpt_io.check_compatible(ckpt, module, path)

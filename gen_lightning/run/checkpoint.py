@@ -156,8 +156,15 @@ def check_compatible(ckpt: dict, module: L.LightningModule, path: str | Path, al
     mismatch = weight_mismatch(module.state_dict(), ckpt["state_dict"])
     if any(mismatch.values()):
         labels = {"missing": "missing", "unexpected": "unexpected", "shape": "shape differs (checkpoint vs model)"}
+        hint = ""
+        if mismatch["missing"] and not mismatch["unexpected"] and not mismatch["shape"]:
+            hint = (
+                ": it lacks state that this version of the model keeps, so it was written by an older gen-lightning "
+                "and cannot resume exactly; `sample` and `evaluate` still read it, and `init_from=` its path in a "
+                "new run_dir continues training from its weights"
+            )
         raise CheckpointError(
-            f"checkpoint '{path}' does not match the model of this run ({describe_mismatch(mismatch, labels)})"
+            f"checkpoint '{path}' does not match the model of this run ({describe_mismatch(mismatch, labels)}){hint}"
         )
     saved = ckpt.get("hyper_parameters", {})
     differ = sorted(
