@@ -107,8 +107,9 @@ def _max_time_s(trainer: L.Trainer) -> float | None:
     return timer._duration if timer is not None else None
 
 
-class RichBudgetProgressBar(RichProgressBar):
-    """Lightning's Rich bar over the run's batches to the first budget (see the file docstring)."""
+class _BudgetBar:
+    """What the two bars share: the meter, started when training starts (a resumed run included), and the bar's
+    measure and description of the budget."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -117,6 +118,14 @@ class RichBudgetProgressBar(RichProgressBar):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self.meter.start(trainer)
+
+    def measured(self, trainer: L.Trainer) -> tuple[Budget, str]:
+        b = self.meter.measure(trainer)
+        return b, description(trainer.current_epoch, b, trainer.max_steps, _max_time_s(trainer))
+
+
+class RichBudgetProgressBar(_BudgetBar, RichProgressBar):
+    """Lightning's Rich bar over the run's batches to the first budget (see the file docstring)."""
 
     @property
     def total_train_batches(self) -> float:
@@ -129,14 +138,9 @@ class RichBudgetProgressBar(RichProgressBar):
     def _show(self, trainer: L.Trainer) -> None:
         if self.progress is None or self.train_progress_bar_id is None or self.is_disabled:
             return
-        b = self.meter.measure(trainer)
-        self.progress.update(
-            self.train_progress_bar_id,
-            completed=b.done,
-            total=b.total,
-            description=description(trainer.current_epoch, b, trainer.max_steps, _max_time_s(trainer)),
-            visible=True,
-        )
+        b, text = self.measured(trainer)
+        bar = self.train_progress_bar_id
+        self.progress.update(bar, completed=b.done, total=b.total, description=text, visible=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning resets the bar (and its speed estimate) every epoch; one bar runs over the whole budget here.
@@ -156,16 +160,11 @@ class RichBudgetProgressBar(RichProgressBar):
         self.refresh()
 
 
-class TQDMBudgetProgressBar(TQDMProgressBar):
+class TQDMBudgetProgressBar(_BudgetBar, TQDMProgressBar):
     """Lightning's tqdm bar over the run's batches to the first budget (see the file docstring)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.meter = _BudgetMeter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self.meter.start(trainer)
         self.train_progress_bar.reset()
         self._show(trainer)
 
@@ -173,10 +172,10 @@ class TQDMBudgetProgressBar(TQDMProgressBar):
         bar = self.train_progress_bar
         if bar is None or bar.disable:
             return
-        b = self.meter.measure(trainer)
+        b, text = self.measured(trainer)
         bar.total = b.total if math.isfinite(b.total) else None
         bar.n = b.done
-        bar.set_description(description(trainer.current_epoch, b, trainer.max_steps, _max_time_s(trainer)))
+        bar.set_description(text)
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         if self._leave:
