@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -126,7 +127,7 @@ def compose_option(group: str, option: str) -> DictConfig:
         return hydra_compose(config_name=None, overrides=[f"+{group}={option}"]).get(group) or OmegaConf.create({})
 
 
-def _targets(group: str) -> dict[str, str]:
+def config_targets(group: str) -> dict[str, str]:
     """``{option: _target_}`` of every option of a config group that builds an object."""
     out = {}
     for path in sorted((config_dir() / group).glob("*.yaml")):
@@ -136,27 +137,16 @@ def _targets(group: str) -> dict[str, str]:
     return out
 
 
-def _task_options(group: str, task: tuple, accepts) -> list[str]:
-    from hydra.utils import get_class
+@contextmanager
+def instantiating(what: str):
+    """Around ``hydra.utils.instantiate`` of the ``what`` node: a constructor's own error in one line, prefixed
+    with ``what`` (Hydra wraps it in four)."""
+    from hydra.errors import InstantiationException
 
-    names = []
-    for name, target in _targets(group).items():
-        try:
-            cls = get_class(target)
-        except Exception:  # an option whose class cannot be imported here (an optional extra) fits nothing
-            continue
-        if accepts(cls, task):
-            names.append(name)
-    return names
-
-
-def protocols_for(task: tuple) -> list[str]:
-    """The ``metrics=`` options that score models of ``task`` (``(task, source_modality, modality)``)."""
-    return _task_options("metrics", task, lambda cls, t: t in getattr(cls, "tasks", ()))
-
-
-def data_for(task: tuple) -> list[str]:
-    """The ``data=`` options whose data module provides ``task``."""
-    from gen_lightning.tasks import task_of
-
-    return _task_options("data", task, lambda cls, t: task_of(cls) == t)
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, ValueError | TypeError | KeyError | OSError):
+            raise ValueError(f"{what}: {cause}") from err
+        raise

@@ -39,10 +39,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RunDir:
-    path: Path
+    path: Path  # given as text or a path
 
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
 
     @classmethod
     def of_checkpoint(cls, ckpt: str | Path) -> RunDir:
@@ -295,19 +295,31 @@ def is_locked(run_dir: str | Path) -> bool:
     return False
 
 
-def save_config(cfg, path: str | Path) -> None:
-    """Write a run's ``config.yaml`` (whole or not at all): every value resolved (a ``${now:...}`` must not change on
-    resume), except the ``callbacks`` node, whose ``${checkpoint.*}``/``${samples.*}``/``${metrics}`` references
-    stay so that what a resume changes there reaches the callbacks too."""
+def lay_out(run_dir: str | Path, cfg, data_files: dict, changes: dict | None) -> None:
+    """The files a run writes once it holds its lock (``lock``): a new run's ``config.yaml`` and its
+    ``data_fingerprint.json`` (``data_files``); a resume's line in ``resumes.jsonl`` (``changes``: what its command
+    line changed, ``{key: [saved, new]}``) and, when it changed anything, ``config.yaml`` as the run now has it."""
+    import time
+
     from omegaconf import OmegaConf
 
-    from gen_lightning.files import write_with
+    from gen_lightning.files import append_jsonl, write_json, write_with
 
-    write_with(path, lambda tmp: OmegaConf.save(OmegaConf.create(config_container(cfg)), tmp))
+    run = RunDir(run_dir)
+    config = OmegaConf.create(config_container(cfg))
+    if changes is None:
+        write_with(run.config, lambda tmp: OmegaConf.save(config, tmp))
+        write_json(run.data_fingerprint, data_files)
+        return
+    append_jsonl(run.resumes, {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes})
+    if changes:
+        write_with(run.config, lambda tmp: OmegaConf.save(config, tmp))
 
 
 def config_container(cfg) -> dict:
-    """A run's config as ``config.yaml`` holds it (see ``save_config``)."""
+    """A run's config as ``config.yaml`` holds it: every value resolved (a ``${now:...}`` must not change on
+    resume), except the ``callbacks`` node, whose ``${checkpoint.*}``/``${samples.*}``/``${metrics}`` references
+    stay so that what a resume changes there reaches the callbacks too."""
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True)

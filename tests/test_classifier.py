@@ -16,7 +16,7 @@ from gen_lightning.classifier.module import TextClassifier
 from gen_lightning.config import compose
 from gen_lightning.data.text import TextClassificationDataModule
 from gen_lightning.run import init_from, train
-from gen_lightning.run.prepare import build_datamodule
+from gen_lightning.run.build import build_datamodule
 from gen_lightning.run.resume_policy import resolve_for_resume
 
 BLOCK = 32  # positions of the pre-trained language models and of the classifiers fine-tuned from them

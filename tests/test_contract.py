@@ -17,7 +17,7 @@ from conftest import PRESETS, tiny_overrides
 from hydra.utils import get_class, instantiate
 
 from gen_lightning.callbacks import ExactResume
-from gen_lightning.callbacks.summary import metric_directions
+from gen_lightning.callbacks.directions import metric_directions
 from gen_lightning.config import compose, config_dir, protocols_for
 from gen_lightning.nn.image_model import LABEL_RULES, ImageModel
 from gen_lightning.run import checkpoint as ckpt_io

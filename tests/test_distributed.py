@@ -121,7 +121,7 @@ def test_fsdp_shards_the_repeated_blocks_of_each_family(tmp_path, model, blocks)
 
     from gen_lightning.config import compose
     from gen_lightning.nn.fsdp import repeated_blocks
-    from gen_lightning.run.prepare import build_datamodule
+    from gen_lightning.run.build import build_datamodule
 
     cfg = compose(tiny_overrides(tmp_path, model=model))
     module = instantiate(cfg.model, **build_datamodule(cfg.data).model_kwargs(), _convert_="all")

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from gen_lightning import loggers, tracking
 from gen_lightning.config import compose
-from gen_lightning.run import prepare, train
+from gen_lightning.run import checks, train
 from gen_lightning.run.resume_policy import resolve_for_resume
 
 pytest.importorskip("tensorboard", reason="the loggers extra is not installed")
@@ -160,4 +160,4 @@ def test_a_missing_logger_package_is_named_with_the_fix(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(loggers.LoggerUnavailable, match=r"logger=mlflow needs the 'mlflow' package.*\[loggers\]"):
-        prepare.check_config(compose(["logger=[csv,mlflow]", "run_dir=x"]))
+        checks.checked(compose(["logger=[csv,mlflow]", "run_dir=x"]))

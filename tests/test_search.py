@@ -19,7 +19,7 @@ from gen_lightning import cli
 from gen_lightning.commands import search
 from gen_lightning.config import compose, config_dir
 from gen_lightning.run import train
-from gen_lightning.run.prepare import check_monitor_schedule
+from gen_lightning.run.checks import check_monitor_schedule
 from gen_lightning.run.resume_policy import resolve_for_resume
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the sweep extra is not installed")

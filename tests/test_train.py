@@ -75,7 +75,7 @@ def test_callbacks_are_configured_removed_and_added_by_config(tmp_path):
     given = ["trainer.max_steps=6", "trainer.max_epochs=-1", "callbacks.sample_logger=null",
              "+callbacks.timer._target_=lightning.pytorch.callbacks.Timer"]  # fmt: skip
     cfg = compose(tiny_overrides(run_dir, *given))
-    names = [type(cb).__name__ for cb in train.build_callbacks(cfg, run_dir, object.__new__(_Monitored))]
+    names = [type(cb).__name__ for cb in train.build_callbacks(cfg, run_dir, _Monitored(), _Monitored.monitor)]
     assert "SampleLogger" not in names and names[-1] == "Timer"
     assert names.index("LastCheckpoint") < names.index("StopOnSignal")
     train.fit(cfg)
@@ -84,7 +84,7 @@ def test_callbacks_are_configured_removed_and_added_by_config(tmp_path):
     assert saved["callbacks"]["last_checkpoint"]["every_n_train_steps"] == "${checkpoint.every_n_train_steps}"
     with pytest.raises(ValueError, match=r"callbacks.run_summary is part of every run"):
         removed = compose(tiny_overrides(tmp_path / "x", "callbacks.run_summary=null"))
-        train.build_callbacks(removed, run_dir, object.__new__(_Monitored))
+        train.build_callbacks(removed, run_dir, _Monitored(), _Monitored.monitor)
     # The resume asks for a checkpoint every 3 steps: the last periodic save of steps 7-11 is at step 9.
     cont = [
         "trainer.max_steps=11",

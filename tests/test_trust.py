@@ -33,8 +33,7 @@ from gen_lightning import cli
 from gen_lightning.callbacks.checkpointing import AtomicCheckpointIO
 from gen_lightning.config import compose
 from gen_lightning.run import declared, train
-from gen_lightning.run.prepare import checkpoint_to_resume
-from gen_lightning.run.resume_policy import resolve_for_resume
+from gen_lightning.run.resume_policy import checkpoint_to_resume, resolve_for_resume
 
 CMD = [sys.executable, "-m", "gen_lightning.cli"]
 

@@ -9,68 +9,21 @@ evaluation and the final checkpoint are written too, so a run killed in between 
 without the split; its ``directions()`` adds it). The same name can mean opposite things (a codebook's perplexity
 is better high, a text model's low), so nothing is guessed from names: a metric without a declared direction is a
 diagnostic, with a final value and no best. The directions are written into ``metrics.json`` (``"directions"``)
-for the study reports (``read_directions``).
+for the study reports (``read_directions``); callbacks/directions.py merges and compares them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from gen_lightning.callbacks.directions import improves, metric_directions
 from gen_lightning.files import write_json
 from gen_lightning.run_dir import RunDir
-
-DIRECTIONS = ("min", "max")
-
-
-def merge_directions(sources: Iterable[tuple[str, Mapping[str, str]]]) -> dict[str, str]:
-    """One ``{metric: "min" | "max"}`` from ``(owner, directions)`` pairs; a bad or contradicting one is an error
-    naming its owners."""
-    merged: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for owner, directions in sources:
-        for name, direction in directions.items():
-            if direction not in DIRECTIONS:
-                raise ValueError(f"{owner} declares direction {direction!r} for {name}; use one of {DIRECTIONS}")
-            if merged.get(name, direction) != direction:
-                raise ValueError(
-                    f"{owner} ranks {name} by {direction!r} but {owners[name]} by {merged[name]!r}: one metric "
-                    "name must mean one quantity; rename one of them"
-                )
-            merged[name], owners[name] = direction, owners.get(name, owner)
-    return merged
-
-
-def metric_directions(module, callbacks: Iterable = ()) -> dict[str, str]:
-    """The directions of the metrics a run logs: ``module.metric_directions`` (a module or its class), and those of
-    every callback with ``directions()`` (a metric protocol, metrics/protocol.py) or ``metric_directions``."""
-    sources = [(_name(module), getattr(module, "metric_directions", {}))]
-    for cb in callbacks:
-        if callable(getattr(cb, "directions", None)):
-            sources.append((_name(cb), cb.directions()))
-        elif hasattr(cb, "metric_directions"):
-            sources.append((_name(cb), cb.metric_directions))
-    return merge_directions(sources)
-
-
-def _name(obj) -> str:
-    return obj.__name__ if isinstance(obj, type) else type(obj).__name__
-
-
-def read_directions(summaries: Iterable[Mapping]) -> dict[str, str]:
-    """The directions recorded in run summaries (parsed ``metrics.json`` files, e.g. the runs of a study),
-    merged; a summary written before directions were recorded contributes none."""
-    return merge_directions((f"run summary {i}", s.get("directions", {})) for i, s in enumerate(summaries))
-
-
-def improves(value: float, best: float | None, direction: str) -> bool:
-    """Whether ``value`` beats ``best`` (None: nothing yet) for a metric ranked by ``direction``."""
-    return best is None or (value > best if direction == "max" else value < best)
 
 
 class RunSummary(L.Callback):
@@ -143,6 +96,22 @@ class RunSummary(L.Callback):
         if error:
             out["error"] = error
         return out
+
+    def finish_evaluations(self, trainer, model, callbacks) -> None:
+        """Record the metric protocols' final evaluation; run it if training ended without one (a run resumed from
+        a checkpoint of its last step ends without ``on_train_end``, so a run killed during its final evaluation
+        would otherwise never get one)."""
+        from gen_lightning.metrics.protocol import EvaluationCallback
+
+        for cb in callbacks:
+            if not isinstance(cb, EvaluationCallback) or not cb.accepts(model):
+                continue
+            if cb.last_result is None or cb.last_result["protocol"].get("global_step") != trainer.global_step:
+                model.to(trainer.strategy.root_device)
+                cb.on_train_end(trainer, model)
+            if cb.last_result:
+                self.record(trainer, cb.last_result["metrics"])
+                self.extra["protocol"] = cb.last_result["protocol"]
 
     def write(self, trainer, status: str, error: str | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ own run directory, and takes the value the run returns. This module is the glue:
 
 A search that cannot work is said in one line rather than in Optuna's traceback: the base config is checked as
 ``fit`` checks a run before the first trial starts (``check_search``, from the sweeper's first ``attach_trial``),
-including that the objective is computed at every validation (``run.prepare.check_monitor_schedule``: ``best.ckpt``'s
+including that the objective is computed at every validation (``run.checks.check_monitor_schedule``: ``best.ckpt``'s
 ModelCheckpoint raises at the first validation without it); and when the last trial ends with no trial completed,
 the search stops with the trials' error (``SearchTrial.end``) instead of Optuna's "No trials are completed yet".
 """
@@ -66,7 +66,7 @@ def objective_of(cfg: DictConfig) -> tuple[str, str]:
     """``(metric, mode)`` a run of ``cfg`` monitors, read from the model's class (nothing is built)."""
     from hydra.utils import get_class
 
-    from gen_lightning.run.prepare import monitored
+    from gen_lightning.run.checks import monitored
 
     return monitored(cfg, get_class(cfg.model._target_))
 
@@ -82,12 +82,13 @@ def objective(summary: dict) -> float:
 
 def check_search(config: DictConfig) -> None:
     """Refuse, before any trial starts, a search whose every trial would be refused (one line, exit status 1)."""
-    from gen_lightning.run.prepare import check_config, check_task
+    from gen_lightning.run import threads
+    from gen_lightning.run.checks import checked
 
     name = OmegaConf.select(config, "hparams_search.name", default="?")
     try:
-        check_task(config)
-        check_config(config)  # the monitored metric computed at every validation included
+        checked(config, here=False)
+        threads.check(config.get("threads", "auto"))  # the monitored metric computed at every validation included
     except ValueError as err:
         raise SystemExit(f"gen-lightning fit: the search {name} cannot run, no trial was started: {err}") from None
 

@@ -158,7 +158,7 @@ class EvaluationCallback(Callback):
         """Raise a ValueError naming what this protocol scores and what fits the module."""
         if self.accepts(module):
             return
-        from gen_lightning.config import protocols_for
+        from gen_lightning.tasks import protocols_for
 
         fits = protocols_for(task_of(module))
         raise ValueError(

@@ -4,8 +4,8 @@ A text rewritten in place (the same characters in another order) keeps its vocab
 checkpoint still fit, and the run would continue on another data stream without a word. At the start of a run the
 files under every ``path`` of its data config (``data.path``, ``data.images.path``, ...) are recorded in
 ``RUN_DIR/data_fingerprint.json``: relative name, size and sha256 (files larger than ``WHOLE`` bytes: their size,
-their first and last MiB). A resume recomputes it and refuses, naming the files, when anything differs. Data that
-comes from an installed package or a hub has no local files here and is not fingerprinted.
+their first and last MiB). A resume recomputes it and refuses, naming the files, when anything differs
+(``verified``). Data that comes from an installed package or a hub has no local files here and is not fingerprinted.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-
-from gen_lightning.files import write_json
 
 WHOLE = 256 * 2**20  # hash files up to this size whole; larger ones by size, head and tail
 EDGE = 2**20
@@ -63,15 +61,13 @@ def fingerprint(data_cfg: DictConfig) -> dict[str, dict]:
     return out
 
 
-def record(data_cfg: DictConfig, path: Path) -> None:
-    write_json(path, fingerprint(data_cfg))
-
-
-def check(data_cfg: DictConfig, path: Path) -> None:
-    """Refuse a resume whose local data differ from those the run started with (see the file docstring)."""
-    if not path.is_file():
-        return  # a run made before fingerprints were recorded
-    before, now = json.loads(path.read_text(encoding="utf-8")), fingerprint(data_cfg)
+def verified(data_cfg: DictConfig, recorded: Path | None = None) -> dict[str, dict]:
+    """The fingerprint of the data now; with ``recorded`` (a resume's ``data_fingerprint.json``), a resume whose
+    local data differ from those the run started with is refused (see the file docstring)."""
+    now = fingerprint(data_cfg)
+    if recorded is None or not recorded.is_file():
+        return now  # a new run, or one made before fingerprints were recorded
+    before = json.loads(recorded.read_text(encoding="utf-8"))
     changed = sorted(f for f in before.keys() & now.keys() if before[f] != now[f])
     gone, new = sorted(before.keys() - now.keys()), sorted(now.keys() - before.keys())
     if changed or gone or new:
@@ -80,7 +76,8 @@ def check(data_cfg: DictConfig, path: Path) -> None:
             f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" for label, names in parts
         )
         raise ValueError(
-            f"the training data differ from those this run started with ({detail}; {path.name} has the sizes and "
-            "hashes it recorded): resuming would continue on other data. Restore the data, or start a new run_dir "
-            "(init_from=CHECKPOINT keeps the weights)"
+            f"the training data differ from those this run started with ({detail}; {recorded.name} has the sizes "
+            "and hashes it recorded): resuming would continue on other data. Restore the data, or start a new "
+            "run_dir (init_from=CHECKPOINT keeps the weights)"
         )
+    return now

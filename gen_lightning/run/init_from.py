@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -61,6 +61,7 @@ class Pretrained:
     # Prefixes of tensors loaded where the model has them with the same shapes (a Hugging Face BERT's pooler and
     # sequence classifier, into a text classifier's head); the model's init_prefixes stay required.
     optional: tuple[str, ...] = ()
+    carried: dict = field(default_factory=dict)  # what the new run's data module takes over (``carried``)
 
 
 def read(path: str | Path, ckpt: dict | None = None) -> Pretrained:
@@ -71,6 +72,18 @@ def read(path: str | Path, ckpt: dict | None = None) -> Pretrained:
     except declared.UndeclaredTarget as err:
         raise InitFromError(str(err)) from err
     return Pretrained(Path(path), ckpt[STATE_KEY]["target"], dict(ckpt.get("hyper_parameters", {})), ckpt["state_dict"])
+
+
+def take(
+    cfg: DictConfig, resume_from: Path | None, ckpt: dict | None, overrides: list[str] | None
+) -> Pretrained | None:
+    """The pre-trained checkpoint of a run (``for_run``), with ``cfg.model`` given its shape (``take_shape``) and
+    what the data module takes over found (``carried``); None without ``init_from``."""
+    pretrained = for_run(cfg, resume_from, ckpt)
+    if pretrained is not None:
+        take_shape(cfg, pretrained, overrides)
+        pretrained.carried = carried(pretrained, cfg.data)
+    return pretrained
 
 
 def for_run(cfg: DictConfig, resume_from: Path | None, ckpt: dict | None = None) -> Pretrained | None:
@@ -107,25 +120,15 @@ def given_keys(overrides: list[str]) -> set[str]:
     return {k.removeprefix("model.") for k in keys if k.startswith("model.")}
 
 
-def decided_by_checkpoint(composed: DictConfig, saved: DictConfig) -> bool:
-    """Whether the model group ``composed`` from a resume's command line differs from the run's ``saved`` config
-    only in what ``init_from`` took from its checkpoint (``take_shape``): the group then is the run's own."""
-    shape_of = getattr(get_class(saved.model._target_), "init_shape", None)
-    if not saved.get("init_from") or shape_of is None or composed.model.get("_target_") != saved.model._target_:
-        return False
-    keys = set(shape_of(saved.model))
-    return all(composed.model.get(k) == saved.model.get(k) for k in (set(composed.model) | set(saved.model)) - keys)
-
-
 def take_shape(cfg: DictConfig, pretrained: Pretrained | None, overrides: list[str] | None) -> dict:
     """Set ``cfg.model``'s shape hyperparameters to the checkpoint's (see the file docstring); returns them.
     ``overrides``: the command line (None: every value of ``cfg.model`` counts as given)."""
     if pretrained is None or cfg.get("resume"):
         return {}
-    shape_of = getattr(get_class(cfg.model._target_), "init_shape", None)
-    if shape_of is None:  # a family that does not say which hyperparameters a checkpoint fixes
+    init_shape = getattr(get_class(cfg.model._target_), "init_shape", None)
+    if init_shape is None:  # a family that does not say which hyperparameters a checkpoint fixes
         return {}
-    keys = shape_of(cfg.model, pretrained.target, pretrained.hparams.get("cell"))  # {} where it does not fit
+    keys = init_shape(cfg.model, pretrained.target, pretrained.hparams.get("cell"))  # {} where it does not fit
     theirs = {k: pretrained.hparams.get(k, default) for k, default in keys.items()}
     theirs = {k: v for k, v in theirs.items() if v is not MISSING}
     given = set(cfg.model) if overrides is None else given_keys(overrides)

@@ -21,15 +21,18 @@ run now has.
 from __future__ import annotations
 
 import json
-import time
+import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gen_lightning.files import append_jsonl
-from gen_lightning.run import declared, init_from
-from gen_lightning.run_dir import RunDir, RunDirError, save_config
+from gen_lightning.files import remove_stale_temporaries
+from gen_lightning.run import checkpoint as ckpt_io
+from gen_lightning.run import declared
+from gen_lightning.run_dir import RunDir, RunDirError
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
 EXACT = (
@@ -45,6 +48,29 @@ HARDWARE = (
     "trainer.deterministic", "threads",
 )  # fmt: skip
 IGNORED = ("resume", "run_dir")
+
+
+@dataclass
+class Resume:
+    """What a run continues from: see ``resume``."""
+
+    cfg: DictConfig  # the config the run continues with
+    changes: dict  # what the command line changed: {key: [saved, new]}
+    path: Path | None  # the checkpoint it continues from (None: a new run)
+    ckpt: dict | None  # that checkpoint, read once
+
+
+def resume(cfg: DictConfig, overrides: list[str] | None, changes: dict | None) -> Resume:
+    """The config the run continues with and what its command line changed (``resolve_for_resume``, when
+    ``overrides`` are the command line of ``resume=true``; else ``cfg`` is taken as resolved, with ``changes`` what
+    that resolution accepted), and the checkpoint to continue from, read once (``checkpoint_to_resume``; none for a
+    new run), with budget left to train."""
+    if cfg.resume and overrides is not None:
+        cfg, changes = resolve_for_resume(cfg, list(overrides))
+    path, ckpt = checkpoint_to_resume(cfg)
+    if ckpt is not None:
+        check_budget(cfg, ckpt, path)
+    return Resume(cfg, dict(changes or {}), path, ckpt)
 
 
 def _matches(key: str, patterns) -> bool:
@@ -75,7 +101,7 @@ def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> tuple[DictC
         if key in GROUPS:
             if key in ("experiment", "debug", "hparams_search"):
                 raise RunDirError(f"'{key}=' cannot be given when resuming run_dir={cfg.run_dir}: it changes the run")
-            taken = key == "model" and init_from.decided_by_checkpoint(cfg, saved)  # the sizes init_from took
+            taken = key == "model" and decided_by_checkpoint(cfg, saved)  # the sizes init_from took
             if _plain(cfg[key]) != _plain(saved.get(key)) and not taken:
                 raise RunDirError(
                     f"cannot change the config group '{key}' when resuming run_dir={cfg.run_dir}: '{item}' composes to "
@@ -106,6 +132,16 @@ def resolve_for_resume(cfg: DictConfig, cli_overrides: list[str]) -> tuple[DictC
     return merged, changes
 
 
+def decided_by_checkpoint(composed: DictConfig, saved: DictConfig) -> bool:
+    """Whether the model group ``composed`` from a resume's command line differs from the run's ``saved`` config
+    only in what ``init_from`` took from its checkpoint (``init_from.take_shape``): the group then is the run's own."""
+    init_shape = getattr(get_class(saved.model._target_), "init_shape", None)
+    if not saved.get("init_from") or init_shape is None or composed.model.get("_target_") != saved.model._target_:
+        return False
+    keys = set(init_shape(saved.model))
+    return all(composed.model.get(k) == saved.model.get(k) for k in (set(composed.model) | set(saved.model)) - keys)
+
+
 def _why(key: str) -> str:
     if key == "seed":
         return "another seed would be another run"
@@ -118,13 +154,61 @@ def _why(key: str) -> str:
     return "the run's checkpoint holds state made under it"
 
 
-def record(run_dir: str | Path, cfg: DictConfig, changes: dict) -> None:
-    """Append the accepted changes to ``resumes.jsonl`` and write the run's current ``config.yaml``."""
-    run = RunDir(run_dir)
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changes": changes}
-    append_jsonl(run.resumes, entry)
-    if changes:
-        save_config(cfg, run.config)
+def check_budget(cfg: DictConfig, ckpt: dict, path: Path) -> None:
+    """A resume must leave something to do: ``trainer.max_steps`` below the steps already done is refused."""
+    done, budget = int(ckpt.get("global_step", 0)), cfg.trainer.get("max_steps")
+    if isinstance(budget, int) and budget != -1 and budget < done:
+        raise RunDirError(
+            f"trainer.max_steps={budget} is below the {done} steps this run has done ({path}): a resume can only "
+            f"continue, so give trainer.max_steps above {done} (nothing was written)"
+        )
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> tuple[Path | None, dict | None]:
+    """Check ``run_dir`` against ``resume`` and return the checkpoint to resume from and its content, read once
+    (``(None, None)`` for a new run).
+
+    A resume removes what writers killed mid-write left (temporary files beside the checkpoints), and when
+    ``last.ckpt`` is missing, cut short or corrupt it continues from the newest readable checkpoint of the run and
+    says so."""
+    layout = RunDir(cfg.run_dir)
+    if layout.path.exists() and not layout.path.is_dir():
+        raise RunDirError(f"run_dir={layout.path} is a file, not a directory: choose another run_dir")
+    existing = next(p for p in (layout.path, *layout.path.resolve().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"run_dir={layout.path} cannot be written ({existing} is not writable): choose another run_dir"
+        )
+    if not cfg.resume:
+        if layout.last.exists():
+            raise RunDirError(
+                f"run_dir={layout.path} already holds a run ({layout.last}); pass resume=true to continue it, "
+                "or choose another run_dir (nothing was overwritten)"
+            )
+        return None, None
+    for folder in (layout.path, layout.checkpoints):
+        for stale in remove_stale_temporaries(folder):
+            warnings.warn(f"removed {stale}, a file left by a write that was cut short", stacklevel=2)
+    candidates = sorted(layout.checkpoints.glob("*.ckpt"), key=lambda p: (p != layout.last, -p.stat().st_mtime))
+    if not candidates:
+        raise RunDirError(f"resume=true but '{layout.last}' does not exist: nothing to resume in run_dir={layout.path}")
+    problems = []
+    for path in candidates:
+        try:
+            ckpt = ckpt_io.read(path)
+        except ckpt_io.CheckpointError as err:
+            if "not a checkpoint this tool trusts" in str(err):
+                raise
+            problems.append(f"{path.name}: {err}")
+            continue
+        if problems:
+            warnings.warn(
+                f"resuming from {path} (step {ckpt.get('global_step', '?')}), the newest readable checkpoint of the "
+                f"run, because {'; '.join(problems)}",
+                stacklevel=2,
+            )
+        return path, ckpt
+    raise ckpt_io.CheckpointError(f"no checkpoint of run_dir={layout.path} can be read ({'; '.join(problems)})")
 
 
 def model_overrides(changes: dict) -> dict:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 SMALL_WORK = 1e10  # parameters x samples per step below which one thread is fastest (measured, see above)
 CPU_SHARE_ENV = "GEN_LIGHTNING_CPU_SHARE"  # the number of CPUs a parallel study gives each of its runs
@@ -79,12 +78,11 @@ def cpu_processes(trainer_cfg) -> int:
 
 
 def apply(cfg, params: int) -> dict:
-    """Set torch's intra-op threads as ``cfg.threads`` chooses; ``{"threads": n, "why": ...}`` for the run's log
-    and summary."""
+    """Set torch's intra-op threads as ``cfg.threads`` chooses (``check``ed here); ``{"threads": n, "why": ...}``
+    for the run's log and summary."""
     global _last_set
     threads, why = choose(cfg.get("threads", "auto"), params, cfg.data, processes=cpu_processes(cfg.trainer))
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     _last_set = threads
-    rank_zero_info(f"torch threads: {threads} ({why})")
     return {"threads": threads, "why": why}

@@ -20,7 +20,8 @@ import yaml
 
 from gen_lightning.files import write_json, write_texts
 from gen_lightning.run import checkpoint as ckpt_io
-from gen_lightning.run.prepare import SavedRun, build_datamodule
+from gen_lightning.run.build import build_datamodule
+from gen_lightning.run.prepare import SavedRun
 from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import StudyIndex
 from gen_lightning.studies.plan import PlannedRun

@@ -6,7 +6,7 @@ study's W&B group and tags. The plan is seed-major (one seed of every run first)
 compares every model.
 
 Every planned run is also checked as ``gen-lightning fit`` checks it before training (the model fits the data and
-the metric protocol, the values are sane: ``run.prepare.check_task``/``check_config``), and the study's evaluation
+the metric protocol, the values are sane: ``run.checks.check``), and the study's evaluation
 variants must name parameters of its model: a run that fails these is known before anything trains, so the study
 refuses to start and names every such run at once (``command.run_study``).
 """
@@ -109,11 +109,12 @@ def trainable(spec: StudySpec, cfg: DictConfig) -> str | None:
     None when neither."""
     from hydra.utils import get_class
 
-    from gen_lightning.run.prepare import check_config, check_task
+    from gen_lightning.run import threads
+    from gen_lightning.run.checks import checked
 
     try:
-        check_task(cfg)
-        check_config(cfg)
+        checked(cfg, here=False)
+        threads.check(cfg.get("threads", "auto"))
         parameters = inspect.signature(get_class(cfg.model._target_)).parameters
     except Exception as err:
         return one_line(err)

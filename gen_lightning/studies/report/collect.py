@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from gen_lightning.callbacks.summary import read_directions
+from gen_lightning.callbacks.directions import read_directions
 from gen_lightning.run_dir import RunDir
 from gen_lightning.studies.index import load_index
 from gen_lightning.studies.report.frontier import CARD_KEYS, FIGURE, pairs, place, temperature_points
