@@ -130,7 +130,7 @@ def worker(args: argparse.Namespace) -> None:
     from gen_lightning.diffusion.module import DDPM
     from gen_lightning.metrics.evaluate import evaluate_module
     from gen_lightning.nn.ema import EMA
-    from gen_lightning.run.prepare import build_datamodule
+    from gen_lightning.run.build import build_datamodule
 
     cfg = compose(["model=ddpm", f"seed={args.seed}", *args.data_override])
     dm = build_datamodule(cfg.data)

@@ -81,7 +81,7 @@ def instrument(timer: PhaseTimer) -> None:
     import lightning as L
     from lightning.pytorch.loops.evaluation_loop import _EvaluationLoop
 
-    from gen_lightning import tracking
+    from gen_lightning import loggers, tracking
     from gen_lightning.callbacks.samples import SampleLogger
     from gen_lightning.callbacks.summary import RunSummary
     from gen_lightning.data.images import ImageDataModule
@@ -90,17 +90,17 @@ def instrument(timer: PhaseTimer) -> None:
     from gen_lightning.metrics.protocol import EvaluationCallback
     from gen_lightning.run import train
 
-    timer.wrap(train, "_fit", "set-up")  # what no inner phase claims: checks, model, callbacks, trainer
+    timer.wrap(train, "fit", "set-up")  # what no inner phase claims: checks, model, callbacks, trainer
     timer.wrap(L.Trainer, "fit", "training steps")  # the loop, less validation and what runs inside it
     for datamodule in (ImageDataModule, TextDataModule):
         timer.wrap(datamodule, "setup", "data")
-    timer.wrap(train, "build_logger", "W&B start")
+    timer.wrap(loggers, "build_loggers", "W&B start")
     timer.wrap(_EvaluationLoop, "run", "validation")
     timer.wrap(EvaluationCallback, "evaluate", "metric evaluations")
     timer.wrap(ImageMetrics, "evaluate", "metric evaluations")  # its own, not the base class's
     timer.wrap(SampleLogger, "on_validation_epoch_end", "sample grids")
     timer.wrap(L.Trainer, "save_checkpoint", "checkpoints")
-    timer.wrap(train, "finish_evaluations", "finish")
+    timer.wrap(RunSummary, "finish_evaluations", "finish")
     timer.wrap(RunSummary, "write", "finish")
     timer.wrap(tracking, "finish", "finish")
 

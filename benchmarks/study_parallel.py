@@ -141,15 +141,16 @@ def step_times(overrides: list[str], threads: int, steps: int) -> dict:
     """Median seconds per training step (after 5 warm-up steps) of the configured model, in this process."""
     import lightning as L
     import torch
+    from hydra.utils import get_class
 
     from gen_lightning.config import compose
-    from gen_lightning.run import prepare
+    from gen_lightning.run.build import build_datamodule, build_model
     from gen_lightning.run.threads import work_per_step
 
     torch.set_num_threads(threads)
     cfg = compose([*overrides, "logger=none", "metrics=none", "run_dir=/tmp/unused"])
-    datamodule = prepare.build_datamodule(cfg.data)
-    model = prepare.build("model", cfg.model, **prepare.model_arguments(cfg.model, datamodule, None))
+    datamodule = build_datamodule(cfg.data)
+    model = build_model(cfg.model, get_class(cfg.model._target_), datamodule)
     stamps: list[float] = []
 
     class Clock(L.Callback):

@@ -35,7 +35,7 @@ class StepWandbLogger(WandbLogger):
     """``WandbLogger`` that passes ``step=`` to ``wandb.log``, so resumed offline segments keep their steps, and
     keeps each validation metric's best and last value in the run summary (the W&B comparison of a study).
 
-    ``metric_directions`` (``callbacks.summary.metric_directions``): ``"min"`` or ``"max"`` per ranked metric;
+    ``metric_directions`` (``callbacks.directions.metric_directions``): ``"min"`` or ``"max"`` per ranked metric;
     the others (diagnostics) keep only their last value."""
 
     def __init__(self, *args, metric_directions: Mapping[str, str] | None = None, **kwargs) -> None:

@@ -18,10 +18,10 @@ from hydra.utils import get_class, instantiate
 
 from gen_lightning.callbacks import ExactResume
 from gen_lightning.callbacks.directions import metric_directions
-from gen_lightning.config import compose, config_dir, protocols_for
+from gen_lightning.config import compose, config_dir
 from gen_lightning.nn.image_model import LABEL_RULES, ImageModel
 from gen_lightning.run import checkpoint as ckpt_io
-from gen_lightning.tasks import task_of
+from gen_lightning.tasks import protocols_for, task_of
 
 MODELS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 # The conditional family of the tests (tests/toy_family), plugged in by search path alone.

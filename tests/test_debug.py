@@ -12,9 +12,9 @@ from conftest import preset, tiny_overrides
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from gen_lightning.config import compose, config_dir, data_for
+from gen_lightning.config import compose, config_dir
 from gen_lightning.run import train
-from gen_lightning.tasks import task_of
+from gen_lightning.tasks import data_for, task_of
 
 TOY_CONF = Path(__file__).parent / "toy_family" / "conf"
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gen_lightning.callbacks.summary import RunSummary, metric_directions, read_directions
+from gen_lightning.callbacks.directions import metric_directions, read_directions
+from gen_lightning.callbacks.summary import RunSummary
 from gen_lightning.metrics.callback import ImageMetrics
 from gen_lightning.transformer.bert import BERT
 from gen_lightning.vae.module import VAE

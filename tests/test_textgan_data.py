@@ -128,7 +128,8 @@ def test_language_models_train_on_sentences_and_the_protocol_scores_them(model, 
 def test_texygen_protocol_by_name_and_bad_protocol_values():
     from hydra.utils import instantiate
 
-    from gen_lightning.config import compose, protocols_for
+    from gen_lightning.config import compose
+    from gen_lightning.tasks import protocols_for
 
     cfg = compose(["model=lstm", "data=sentences", "metrics=sentences_texygen"])
     protocol = instantiate(cfg.metrics)  # the published table's: every reference, as many hypotheses

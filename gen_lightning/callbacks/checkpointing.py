@@ -61,7 +61,7 @@ class LastCheckpoint(L.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         # Before the metric protocols' final evaluation (they come later in the callback list): a run killed
-        # during that evaluation resumes from its final weights and only evaluates (train.finish_evaluations).
+        # during that evaluation resumes from its final weights and only evaluates (RunSummary.finish_evaluations).
         trainer.save_checkpoint(self.path, weights_only=False)
 
 

@@ -1,5 +1,7 @@
-"""The life of a run: prepared once (``prepare``: checks, resume, data module, model, lock), trained (``train.fit``),
-its checkpoints read safely (``checkpoint``) and only as declared classes (``declared``), what a resume may change
-(``resume_policy``), the weights it may start from (``init_from``), the data it read (``fingerprint``). The layout of
-a run directory (``gen_lightning/run_dir.py``) and the file writers (``gen_lightning/files.py``) sit below it, for
-the callbacks and loggers too."""
+"""The life of a run. ``prepare`` owns everything before training, as steps each in its own module and each taken
+once: what a resume continues from (``resume_policy``), the config's checks (``checks``), the weights a run may start
+from (``init_from``), the data module and model (``build``), torch's threads (``threads``), the data it read
+(``fingerprint``); then the run directory is locked and laid out. ``train.fit`` trains the prepared run with its
+callbacks, loggers and trainer (``trainer``). Checkpoints are read safely (``checkpoint``) and only as declared
+classes (``declared``). The layout of a run directory (``gen_lightning/run_dir.py``) and the file writers
+(``gen_lightning/files.py``) sit below it, for the callbacks and loggers too."""
