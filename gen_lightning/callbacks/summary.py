@@ -97,14 +97,12 @@ class RunSummary(L.Callback):
             out["error"] = error
         return out
 
-    def finish_evaluations(self, trainer, model, callbacks) -> None:
-        """Record the metric protocols' final evaluation; run it if training ended without one (a run resumed from
-        a checkpoint of its last step ends without ``on_train_end``, so a run killed during its final evaluation
-        would otherwise never get one)."""
-        from gen_lightning.metrics.protocol import EvaluationCallback
-
-        for cb in callbacks:
-            if not isinstance(cb, EvaluationCallback) or not cb.accepts(model):
+    def finish_evaluations(self, trainer, model, protocols) -> None:
+        """Record the final evaluation of the run's metric ``protocols`` (metrics/protocol.py); run it if training
+        ended without one (a run resumed from a checkpoint of its last step ends without ``on_train_end``, so a run
+        killed during its final evaluation would otherwise never get one)."""
+        for cb in protocols:
+            if not cb.accepts(model):
                 continue
             if cb.last_result is None or cb.last_result["protocol"].get("global_step") != trainer.global_step:
                 model.to(trainer.strategy.root_device)

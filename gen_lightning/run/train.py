@@ -26,6 +26,7 @@ from gen_lightning.callbacks.checkpointing import LastCheckpoint, RunInterrupted
 from gen_lightning.callbacks.directions import metric_directions
 from gen_lightning.callbacks.overrides import OptimizerOverrides
 from gen_lightning.config import instantiating
+from gen_lightning.metrics.protocol import EvaluationCallback
 from gen_lightning.run import prepare
 from gen_lightning.run.trainer import build_trainer
 
@@ -127,7 +128,7 @@ def _fit(run: prepare.Run) -> dict:
         raise interrupted from err
     if trainer.interrupted:
         return summary.summary(trainer, "interrupted")
-    summary.finish_evaluations(trainer, model, callbacks)
+    summary.finish_evaluations(trainer, model, [cb for cb in callbacks if isinstance(cb, EvaluationCallback)])
     # ModelCheckpoint skips its end-of-training save when a periodic one already wrote last.ckpt, which can leave
     # last.ckpt some steps behind the final weights.
     trainer.save_checkpoint(layout.last, weights_only=False)
