@@ -68,8 +68,8 @@ class Crash(L.Callback):
 def crash_run(monkeypatch, key: str, at: int) -> None:
     original = train.build_callbacks
 
-    def build(cfg, run_dir, model):
-        callbacks = original(cfg, run_dir, model)
+    def build(cfg, run_dir, *rest):
+        callbacks = original(cfg, run_dir, *rest)
         return [Crash(at), *callbacks] if Path(run_dir).name == key else callbacks
 
     monkeypatch.setattr(train, "build_callbacks", build)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -105,8 +105,9 @@ def _fit(run: prepare.Run) -> dict:
         # Read when cuBLAS starts, so it must be set before the first one (DDP children inherit it).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if rank_zero_only.rank == 0:
-        for line in [*run.speed_options, f"torch threads: {run.threads['threads']} ({run.threads['why']})"]:
+        for line in run.speed_options:
             log.info(line)
+    rank_zero_info(f"torch threads: {run.threads['threads']} ({run.threads['why']})")  # chosen by prepare
     summary = next(cb for cb in callbacks if isinstance(cb, RunSummary))
     summary.extra |= {"threads": run.threads, "num_params": run.num_params}
     stop = next(cb for cb in callbacks if isinstance(cb, StopOnSignal))
