@@ -37,3 +37,28 @@ def test_a_finished_run_leaves_no_lock_and_a_lock_of_a_finished_holder_is_not_ke
     assert run_dirs._same_file(run_dirs._held[str(other.resolve())], other / ".lock")
     run_dirs.release(other)
     assert not (other / ".lock").exists()
+
+
+def test_a_run_directory_that_cannot_be_laid_out_is_refused_and_its_lock_released(tmp_path, monkeypatch):
+    """prepare locks the run directory, then lays it out (config.yaml, data_fingerprint.json): a full disk there
+    is the error, the lock is released (no .lock kept, the next attempt takes it), and no half-written file stays."""
+    import errno
+
+    import pytest
+
+    from gen_lightning import files
+    from gen_lightning import run_dir as run_dirs
+    from gen_lightning.run import prepare
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    run = tmp_path / "run"
+    cfg = compose(tiny_overrides(run, "trainer.max_steps=2"))
+    monkeypatch.setattr(files, "write_json", full)
+    with pytest.raises(OSError, match="No space left"):
+        prepare.prepare(cfg)
+    assert not (run / ".lock").exists() and str(run.resolve()) not in run_dirs._held
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # written whole before the fingerprint failed
+    monkeypatch.undo()
+    assert train.fit(cfg)["status"] == "completed"
