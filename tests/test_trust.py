@@ -127,8 +127,8 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_one(finished, 
     real_save = torch.save
 
     def disk_full(obj, f, *args, **kwargs):
-        if str(f).endswith(".tmp"):
-            Path(f).write_bytes(b"x" * 1000)  # half a file, then no space left
+        if str(getattr(f, "name", f)).endswith(".tmp"):
+            f.write(b"x" * 1000)  # half a file, then no space left
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
