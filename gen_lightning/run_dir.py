@@ -236,10 +236,7 @@ def lock(run_dir: str | Path) -> None:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise RunDirLocked(
-                f"run_dir={run_dir} is in use by another gen-lightning process (pid {holder}); wait for it to "
-                "finish or stop it, or choose another run_dir (nothing was written)"
-            ) from None
+            raise _in_use(run_dir, holder) from None
         if _same_file(fd, path / ".lock"):
             break
         # The holder we waited behind removed the file when it finished (``release``): this lock is on a file no
@@ -248,6 +245,22 @@ def lock(run_dir: str | Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[str(path)] = fd
+
+
+def _in_use(run_dir: str | Path, holder: str) -> RunDirLocked:
+    return RunDirLocked(
+        f"run_dir={run_dir} is in use by another gen-lightning process (pid {holder}); wait for it to finish or "
+        "stop it, or choose another run_dir (nothing was written)"
+    )
+
+
+def check_unlocked(run_dir: str | Path) -> None:
+    """Refuse a run directory another live process holds (``lock``) before anything in it is read or tidied: a
+    resume's reading of a checkpoint being replaced, its removal of a live writer's temporary files. Nothing is
+    created; the lock itself is taken later, with the run's first write."""
+    if is_locked(run_dir):
+        holder = (Path(run_dir) / ".lock").read_text(errors="replace").strip() or "unknown"
+        raise _in_use(run_dir, holder)
 
 
 def _same_file(fd: int, path: Path) -> bool:

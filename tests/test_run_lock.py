@@ -62,3 +62,30 @@ def test_a_run_directory_that_cannot_be_laid_out_is_refused_and_its_lock_release
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # written whole before the fingerprint failed
     monkeypatch.undo()
     assert train.fit(cfg)["status"] == "completed"
+
+
+def test_a_resume_of_a_run_another_process_holds_is_refused_before_it_reads_or_tidies_anything(tmp_path):
+    """A resume while the run still trains elsewhere: refused with the holder named, before its checkpoint is read
+    or its temporary files (a checkpoint being written) are removed as stale; the same resume works once it ended."""
+    import fcntl
+    import os
+
+    import pytest
+
+    from gen_lightning.run_dir import RunDirLocked
+
+    run = tmp_path / "run"
+    train.fit(compose(tiny_overrides(run, "trainer.max_steps=2")))
+    writing = run / "checkpoints" / "last.ckpt.4242.tmp"  # the live writer's next checkpoint, half written
+    writing.write_bytes(b"half")
+    holder = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)  # another open file: flock sees another holder
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(holder, b"4242\n")
+    try:
+        with pytest.raises(RunDirLocked, match=r"in use by another gen-lightning process \(pid 4242\)"):
+            train.fit(compose(tiny_overrides(run, "resume=true", "trainer.max_steps=4")))
+        assert writing.read_bytes() == b"half"
+    finally:
+        os.close(holder)  # the holder ends: the kernel releases its lock
+    train.fit(compose(tiny_overrides(run, "resume=true", "trainer.max_steps=4")))
+    assert not writing.exists()  # now a dead writer's leftover: removed

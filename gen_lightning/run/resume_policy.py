@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gen_lightning.files import remove_stale_temporaries
 from gen_lightning.run import checkpoint as ckpt_io
 from gen_lightning.run import declared
-from gen_lightning.run_dir import RunDir, RunDirError
+from gen_lightning.run_dir import RunDir, RunDirError, check_unlocked
 
 GROUPS = ("model", "data", "trainer", "logger", "metrics", "experiment", "debug", "hparams_search")
 EXACT = (
@@ -168,7 +169,8 @@ def checkpoint_to_resume(cfg: DictConfig) -> tuple[Path | None, dict | None]:
     """Check ``run_dir`` against ``resume`` and return the checkpoint to resume from and its content, read once
     (``(None, None)`` for a new run).
 
-    A resume removes what writers killed mid-write left (temporary files beside the checkpoints), and when
+    A run directory another live process holds is refused first (``run_dir.check_unlocked``). A resume removes
+    what writers killed mid-write left (temporary files beside the checkpoints), and when
     ``last.ckpt`` is missing, cut short or corrupt it continues from the newest readable checkpoint of the run and
     says so."""
     layout = RunDir(cfg.run_dir)
@@ -186,6 +188,8 @@ def checkpoint_to_resume(cfg: DictConfig) -> tuple[Path | None, dict | None]:
                 "or choose another run_dir (nothing was overwritten)"
             )
         return None, None
+    if rank_zero_only.rank == 0:  # the other ranks of a DDP run start under their rank 0's lock
+        check_unlocked(layout.path)  # a live writer's checkpoints and temporary files are its own
     for folder in (layout.path, layout.checkpoints):
         for stale in remove_stale_temporaries(folder):
             warnings.warn(f"removed {stale}, a file left by a write that was cut short", stacklevel=2)
