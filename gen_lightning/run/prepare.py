@@ -4,8 +4,8 @@
 before a file is written:
 
 1. the resume decided (``resume_policy``): the config the run continues with, what its command line may change,
-   the checkpoint to continue from, read once;
-2. the config checked (``checks``): task, values, monitored metric, hardware, loggers, threads;
+   the checkpoint to continue from, read once (a run directory another live process holds is refused first);
+2. the config checked (``checks``): task, values, monitored metric, hardware, loggers;
 3. the host's speed options chosen (``nn/host.py``), everything seeded;
 4. the pre-trained weights of ``init_from`` read (``init_from``), the data module and the model built (``build``),
    then given the weights: checked against the resumed checkpoint, or loaded from ``init_from``;
