@@ -87,8 +87,8 @@ def check_search(config: DictConfig) -> None:
 
     name = OmegaConf.select(config, "hparams_search.name", default="?")
     try:
-        checked(config, here=False)
-        threads.check(config.get("threads", "auto"))  # the monitored metric computed at every validation included
+        checked(config, here=False)  # the monitored metric computed at every validation included
+        threads.check(config.get("threads", "auto"))
     except ValueError as err:
         raise SystemExit(f"gen-lightning fit: the search {name} cannot run, no trial was started: {err}") from None
 

@@ -6,7 +6,7 @@ study's W&B group and tags. The plan is seed-major (one seed of every run first)
 compares every model.
 
 Every planned run is also checked as ``gen-lightning fit`` checks it before training (the model fits the data and
-the metric protocol, the values are sane: ``run.checks.check``), and the study's evaluation
+the metric protocol, the values are sane: ``run.checks.checked``, ``threads.check``), and the study's evaluation
 variants must name parameters of its model: a run that fails these is known before anything trains, so the study
 refuses to start and names every such run at once (``command.run_study``).
 """
