@@ -82,10 +82,23 @@ def write_json(path: str | Path, data: dict) -> Path:
 
 
 def save_torch(obj: object, path: str | Path) -> Path:
-    """``torch.save`` through a temporary file beside ``path``."""
+    """``torch.save`` through a temporary file beside ``path`` (``torch_save``)."""
+    return write_with(path, lambda tmp: torch_save(obj, tmp))
+
+
+def torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` to ``path`` whose failed write is its ``OSError`` (a full disk, a file-size limit: one line
+    for the user). Given a path, torch's own writer drops the errno and raises "unexpected pos"; through a Python
+    file the ``OSError`` is that error's context, raised here as itself."""
     import torch
 
-    return write_with(path, lambda tmp: torch.save(obj, tmp))
+    with open(path, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
 
 
 def append_jsonl(path: str | Path, entry: dict) -> None:

@@ -222,16 +222,17 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_pa
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
     # The kernel released the dead process's lock: a resume takes it over and continues (a few steps past where
     # the killed run stopped, however far a loaded machine let it get).
-    done = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    def steps_done() -> int:
+        return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+
+    done = steps_done()
     more = f"trainer.max_steps={done + 10}"
     again = subprocess.run([*CMD, "fit", *tiny_overrides(run_dir, "resume=true", more)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (
-        torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
-        == done + 10
-    )
+    assert steps_done() == done + 10
 
 
 @pytest.mark.slow  # a fresh process under a file-size limit

@@ -30,7 +30,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gen_lightning.callbacks.validation import validation_follows
-from gen_lightning.files import replacing
+from gen_lightning.files import replacing, torch_save
 from gen_lightning.run_dir import RunDir
 
 
@@ -41,15 +41,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         with replacing(path) as tmp:
-            with open(tmp, "wb") as f:
-                try:
-                    torch.save(checkpoint, f)
-                except RuntimeError as err:
-                    # Through a Python file, the failed write's OSError (a full disk, a file-size limit) is the
-                    # context of torch's "unexpected pos" error; raised as itself, it gets its one-line message.
-                    if isinstance(err.__context__, OSError):
-                        raise err.__context__ from None
-                    raise
+            torch_save(checkpoint, tmp)  # a full disk is its OSError, one line
             torch.load(tmp, map_location="cpu", weights_only=True, mmap=True)  # the archive is whole: readable
 
 
